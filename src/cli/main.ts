@@ -1,0 +1,191 @@
+// fuse-kfunc: the command line of the project (kernel workbench, VM runner, tests).
+import { join } from 'node:path';
+import { repoRoot, cacheDir } from '../util/paths.ts';
+import { parseArgs, numberFlag, UsageError, type Parsed } from './args.ts';
+import { prepare, exportSeries, worktreeStatus } from '../kernel/worktree.ts';
+import { build, currentArtifacts, currentKey, artifactsIn } from '../kernel/build.ts';
+import { checkTarball, readBase } from '../kernel/base.ts';
+import { runVm } from '../vm/qemu.ts';
+import { chooseAccel } from '../vm/accel.ts';
+import { runAll, runVmSuites } from '../testing/suite.ts';
+import { cachePaths } from '../util/paths.ts';
+
+const HELP: Record<string, string> = {
+  main: `fuse-kfunc — a BPF hook on fuse_simple_request plus bpf_vfs_* kfuncs, and its SDK
+
+Usage: fuse-kfunc <command> [options]
+
+Commands:
+  kernel prepare|build|export|status   the patched Linux 6.12 work tree and its build
+  vm run [options] -- CMD...           boot the built kernel and run CMD in it
+  vm shell                             an interactive shell in the guest
+  selftest                             build and run the kernel selftests in the VM
+  test [--unit|--vm]                   everything npm test runs (unit, guest, selftests)
+
+Environment:
+  FUSE_KFUNC_CACHE   cache dir for the kernel tree and builds (default ~/.cache/fuse-kfunc)
+  FUSE_KFUNC_ACCEL   tcg or kvm (default: probe KVM once per build, else TCG)
+
+Run \`fuse-kfunc <command> --help\` for details.`,
+  kernel: `Usage: fuse-kfunc kernel <prepare|build|export|status> [options]
+
+  prepare [--force]   extract the base (kernel-patch/BASE) into a git work tree at
+                      $FUSE_KFUNC_CACHE/linux, commit it (tag fuse-kfunc-base) and apply
+                      kernel-patch/series with git am. Refuses to discard unexported work
+                      unless --force.
+  build [--force] [-jN]
+                      build bzImage + vmlinux, libbpf, bpftool, vmlinux.h and the series'
+                      selftests. Cached by hash of (base, series, config fragment); with
+                      unexported changes in the work tree, builds those (incrementally).
+  export              write the work tree's commits to kernel-patch/ (format-patch, stable
+                      names, the cover letter's subject and text kept) and rewrite series.
+  status              base version, work-tree state (unexported commits, edits), build cache.`,
+  vm: `Usage: fuse-kfunc vm run [options] -- CMD [ARGS...]
+       fuse-kfunc vm shell [options]
+
+Boots the last built kernel (or --kernel) under QEMU with the host's / shared read-only
+over 9p, tmpfs on /tmp /run /var/tmp /root, proc, sys, dev, bpffs, tracefs, and this repo
+read-write at its own path. CMD's stdout/stderr stream here; its exit code is ours.
+A timeout exits 124, a kernel oops/panic/WARN/BUG 125, a failed boot 126, each with the
+last console lines.
+
+Options:
+  --kernel PATH     bzImage to boot (default: the current build; builds if none)
+  --timeout SEC     stop the guest after SEC seconds (default 900)
+  --mem MB          guest memory (default 2048)
+  --cpus N          guest CPUs (default 2)
+  --accel tcg|kvm   override the KVM probe
+  --cwd DIR         guest working directory (default: the current directory)
+  --console         print the whole kernel console afterwards`,
+  selftest: `Usage: fuse-kfunc selftest
+
+Builds the kernel (cached) with the series' selftests
+(tools/testing/selftests/filesystems/fuse_bpf) and runs them in one VM boot, printing
+their TAP lines and a "N passed, N failed" summary.`,
+  test: `Usage: fuse-kfunc test [--unit] [--vm]
+
+Runs the host unit tests (ava), builds or reuses the kernel, then boots it once to run the
+guest suite (ava in the guest) and the kernel selftests. The last line is
+"N passed, N failed" over all of them. --unit runs only host tests, --vm only the VM part.`,
+};
+
+function help(topic: string): void {
+  process.stdout.write((HELP[topic] ?? HELP.main) + '\n');
+}
+
+async function kernelCmd(p: Parsed): Promise<number> {
+  const repo = repoRoot();
+  const sub = p.positional[1];
+  if (p.flags.has('help') || !sub) { help('kernel'); return sub ? 0 : 2; }
+  switch (sub) {
+    case 'prepare': await prepare(repo, { force: p.flags.has('force') }); return 0;
+    case 'build': {
+      const a = await build(repo, { force: p.flags.has('force'), jobs: numberFlag(p, 'jobs') });
+      process.stdout.write(`${a.release}\n  bzImage   ${a.bzImage}\n  vmlinux   ${a.vmlinux}\n  vmlinux.h ${a.vmlinuxH}\n` +
+        `  libbpf    ${a.libbpfLib} (headers ${a.libbpfInclude})\n  bpftool   ${a.bpftool}\n` +
+        `  selftests ${a.selftests ?? '(none in this series)'}\n`);
+      return 0;
+    }
+    case 'export': {
+      const r = exportSeries(repo);
+      process.stdout.write(`exported ${r.written.length} file(s) to kernel-patch/` +
+        `${r.removed.length ? `; removed ${r.removed.join(', ')}` : ''}\n`);
+      for (const w of r.written) process.stdout.write(`  ${w}\n`);
+      return 0;
+    }
+    case 'status': return kernelStatus(repo);
+    default: throw new UsageError(`unknown kernel command "${sub}" (prepare, build, export, status)`);
+  }
+}
+
+function kernelStatus(repo: string): number {
+  const base = readBase(repo);
+  const check = checkTarball(base);
+  process.stdout.write(`base:      ${check.message}\n`);
+  const st = worktreeStatus(repo);
+  process.stdout.write(`cache:     ${cacheDir()}\n`);
+  if (!st.exists) {
+    process.stdout.write(`work tree: none (run \`fuse-kfunc kernel prepare\`)\n`);
+  } else {
+    process.stdout.write(`work tree: ${st.path}\n`);
+    if (st.seriesChanged && !st.dirty) process.stdout.write('           kernel-patch/ changed since prepare: `kernel prepare` (or build) re-applies it\n');
+    if (st.seriesChanged && st.dirty) process.stdout.write('           kernel-patch/ ALSO changed since prepare: export would overwrite it; compare first\n');
+    if (st.unexportedCommits.length) {
+      process.stdout.write(`           ${st.unexportedCommits.length} commit(s) not exported (\`fuse-kfunc kernel export\`):\n`);
+      for (const c of st.unexportedCommits) process.stdout.write(`             ${c}\n`);
+    }
+    if (st.uncommitted.length) {
+      process.stdout.write(`           ${st.uncommitted.length} uncommitted edit(s) (commit them, then export):\n`);
+      for (const u of st.uncommitted.slice(0, 20)) process.stdout.write(`             ${u}\n`);
+    }
+    if (!st.dirty) process.stdout.write('           in sync with kernel-patch/ (nothing to export)\n');
+  }
+  if (check.found) {
+    const { key } = currentKey(repo);
+    const a = artifactsIn(join(cachePaths().builds, key));
+    process.stdout.write(`build:     ${a ? `${key} built (${a.release})` : `${key} not built yet (\`fuse-kfunc kernel build\`)`}\n`);
+  }
+  return 0;
+}
+
+async function vmCmd(p: Parsed): Promise<number> {
+  const sub = p.positional[1];
+  if (p.flags.has('help') || !sub) { help('vm'); return sub ? 0 : 2; }
+  const repo = repoRoot();
+  if (sub !== 'run' && sub !== 'shell') throw new UsageError(`unknown vm command "${sub}" (run, shell)`);
+  if (sub === 'run' && p.rest.length === 0) throw new UsageError('vm run needs a command after `--`, e.g. `fuse-kfunc vm run -- uname -r`');
+  let kernel = p.flags.get('kernel');
+  let stateDir = cacheDir();
+  if (typeof kernel !== 'string') {
+    const a = currentArtifacts() ?? await build(repo);
+    kernel = a.bzImage;
+    stateDir = a.dir;
+  }
+  const accelFlag = p.flags.get('accel');
+  if (accelFlag !== undefined && accelFlag !== 'tcg' && accelFlag !== 'kvm') throw new UsageError('--accel is tcg or kvm');
+  const accel = (accelFlag as 'tcg' | 'kvm' | undefined) ?? await chooseAccel(kernel, repo, stateDir);
+  const cwd = typeof p.flags.get('cwd') === 'string' ? p.flags.get('cwd') as string : process.cwd();
+  const r = await runVm({
+    kernel, repo, accel, cwd, command: sub === 'shell' ? ['true'] : p.rest, interactive: sub === 'shell',
+    timeoutSec: numberFlag(p, 'timeout'), memMB: numberFlag(p, 'mem'), cpus: numberFlag(p, 'cpus'),
+  });
+  if (p.flags.has('console')) process.stderr.write(r.console);
+  if (r.failure) process.stderr.write(`fuse-kfunc vm: ${r.message}\n`);
+  return r.exitCode;
+}
+
+async function selftestCmd(p: Parsed): Promise<number> {
+  if (p.flags.has('help')) { help('selftest'); return 0; }
+  const repo = repoRoot();
+  const a = await build(repo);
+  if (!a.selftests) process.stderr.write('note: this series has no kernel selftests yet; running the guest suite only\n');
+  const results = await runVmSuites(repo, a);
+  const passed = results.reduce((n, r) => n + r.passed, 0);
+  const failed = results.reduce((n, r) => n + r.failed, 0);
+  process.stdout.write(`${passed} passed, ${failed} failed\n`);
+  return failed ? 1 : 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const p = parseArgs(argv, ['kernel', 'timeout', 'mem', 'cpus', 'accel', 'cwd', 'jobs']);
+  const cmd = p.positional[0];
+  if (!cmd) { help('main'); return p.flags.has('help') ? 0 : 2; }
+  switch (cmd) {
+    case 'help': help(p.positional[1] ?? 'main'); return 0;
+    case 'kernel': return kernelCmd(p);
+    case 'vm': return vmCmd(p);
+    case 'selftest': return selftestCmd(p);
+    case 'test':
+      if (p.flags.has('help')) { help('test'); return 0; }
+      return runAll(repoRoot(), { unit: !p.flags.has('vm') || p.flags.has('unit'), vm: !p.flags.has('unit') || p.flags.has('vm') });
+    default: throw new UsageError(`unknown command "${cmd}"; see \`fuse-kfunc --help\``);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (e: Error) => {
+    process.stderr.write(`fuse-kfunc: ${e.name === 'UsageError' ? 'usage: ' : ''}${e.message}\n`);
+    process.exitCode = e.name === 'UsageError' ? 2 : 1;
+  },
+);

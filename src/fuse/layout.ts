@@ -1,0 +1,129 @@
+// Declarative C struct layouts: one table per struct gives size, offsets and both
+// directions of conversion, so a size mistake shows up in exactly one place (and in the
+// unit test that compares every size with the header).
+
+export type Scalar = 'u8' | 'u16' | 'u32' | 'i32' | 'u64' | 'i64';
+export type FieldSpec =
+  | readonly [name: string, type: Scalar]
+  | readonly [name: string, type: 'pad', bytes: number]
+  | readonly [name: string, type: StructDef<any>];
+
+type FieldValue<F> = F extends readonly [string, infer T]
+  ? T extends 'u64' | 'i64'
+    ? bigint
+    : T extends Scalar
+      ? number
+      : T extends StructDef<infer S>
+        ? Decoded<S>
+        : never
+  : never;
+
+/** The JS object a struct decodes to: 64-bit fields are bigints, the rest numbers. */
+export type Decoded<S extends readonly FieldSpec[]> = {
+  [F in S[number] as F extends readonly [infer N extends string, Scalar | StructDef<any>] ? N : never]: FieldValue<F>;
+};
+
+/** What encode accepts: any subset of fields; numbers are accepted for 64-bit fields too. */
+export type Encodable<S extends readonly FieldSpec[]> = {
+  [K in keyof Decoded<S>]?: Decoded<S>[K] extends bigint ? bigint | number : Decoded<S>[K] extends number ? number : Encodable<any>;
+};
+
+export interface StructDef<S extends readonly FieldSpec[]> {
+  readonly name: string;
+  readonly size: number;
+  readonly align: number;
+  readonly fields: ReadonlyArray<{ name: string; type: Scalar | 'pad' | StructDef<any>; offset: number; bytes: number }>;
+  /** Only for typing: never set. */
+  readonly _spec?: S;
+}
+
+const SCALAR_SIZE: Record<Scalar, number> = { u8: 1, u16: 2, u32: 4, i32: 4, u64: 8, i64: 8 };
+
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+export function struct<const S extends readonly FieldSpec[]>(name: string, spec: S): StructDef<S> {
+  let off = 0;
+  let align = 1;
+  const fields: { name: string; type: Scalar | 'pad' | StructDef<any>; offset: number; bytes: number }[] = [];
+  for (const f of spec) {
+    const type = f[1];
+    let bytes: number;
+    let a: number;
+    if (type === 'pad') {
+      bytes = (f as readonly [string, 'pad', number])[2];
+      a = 1;
+    } else if (typeof type === 'string') {
+      bytes = SCALAR_SIZE[type];
+      a = bytes;
+    } else {
+      bytes = type.size;
+      a = type.align;
+    }
+    off = alignUp(off, a);
+    fields.push({ name: f[0], type, offset: off, bytes });
+    off += bytes;
+    align = Math.max(align, a);
+  }
+  return { name, size: alignUp(off, align), align, fields };
+}
+
+export function alignUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+export function decodeStruct<S extends readonly FieldSpec[]>(def: StructDef<S>, buf: Buffer, at = 0): Decoded<S> {
+  if (buf.length - at < def.size) {
+    throw new ProtocolError(`truncated ${def.name}: need ${def.size} bytes at offset ${at}, have ${Math.max(0, buf.length - at)}`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const f of def.fields) {
+    const o = at + f.offset;
+    switch (f.type) {
+      case 'pad': break;
+      case 'u8': out[f.name] = buf.readUInt8(o); break;
+      case 'u16': out[f.name] = buf.readUInt16LE(o); break;
+      case 'u32': out[f.name] = buf.readUInt32LE(o); break;
+      case 'i32': out[f.name] = buf.readInt32LE(o); break;
+      case 'u64': out[f.name] = buf.readBigUInt64LE(o); break;
+      case 'i64': out[f.name] = buf.readBigInt64LE(o); break;
+      default: out[f.name] = decodeStruct(f.type, buf, o);
+    }
+  }
+  return out as Decoded<S>;
+}
+
+/** Writes into `buf` at `at` (zeroing unset fields) and returns `buf`. */
+export function encodeStructInto<S extends readonly FieldSpec[]>(def: StructDef<S>, v: Encodable<S>, buf: Buffer, at = 0): Buffer {
+  buf.fill(0, at, at + def.size);
+  const vals = v as Record<string, unknown>;
+  for (const f of def.fields) {
+    const x = vals[f.name];
+    if (x === undefined || f.type === 'pad') continue;
+    const o = at + f.offset;
+    switch (f.type) {
+      case 'u8': buf.writeUInt8(Number(x), o); break;
+      case 'u16': buf.writeUInt16LE(Number(x), o); break;
+      case 'u32': buf.writeUInt32LE(Number(x) >>> 0, o); break;
+      case 'i32': buf.writeInt32LE(Number(x), o); break;
+      case 'u64': buf.writeBigUInt64LE(BigInt.asUintN(64, BigInt(x as number | bigint)), o); break;
+      case 'i64': buf.writeBigInt64LE(BigInt.asIntN(64, BigInt(x as number | bigint)), o); break;
+      default: encodeStructInto(f.type, x as Encodable<any>, buf, o);
+    }
+  }
+  return buf;
+}
+
+export function encodeStruct<S extends readonly FieldSpec[]>(def: StructDef<S>, v: Encodable<S>): Buffer {
+  return encodeStructInto(def, v, Buffer.alloc(def.size));
+}
+
+export function offsetOf(def: StructDef<any>, field: string): number {
+  const f = def.fields.find((x) => x.name === field);
+  if (!f) throw new Error(`${def.name} has no field ${field}`);
+  return f.offset;
+}

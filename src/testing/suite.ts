@@ -1,0 +1,137 @@
+// `npm test`: host unit tests, then one VM boot running the guest suite and the kernel
+// selftests; every TAP result counts toward the last line, "N passed, N failed".
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import { build, type Artifacts } from '../kernel/build.ts';
+import { cacheDir } from '../util/paths.ts';
+import { runVm } from '../vm/qemu.ts';
+import { chooseAccel } from '../vm/accel.ts';
+import { countTap, verdict } from './tap.ts';
+import { buildFixtures } from './fixtures.ts';
+
+export interface SuiteResult { suite: string; passed: number; failed: number; notes: string[] }
+
+const AVA = (repo: string) => join(repo, 'node_modules', 'ava', 'entrypoints', 'cli.mjs');
+
+async function runAvaOnHost(repo: string, pattern: string): Promise<SuiteResult> {
+  let text = '';
+  const code: number = await new Promise((res) => {
+    const child = spawn(process.execPath, [AVA(repo), '--tap', pattern], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
+    child.stdout.on('data', (b) => { text += b; process.stdout.write(b); });
+    child.on('close', (c) => res(c ?? 1));
+  });
+  return fromTap('unit', text, code);
+}
+
+function fromTap(suite: string, text: string, code: number): SuiteResult {
+  const c = countTap(text);
+  const v = verdict(c);
+  const notes = c.failures.map((f) => `${suite}: ${f}`);
+  if (c.missing) notes.push(`${suite}: ${c.missing} planned result(s) never arrived`);
+  if (code !== 0 && v.failed === 0) {
+    v.failed = 1;
+    notes.push(`${suite}: runner exited ${code} without a failing result (crash?)`);
+  }
+  return { suite, ...v, notes };
+}
+
+/** The guest side of the run: sections delimited by markers the host splits on. */
+export function guestScript(repo: string, a: Artifacts, fixtures: string): string[] {
+  const lines = [
+    'set +e',
+    `cd ${repo}`,
+    'echo "### section guest"',
+    `${process.execPath} ${AVA(repo)} --tap --timeout=10m 'test/guest/**/*.test.ts'`,
+    'echo "### end guest rc=$?"',
+  ];
+  if (a.selftests) {
+    lines.push('echo "### section selftests"', `cd ${a.selftests} && ./fuse_bpf_test`, 'echo "### end selftests rc=$?"');
+  }
+  void fixtures;
+  return ['sh', '-c', lines.join('\n')];
+}
+
+export function splitSections(text: string): Map<string, { body: string; rc?: number }> {
+  const out = new Map<string, { body: string; rc?: number }>();
+  let cur: { name: string; lines: string[] } | undefined;
+  for (const line of text.split('\n')) {
+    const open = /^### section (\w+)$/.exec(line);
+    const close = /^### end (\w+) rc=(\d+)$/.exec(line);
+    if (open) {
+      cur = { name: open[1], lines: [] };
+      out.set(cur.name, { body: '' });
+    } else if (close && cur && close[1] === cur.name) {
+      out.set(cur.name, { body: cur.lines.join('\n'), rc: Number(close[2]) });
+      cur = undefined;
+    } else if (cur) {
+      cur.lines.push(line);
+    }
+  }
+  // A section cut short (the VM died) keeps what it printed, with no exit status.
+  if (cur) out.set(cur.name, { body: cur.lines.join('\n') });
+  return out;
+}
+
+export async function runVmSuites(repo: string, a: Artifacts, opts: { timeoutSec?: number } = {}): Promise<SuiteResult[]> {
+  const cache = cacheDir();
+  const fixtures = await buildFixtures(repo, a, cache);
+  const accel = await chooseAccel(a.bzImage, repo, a.dir);
+  let text = '';
+  const tee = new PassThrough();
+  tee.on('data', (b) => { text += b.toString(); process.stdout.write(b); });
+  process.stderr.write(`==> booting ${a.release} (${accel}) for the guest suite${a.selftests ? ' and kernel selftests' : ''}\n`);
+  const r = await runVm({
+    kernel: a.bzImage, repo, accel, command: guestScript(repo, a, fixtures), stdout: tee,
+    timeoutSec: opts.timeoutSec ?? 2400, memMB: 3072,
+    env: { FUSE_KFUNC_FIXTURES: fixtures, FUSE_KFUNC_BUILD: a.dir, CI: process.env.CI ?? '' },
+  });
+  const sections = splitSections(text.replace(/\r/g, ''));
+  const results: SuiteResult[] = [];
+  const expected = ['guest', ...(a.selftests ? ['selftests'] : [])];
+  for (const name of expected) {
+    const s = sections.get(name);
+    if (!s) { results.push({ suite: name, passed: 0, failed: 1, notes: [`${name}: never ran (the VM stopped first)`] }); continue; }
+    results.push(fromTap(name, s.body, s.rc ?? 1));
+  }
+  if (r.failure) {
+    process.stderr.write(`vm: ${r.message}\n`);
+    results.push({ suite: 'vm', passed: 0, failed: 1, notes: [`vm: ${r.failure}: ${r.message?.split('\n')[0]}`] });
+  }
+  return results;
+}
+
+export async function runAll(repo: string, opts: { unit?: boolean; vm?: boolean } = {}): Promise<number> {
+  const results: SuiteResult[] = [];
+  if (opts.unit !== false) {
+    process.stderr.write('==> host unit tests\n');
+    results.push(await runAvaOnHost(repo, 'test/unit/**/*.test.ts'));
+  }
+  if (opts.vm !== false) {
+    let a: Artifacts | undefined;
+    try {
+      a = await build(repo);
+    } catch (e) {
+      process.stderr.write(`kernel build failed: ${(e as Error).message}\n`);
+      results.push({ suite: 'kernel-build', passed: 0, failed: 1, notes: ['kernel build failed (see above)'] });
+    }
+    if (a) {
+      try {
+        results.push(...await runVmSuites(repo, a));
+      } catch (e) {
+        process.stderr.write(`guest run failed: ${(e as Error).message}\n`);
+        results.push({ suite: 'vm', passed: 0, failed: 1, notes: [(e as Error).message.split('\n')[0]] });
+      }
+    }
+  }
+  const passed = results.reduce((n, r) => n + r.passed, 0);
+  const failed = results.reduce((n, r) => n + r.failed, 0);
+  process.stdout.write('\n');
+  for (const r of results) process.stdout.write(`${r.suite.padEnd(13)} ${r.passed} passed, ${r.failed} failed\n`);
+  for (const n of results.flatMap((r) => r.notes)) process.stdout.write(`  - ${n}\n`);
+  process.stdout.write(`${passed} passed, ${failed} failed\n`);
+  return failed === 0 && passed > 0 ? 0 : 1;
+}
+
+export const hasSelftests = (a: Artifacts) => Boolean(a.selftests && existsSync(a.selftests));

@@ -1,0 +1,51 @@
+#!/bin/sh
+# PID 1 of the fuse-kfunc guest. The root is the host's / over 9p, read-only; this
+# script gives the guest the writable and virtual filesystems a normal userspace needs,
+# runs the job the host prepared, records its exit status and powers off.
+# Why a shell script: it runs from the host's own /bin/sh, so the guest needs no image.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root LANG=C.UTF-8
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm 2>/dev/null
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+for d in /tmp /run /var/tmp /root /var/lib /var/cache /var/log; do
+	mount -t tmpfs -o mode=1777 tmpfs "$d" 2>/dev/null
+done
+chmod 700 /root
+mount -t bpf bpf /sys/fs/bpf
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+hostname fuse-kfunc-vm
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null
+
+# The job directory: a read-write 9p share holding cmd (the script to run), env and
+# where rc is written back. The repo is shared read-write at its host path too.
+mkdir -p /run/job
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 job /run/job
+. /run/job/env
+if [ -n "$REPO" ]; then
+	mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none repo "$REPO"
+fi
+
+out=/dev/ttyS1
+err=/dev/ttyS2
+stty -F $out raw -echo 2>/dev/null
+stty -F $err raw -echo 2>/dev/null
+echo "fuse-kfunc-guest: running job" > /dev/kmsg
+cd "${JOB_CWD:-/}"
+if [ -n "$INTERACTIVE" ]; then
+	setsid sh -c 'exec /bin/bash -i </dev/ttyS1 >/dev/ttyS1 2>&1' || true
+	rc=$?
+else
+	/bin/sh /run/job/cmd </dev/null >$out 2>$err
+	rc=$?
+fi
+echo "$rc" > /run/job/rc
+sync
+echo "fuse-kfunc-guest: job exited $rc" > /dev/kmsg
+echo o > /proc/sysrq-trigger
+sleep 10

@@ -1,0 +1,139 @@
+// Boot the built kernel in QEMU with the host's root over 9p and run one command.
+// The job goes in through a 9p share; the command's stdout/stderr come back on two
+// serial ports (the kernel console has the first one to itself, logged to a file).
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConsole, tail, type ConsoleReport } from './console.ts';
+
+export interface VmOptions {
+  kernel: string;              // bzImage
+  command: string[];           // argv run in the guest by /bin/sh
+  repo: string;                // shared read-write at the same path
+  cwd?: string;                // guest working dir (default: repo)
+  env?: Record<string, string>;
+  timeoutSec?: number;
+  memMB?: number;
+  cpus?: number;
+  accel?: 'tcg' | 'kvm';
+  interactive?: boolean;       // a shell on the terminal instead of a command
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+  extraAppend?: string;
+  icount?: boolean;            // guest time follows executed instructions (benchmarks)
+}
+
+export interface VmResult {
+  exitCode: number;            // the command's, or the runner's code for a VM failure
+  failure?: 'timeout' | 'kernel' | 'boot' | 'no-exit';
+  message?: string;
+  console: string;
+  report: ConsoleReport;
+  seconds: number;
+}
+
+export const EXIT_TIMEOUT = 124;
+export const EXIT_KERNEL = 125;
+export const EXIT_BOOT = 126;
+
+export const shellQuote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+function listen(path: string, sink: NodeJS.WritableStream | undefined): Promise<Server> {
+  return new Promise((res, rej) => {
+    const srv = createServer((sock: Socket) => {
+      sock.on('data', (b) => sink?.write(b));
+      sock.on('error', () => {});
+    });
+    srv.on('error', rej);
+    srv.listen(path, () => res(srv));
+  });
+}
+
+export function qemuArgs(o: VmOptions, job: string, sockets: { out: string; err: string }): string[] {
+  const accel = o.accel ?? 'tcg';
+  const append = [
+    'console=ttyS0', 'root=hostroot', 'rootfstype=9p',
+    'rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose', 'ro',
+    `init=${join(o.repo, 'src/vm/guest-init.sh')}`, 'panic=-1', 'oops=panic', 'quiet', 'loglevel=4',
+    'tsc=reliable', 'no_timer_check',
+    o.extraAppend ?? '',
+  ].filter(Boolean).join(' ');
+  const args = [
+    '-nodefaults', '-display', 'none', '-no-reboot',
+    '-machine', 'q35', '-m', String(o.memMB ?? 2048), '-smp', String(o.cpus ?? 2),
+    '-kernel', o.kernel, '-append', append,
+    '-fsdev', 'local,id=root,path=/,security_model=none,readonly=on',
+    '-device', 'virtio-9p-pci,fsdev=root,mount_tag=hostroot',
+    '-fsdev', `local,id=job,path=${job},security_model=none`,
+    '-device', 'virtio-9p-pci,fsdev=job,mount_tag=job',
+    '-fsdev', `local,id=repo,path=${o.repo},security_model=none`,
+    '-device', 'virtio-9p-pci,fsdev=repo,mount_tag=repo',
+    '-device', 'virtio-rng-pci',
+    '-serial', `file:${join(job, 'console.log')}`,
+  ];
+  if (o.interactive) {
+    args.push('-chardev', 'stdio,id=tty,signal=off', '-serial', 'chardev:tty');
+  } else {
+    args.push('-chardev', `socket,id=out,path=${sockets.out}`, '-serial', 'chardev:out');
+  }
+  args.push('-chardev', `socket,id=err,path=${sockets.err}`, '-serial', 'chardev:err');
+  if (accel === 'kvm') args.push('-accel', 'kvm', '-cpu', 'host');
+  else args.push('-accel', 'tcg,thread=multi', '-cpu', 'max');
+  if (o.icount) args.push('-icount', 'shift=0,sleep=off');
+  return args;
+}
+
+export async function runVm(o: VmOptions): Promise<VmResult> {
+  if (!existsSync(o.kernel)) throw new Error(`kernel image ${o.kernel} not found: run \`fuse-kfunc kernel build\``);
+  const t0 = Date.now();
+  const job = mkdtempSync(join(tmpdir(), 'fuse-kfunc-vm-'));
+  const sockets = { out: join(job, 'out.sock'), err: join(job, 'err.sock') };
+  const cwd = o.cwd ?? o.repo;
+  const env: Record<string, string> = { REPO: o.repo, JOB_CWD: cwd, ...(o.interactive ? { INTERACTIVE: '1' } : {}), ...(o.env ?? {}) };
+  writeFileSync(join(job, 'env'), Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`).join(''));
+  writeFileSync(join(job, 'cmd'), o.command.map(shellQuote).join(' ') + '\n');
+
+  const servers = [
+    ...(o.interactive ? [] : [await listen(sockets.out, o.stdout ?? process.stdout)]),
+    await listen(sockets.err, o.stderr ?? process.stderr),
+  ];
+  const child = spawn('qemu-system-x86_64', qemuArgs(o, job, sockets), {
+    stdio: o.interactive ? 'inherit' : ['ignore', 'ignore', 'pipe'],
+  });
+  let qemuErr = '';
+  child.stderr?.on('data', (b) => { qemuErr += b.toString(); });
+  let timedOut = false;
+  const timeoutSec = o.timeoutSec ?? 900;
+  const timer = o.interactive ? undefined : setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutSec * 1000);
+  const code: number | null = await new Promise((res, rej) => {
+    child.on('error', (e) => rej(new Error(`cannot start qemu-system-x86_64 (${e.message}): apt-get install qemu-system-x86`)));
+    child.on('close', (c) => res(c));
+  });
+  if (timer) clearTimeout(timer);
+  await new Promise((r) => setTimeout(r, 50)); // let the sockets drain
+  for (const s of servers) s.close();
+
+  const consoleText = existsSync(join(job, 'console.log')) ? readFileSync(join(job, 'console.log'), 'utf8') : '';
+  const report = parseConsole(consoleText);
+  const rcFile = join(job, 'rc');
+  const rc = existsSync(rcFile) ? Number(readFileSync(rcFile, 'utf8').trim()) : undefined;
+  rmSync(job, { recursive: true, force: true });
+  const seconds = (Date.now() - t0) / 1000;
+  const res: VmResult = { exitCode: rc ?? EXIT_BOOT, console: consoleText, report, seconds };
+  const shown = () => `\n--- last console lines ---\n${tail(consoleText, 40).join('\n')}\n---`;
+  const serious = report.problems.filter((p) => p.kind !== 'boot');
+  if (timedOut) {
+    Object.assign(res, { exitCode: EXIT_TIMEOUT, failure: 'timeout', message: `guest command timed out after ${timeoutSec}s (stopped)${shown()}` });
+  } else if (serious.length) {
+    Object.assign(res, { exitCode: EXIT_KERNEL, failure: 'kernel',
+      message: `the guest kernel reported ${serious.map((p) => p.kind).join(', ')}: ${serious[0].line}${shown()}` });
+  } else if (!report.booted) {
+    Object.assign(res, { exitCode: EXIT_BOOT, failure: 'boot',
+      message: `the guest did not boot (qemu exit ${code})${qemuErr ? `\nqemu: ${qemuErr.trim()}` : ''}${shown()}` });
+  } else if (rc === undefined) {
+    Object.assign(res, { exitCode: EXIT_KERNEL, failure: 'no-exit', message: `the guest stopped before the command finished${shown()}` });
+  }
+  return res;
+}
