@@ -41,7 +41,7 @@ export function readBase(repo: string): BaseSpec {
 
 /** Kernel version from a top-level Makefile's VERSION/PATCHLEVEL/SUBLEVEL lines. */
 export function makefileVersion(makefile: string): string {
-  const get = (k: string) => new RegExp(`^${k}\\s*=\\s*(\\S*)`, 'm').exec(makefile)?.[1] ?? '';
+  const get = (k: string) => new RegExp(`^${k}[ \\t]*=[ \\t]*(\\S*)`, 'm').exec(makefile)?.[1] ?? '';
   const v = `${get('VERSION')}.${get('PATCHLEVEL')}.${get('SUBLEVEL')}`;
   const extra = get('EXTRAVERSION');
   if (!/^\d+\.\d+\.\d+$/.test(v)) throw new Error('not a kernel Makefile (no VERSION/PATCHLEVEL/SUBLEVEL)');

@@ -59,8 +59,9 @@ export function worktreeStatus(repo: string, cache?: string): WorktreeStatus {
   st.seriesChanged = m.seriesHash !== seriesHash(readSeries(repo));
   const log = git(wt, 'log', '--format=%h %s', `${m.applied}..HEAD`);
   st.unexportedCommits = log ? log.split('\n') : [];
-  const porcelain = git(wt, 'status', '--porcelain', '--untracked-files=normal');
-  st.uncommitted = porcelain ? porcelain.split('\n') : [];
+  // Not through git(): its trim would eat the leading status column.
+  const porcelain = capture('git', ['-C', wt, 'status', '--porcelain', '--untracked-files=normal']);
+  st.uncommitted = porcelain.split('\n').filter(Boolean);
   st.dirty = st.unexportedCommits.length > 0 || st.uncommitted.length > 0;
   return st;
 }

@@ -56,7 +56,7 @@ export function qemuArgs(o: VmOptions, job: string, sockets: { out: string; err:
   const append = [
     'console=ttyS0', 'root=hostroot', 'rootfstype=9p',
     'rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose', 'ro',
-    `init=${join(o.repo, 'src/vm/guest-init.sh')}`, 'panic=-1', 'oops=panic', 'quiet', 'loglevel=4',
+    `init=${join(o.repo, 'src/vm/guest-init.sh')}`, 'panic=-1', 'oops=panic', 'loglevel=5',
     'tsc=reliable', 'no_timer_check',
     o.extraAppend ?? '',
   ].filter(Boolean).join(' ');
@@ -64,7 +64,7 @@ export function qemuArgs(o: VmOptions, job: string, sockets: { out: string; err:
     '-nodefaults', '-display', 'none', '-no-reboot',
     '-machine', 'q35', '-m', String(o.memMB ?? 2048), '-smp', String(o.cpus ?? 2),
     '-kernel', o.kernel, '-append', append,
-    '-fsdev', 'local,id=root,path=/,security_model=none,readonly=on',
+    '-fsdev', 'local,id=root,path=/,security_model=none,readonly=on,multidevs=remap',
     '-device', 'virtio-9p-pci,fsdev=root,mount_tag=hostroot',
     '-fsdev', `local,id=job,path=${job},security_model=none`,
     '-device', 'virtio-9p-pci,fsdev=job,mount_tag=job',

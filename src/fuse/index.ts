@@ -1,0 +1,120 @@
+// Public entry: mount a passthrough FUSE filesystem served by this process.
+import { FuseDevice } from './dev.ts';
+import { InitFlag } from './protocol.ts';
+import { Session, type Negotiated } from './session.ts';
+import { PASSTHROUGH_FS_FLAGS, createPassthroughFs } from './passthrough-fs.ts';
+
+export { FuseDevice } from './dev.ts';
+export { Session, NO_REPLY, type Negotiated, type Handler } from './session.ts';
+export * as protocol from './protocol.ts';
+
+export interface MountFuseOptions {
+  /** Directory whose contents the mount mirrors. */
+  backing: string;
+  mountpoint: string;
+  /** Hand regular files to the kernel (FOPEN_PASSTHROUGH); needs root and kernel ≥ 6.9. */
+  passthrough?: boolean;
+  debug?: boolean;
+  /** Seconds the kernel caches names/attributes (default 1). */
+  timeout?: number;
+  /** Max request payload in 4 KiB pages (default 256 = 1 MiB writes). */
+  maxPages?: number;
+  /** Concurrent blocking reads on /dev/fuse (default 2). */
+  readers?: number;
+  /** Unmount on SIGINT/SIGTERM, then re-raise the signal (default true). */
+  handleSignals?: boolean;
+  /** How long to wait for the kernel's INIT (default 30 s: TCG guests are slow). */
+  initTimeoutMs?: number;
+}
+
+export interface FuseHandle {
+  readonly mountpoint: string;
+  readonly negotiated: Negotiated;
+  /** Requests received, by opcode name (e.g. { LOOKUP: 3, GETATTR: 5 }). */
+  stats(): Record<string, number>;
+  /** Live nodeids and open handles, for leak checks. */
+  tables(): { nodes: number; handles: number };
+  /** Unmounts (without blocking the event loop) and resolves once the server stopped. */
+  close(): Promise<void>;
+  /** Resolves with the reason when the connection ends for any reason (incl. external umount). */
+  readonly closed: Promise<string>;
+}
+
+export async function mountFuse(opts: MountFuseOptions): Promise<FuseHandle> {
+  const maxPages = opts.maxPages ?? 256;
+  const dev = FuseDevice.mount({
+    mountpoint: opts.mountpoint,
+    source: opts.backing,
+    readBufferSize: Session.readBufferSize(maxPages),
+    readers: opts.readers ?? 2,
+  });
+  const session = new Session(dev, {
+    maxPages,
+    wantFlags: PASSTHROUGH_FS_FLAGS | (opts.passthrough ? InitFlag.PASSTHROUGH : 0n),
+    requirePassthrough: !!opts.passthrough,
+    debug: opts.debug,
+  });
+  let fsys;
+  try {
+    fsys = await createPassthroughFs(session, dev, opts.backing, {
+      passthrough: !!opts.passthrough,
+      entryTimeout: opts.timeout ?? 1,
+      attrTimeout: opts.timeout ?? 1,
+    });
+  } catch (e) {
+    await dev.dispose();
+    throw e;
+  }
+  dev.start(session.receive);
+
+  const closed = dev.ended.then(async (why) => {
+    session.failInit(new Error(`FUSE connection ended before INIT: ${why}`));
+    await fsys.dispose();
+    removeSignals();
+    return why;
+  });
+
+  const onSignal = (sig: NodeJS.Signals) => {
+    removeSignals();
+    void dev.unmount().then(() => {
+      // Our handler replaced the default action; restore it if nobody else listens.
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    });
+  };
+  const removeSignals = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  if (opts.handleSignals !== false) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+
+  let negotiated: Negotiated;
+  const initTimeout = opts.initTimeoutMs ?? 30_000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    negotiated = await Promise.race([
+      session.initDone,
+      new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`no FUSE INIT within ${initTimeout} ms`)), initTimeout))),
+    ]);
+  } catch (e) {
+    await dev.unmount();
+    await closed;
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+
+  return {
+    mountpoint: opts.mountpoint,
+    negotiated,
+    stats: () => Object.fromEntries(session.counts),
+    tables: () => ({ nodes: fsys.ctx.nodes.size, handles: fsys.ctx.handles.size }),
+    close: async () => {
+      await dev.unmount();
+      await closed;
+    },
+    closed,
+  };
+}

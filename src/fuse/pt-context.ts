@@ -1,0 +1,153 @@
+// State shared by the passthrough filesystem's op groups: backing root, nodeid table,
+// open handles, and the helpers every op needs.
+import fsp, { type FileHandle } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import type { FuseDevice } from './dev.ts';
+import { NodeTable, type Node } from './nodes.ts';
+import { encodeEntryOut, encodeAttrOut, type Request } from './protocol.ts';
+import { Errno, type Session } from './session.ts';
+import { statKey, toAttr } from './attr.ts';
+import * as libc from './libc.ts';
+
+export interface FileHandleEntry {
+  kind: 'file';
+  fh: FileHandle;
+  node: Node;
+  passthrough: boolean;
+}
+
+export interface DirHandleEntry {
+  kind: 'dir';
+  node: Node;
+  /** Snapshot taken at offset 0, so offsets stay stable while the directory changes. */
+  names: string[] | null;
+}
+
+export interface PassthroughOptions {
+  passthrough: boolean;
+  /** Seconds the kernel may cache names and attributes. */
+  entryTimeout: number;
+  attrTimeout: number;
+}
+
+export class PtContext {
+  readonly nodes: NodeTable;
+  readonly handles = new Map<number, FileHandleEntry | DirHandleEntry>();
+  private nextFh = 1;
+  private readonly umask: number;
+  readonly isRoot = (process.getuid?.() ?? 1) === 0;
+
+  constructor(
+    readonly root: string,
+    rootStat: BigIntStats,
+    readonly session: Session,
+    readonly dev: FuseDevice,
+    readonly opts: PassthroughOptions,
+  ) {
+    this.nodes = new NodeTable(statKey(rootStat));
+    this.umask = process.umask();
+  }
+
+  abs(rel: string): string {
+    return rel === '' ? this.root : `${this.root}/${rel}`;
+  }
+
+  /** Path of a node, absolute. */
+  nodePath(id: number): string {
+    return this.abs(this.nodes.path(id));
+  }
+
+  child(parentId: number, name: string): { rel: string; abs: string } {
+    if (name === '' || name === '.' || name === '..' || name.includes('/')) throw new Errno('EINVAL', `bad name ${JSON.stringify(name)}`);
+    const p = this.nodes.path(parentId);
+    const rel = p === '' ? name : `${p}/${name}`;
+    return { rel, abs: this.abs(rel) };
+  }
+
+  lstat(abs: string): Promise<BigIntStats> {
+    return fsp.lstat(abs, { bigint: true });
+  }
+
+  /** Builds an entry reply and takes the kernel reference it implies. */
+  entryFor(rel: string, st: BigIntStats): Buffer {
+    return this.entryNode(rel, st).entry;
+  }
+
+  entryNode(rel: string, st: BigIntStats): { entry: Buffer; node: Node } {
+    const node = this.nodes.remember(statKey(st), rel);
+    return { entry: encodeEntryOut({ nodeid: node.id, entryValid: this.opts.entryTimeout, attrValid: this.opts.attrTimeout, attr: toAttr(st) }), node };
+  }
+
+  attrOut(st: BigIntStats): Buffer {
+    return encodeAttrOut(this.opts.attrTimeout, toAttr(st));
+  }
+
+  addHandle(h: FileHandleEntry | DirHandleEntry): number {
+    const id = this.nextFh++;
+    this.handles.set(id, h);
+    h.node.openCount++;
+    return id;
+  }
+
+  file(fh: bigint): FileHandleEntry {
+    const h = this.handles.get(Number(fh));
+    if (!h || h.kind !== 'file') throw new Errno('EBADF', `no open file handle ${fh}`);
+    return h;
+  }
+
+  dir(fh: bigint): DirHandleEntry {
+    const h = this.handles.get(Number(fh));
+    if (!h || h.kind !== 'dir') throw new Errno('EBADF', `no open directory handle ${fh}`);
+    return h;
+  }
+
+  dropHandle(fh: bigint): FileHandleEntry | DirHandleEntry | undefined {
+    const h = this.handles.get(Number(fh));
+    if (!h) return undefined;
+    this.handles.delete(Number(fh));
+    h.node.openCount--;
+    this.nodes.maybeDrop(h.node);
+    return h;
+  }
+
+  /**
+   * New files are created with the server's umask still applied; the kernel has already
+   * applied the caller's (no FUSE_DONT_MASK), so restore the exact mode it asked for and,
+   * as root, the caller's ownership.
+   */
+  async fixNew(abs: string, mode: number | null, req: Request, isSymlink = false): Promise<void> {
+    if (mode !== null && !isSymlink && (mode & 0o7777 & this.umask) !== 0) await fsp.chmod(abs, mode & 0o7777);
+    if (this.isRoot && (req.header.uid !== 0 || req.header.gid !== 0)) {
+      await fsp.lchown(abs, req.header.uid, req.header.gid);
+    }
+  }
+
+  /** Passthrough: one backing id per inode, registered on first open, dropped on last close. */
+  backingFor(node: Node, fd: number): number {
+    if (node.backing) {
+      node.backing.refs++;
+      return node.backing.id;
+    }
+    const id = this.dev.backingOpen(fd);
+    node.backing = { id, refs: 1 };
+    return id;
+  }
+
+  releaseBacking(node: Node): void {
+    const b = node.backing;
+    if (!b) return;
+    if (--b.refs > 0) return;
+    node.backing = undefined;
+    try {
+      this.dev.backingClose(b.id);
+    } catch (e) {
+      if ((e as libc.SysError).code !== 'ENODEV') throw e; // connection already gone
+    }
+  }
+
+  async closeAll(): Promise<void> {
+    const all = [...this.handles.values()];
+    this.handles.clear();
+    await Promise.allSettled(all.map((h) => (h.kind === 'file' ? h.fh.close() : undefined)));
+  }
+}

@@ -1,0 +1,93 @@
+// Passthrough: directory handles and listings. A listing is a snapshot of names taken at
+// offset 0; entry i carries off=i+1, so a later READDIR resumes exactly where the kernel
+// stopped even if the directory changed in between.
+import fsp from 'node:fs/promises';
+import { constants as fsc, type BigIntStats } from 'node:fs';
+import {
+  FSYNC_IN, FUSE_FSYNC_FDATASYNC, OPEN_IN, OPEN_OUT, Op, READ_IN, RELEASE_IN, direntSize, direntplusSize,
+  encodeDirentInto, encodeDirentplusInto, encodeStruct, type Request,
+} from './protocol.ts';
+import type { Session } from './session.ts';
+import type { PtContext } from './pt-context.ts';
+import type { BodyReader } from './protocol.ts';
+import { dtype, statKey, toAttr } from './attr.ts';
+
+export function registerDirOps(s: Session, c: PtContext): void {
+  s.on(Op.OPENDIR, async (req, b) => {
+    b.struct(OPEN_IN);
+    const path = c.nodePath(req.nodeid);
+    const st = await c.lstat(path);
+    if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    const id = c.addHandle({ kind: 'dir', node: c.nodes.get(req.nodeid), names: null });
+    return encodeStruct(OPEN_OUT, { fh: id, open_flags: 0, backing_id: 0 });
+  });
+
+  const list = async (req: Request, b: BodyReader, plus: boolean) => {
+    const a = b.struct(READ_IN);
+    const h = c.dir(a.fh);
+    const start = Number(a.offset);
+    const dirRel = c.nodes.path(h.node.id);
+    if (start === 0 || h.names === null) h.names = ['.', '..', ...(await fsp.readdir(c.abs(dirRel)))];
+    const names = h.names;
+
+    // Pick the window that fits first, so we stat only what we send.
+    const sizeOf = plus ? direntplusSize : direntSize;
+    let end = start;
+    for (let used = 0; end < names.length; end++) {
+      used += sizeOf(Buffer.byteLength(names[end]!));
+      if (used > a.size) break;
+    }
+    const rels = names.slice(start, end).map((n) => (n === '.' ? dirRel : n === '..' ? parentOf(dirRel) : dirRel === '' ? n : `${dirRel}/${n}`));
+    const stats = await Promise.all(rels.map((r) => c.lstat(c.abs(r)).catch(() => null)));
+
+    const out = Buffer.alloc(a.size);
+    let at = 0;
+    for (let i = 0; i < rels.length; i++) {
+      const st: BigIntStats | null = stats[i]!;
+      if (!st) continue; // removed since the snapshot: leave it out, offsets stay valid
+      const name = names[start + i]!;
+      const d = { ino: st.ino, off: start + i + 1, type: dtype(st.mode), name };
+      if (!plus) {
+        const next = encodeDirentInto(out, at, d);
+        if (next < 0) break;
+        at = next;
+        continue;
+      }
+      // "." and ".." get nodeid 0: the kernel ignores their entry and takes no reference.
+      const isDot = name === '.' || name === '..';
+      const entry = isDot ? null : { nodeid: 0, entryValid: c.opts.entryTimeout, attrValid: c.opts.attrTimeout, attr: toAttr(st) };
+      const next = encodeDirentplusInto(out, at, entry, d);
+      if (next < 0) break;
+      if (entry) {
+        // Reference taken only for entries that made it into the reply.
+        const node = c.nodes.remember(statKey(st), rels[i]!);
+        out.writeBigUInt64LE(BigInt(node.id), at);
+      }
+      at = next;
+    }
+    return out.subarray(0, at);
+  };
+
+  s.on(Op.READDIR, (req, b) => list(req, b, false));
+  s.on(Op.READDIRPLUS, (req, b) => list(req, b, true));
+
+  s.on(Op.RELEASEDIR, (_req, b) => {
+    c.dropHandle(b.struct(RELEASE_IN).fh);
+  });
+
+  s.on(Op.FSYNCDIR, async (req, b) => {
+    const a = b.struct(FSYNC_IN);
+    c.dir(a.fh);
+    const fh = await fsp.open(c.nodePath(req.nodeid), fsc.O_RDONLY | fsc.O_DIRECTORY);
+    try {
+      await (a.fsync_flags & FUSE_FSYNC_FDATASYNC ? fh.datasync() : fh.sync());
+    } finally {
+      await fh.close();
+    }
+  });
+}
+
+function parentOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? '' : rel.slice(0, i);
+}

@@ -1,0 +1,183 @@
+// Passthrough: names, attributes and xattrs. Every op maps to the same syscall on the
+// backing path of the node; errors travel back unchanged as errno.
+import fsp from 'node:fs/promises';
+import * as libc from './libc.ts';
+import {
+  ACCESS_IN, BATCH_FORGET_IN, FAttr, FORGET_IN, FORGET_ONE, FUSE_GETATTR_FH, GETATTR_IN, GETXATTR_IN,
+  GETXATTR_OUT, InitFlag, LINK_IN, MKDIR_IN, MKNOD_IN, Op, RENAME2_IN, RENAME_IN, SETATTR_IN,
+  SETXATTR_IN, SETXATTR_IN_COMPAT, STATFS_OUT, decodeStruct, encodeStruct,
+} from './protocol.ts';
+import { NO_REPLY, type Session } from './session.ts';
+import { toKstatfs } from './attr.ts';
+import type { PtContext } from './pt-context.ts';
+
+export function registerNamespaceOps(s: Session, c: PtContext): void {
+  s.on(Op.LOOKUP, async (req, b) => {
+    const { rel, abs } = c.child(req.nodeid, b.cstring());
+    return c.entryFor(rel, await c.lstat(abs));
+  });
+
+  s.on(Op.FORGET, (req, b) => {
+    c.nodes.forget(req.nodeid, Number(b.struct(FORGET_IN).nlookup));
+    return NO_REPLY;
+  });
+
+  s.on(Op.BATCH_FORGET, (_req, b) => {
+    const { count } = b.struct(BATCH_FORGET_IN);
+    const list = b.bytes(count * FORGET_ONE.size);
+    for (let i = 0; i < count; i++) {
+      const f = decodeStruct(FORGET_ONE, list, i * FORGET_ONE.size);
+      c.nodes.forget(Number(f.nodeid), Number(f.nlookup));
+    }
+    return NO_REPLY;
+  });
+
+  s.on(Op.GETATTR, async (req, b) => {
+    const a = b.struct(GETATTR_IN);
+    const h = a.getattr_flags & FUSE_GETATTR_FH ? c.handles.get(Number(a.fh)) : undefined;
+    // fstat through the handle still works after the last name was unlinked.
+    const st = h?.kind === 'file' ? await h.fh.stat({ bigint: true }) : await c.lstat(c.nodePath(req.nodeid));
+    return c.attrOut(st);
+  });
+
+  s.on(Op.SETATTR, async (req, b) => {
+    const a = b.struct(SETATTR_IN);
+    const h = a.valid & FAttr.FH ? c.handles.get(Number(a.fh)) : undefined;
+    const fh = h?.kind === 'file' ? h.fh : undefined;
+    const node = c.nodes.get(req.nodeid);
+    const abs = node.paths.length ? c.abs(node.paths[0]!) : null;
+    if (!fh && !abs) throw Object.assign(new Error('no name and no handle'), { code: 'ENOENT' });
+    if (a.valid & FAttr.MODE) await (fh ? fh.chmod(a.mode & 0o7777) : fsp.chmod(abs!, a.mode & 0o7777));
+    if (a.valid & (FAttr.UID | FAttr.GID)) {
+      const uid = a.valid & FAttr.UID ? a.uid : -1;
+      const gid = a.valid & FAttr.GID ? a.gid : -1;
+      await (fh ? fh.chown(uid, gid) : fsp.lchown(abs!, uid, gid));
+    }
+    if (a.valid & FAttr.SIZE) await (fh ? fh.truncate(Number(a.size)) : fsp.truncate(abs!, Number(a.size)));
+    if (a.valid & (FAttr.ATIME | FAttr.MTIME)) {
+      const at: libc.TimeSpec = !(a.valid & FAttr.ATIME) ? 'omit' : a.valid & FAttr.ATIME_NOW ? 'now' : { sec: a.atime, nsec: a.atimensec };
+      const mt: libc.TimeSpec = !(a.valid & FAttr.MTIME) ? 'omit' : a.valid & FAttr.MTIME_NOW ? 'now' : { sec: a.mtime, nsec: a.mtimensec };
+      if (abs) libc.utimensat(abs, at, mt);
+      else {
+        // Unlinked but open: node's futimes takes seconds, so nanoseconds are rounded.
+        const cur = await fh!.stat();
+        const secs = (t: libc.TimeSpec, old: Date) =>
+          t === 'now' ? Date.now() / 1000 : t === 'omit' ? old.getTime() / 1000 : Number(t.sec) + t.nsec / 1e9;
+        await fh!.utimes(secs(at, cur.atime), secs(mt, cur.mtime));
+      }
+    }
+    return c.attrOut(fh ? await fh.stat({ bigint: true }) : await c.lstat(abs!));
+  });
+
+  s.on(Op.READLINK, async (req) => fsp.readlink(c.nodePath(req.nodeid), { encoding: 'buffer' }));
+
+  s.on(Op.SYMLINK, async (req, b) => {
+    const name = b.cstring();
+    const target = b.cstringBytes();
+    const { rel, abs } = c.child(req.nodeid, name);
+    await fsp.symlink(target, abs);
+    await c.fixNew(abs, null, req, true);
+    return c.entryFor(rel, await c.lstat(abs));
+  });
+
+  s.on(Op.MKNOD, async (req, b) => {
+    const a = b.struct(MKNOD_IN);
+    const { rel, abs } = c.child(req.nodeid, b.cstring());
+    libc.mknod(abs, a.mode, a.rdev);
+    await c.fixNew(abs, a.mode, req);
+    return c.entryFor(rel, await c.lstat(abs));
+  });
+
+  s.on(Op.MKDIR, async (req, b) => {
+    const a = b.struct(MKDIR_IN);
+    const { rel, abs } = c.child(req.nodeid, b.cstring());
+    await fsp.mkdir(abs, { mode: a.mode & 0o7777 });
+    await c.fixNew(abs, a.mode, req);
+    return c.entryFor(rel, await c.lstat(abs));
+  });
+
+  s.on(Op.UNLINK, async (req, b) => {
+    const { rel, abs } = c.child(req.nodeid, b.cstring());
+    await fsp.unlink(abs);
+    c.nodes.removePath(rel);
+  });
+
+  s.on(Op.RMDIR, async (req, b) => {
+    const { rel, abs } = c.child(req.nodeid, b.cstring());
+    await fsp.rmdir(abs);
+    c.nodes.removePath(rel);
+  });
+
+  const rename = async (parent: number, newdir: number, oldName: string, newName: string, flags: number) => {
+    const from = c.child(parent, oldName);
+    const to = c.child(newdir, newName);
+    if (flags === 0) await fsp.rename(from.abs, to.abs);
+    else libc.renameat2(from.abs, to.abs, flags);
+    if (flags & libc.RENAME_EXCHANGE) {
+      c.nodes.exchangePaths(from.rel, to.rel);
+    } else {
+      c.nodes.removePath(to.rel);
+      c.nodes.renamePath(from.rel, to.rel);
+    }
+  };
+
+  s.on(Op.RENAME, async (req, b) => {
+    const a = b.struct(RENAME_IN);
+    const oldName = b.cstring();
+    await rename(req.nodeid, Number(a.newdir), oldName, b.cstring(), 0);
+  });
+
+  s.on(Op.RENAME2, async (req, b) => {
+    const a = b.struct(RENAME2_IN);
+    const oldName = b.cstring();
+    await rename(req.nodeid, Number(a.newdir), oldName, b.cstring(), a.flags);
+  });
+
+  s.on(Op.LINK, async (req, b) => {
+    const a = b.struct(LINK_IN);
+    const { rel, abs } = c.child(req.nodeid, b.cstring());
+    await fsp.link(c.nodePath(Number(a.oldnodeid)), abs);
+    return c.entryFor(rel, await c.lstat(abs));
+  });
+
+  s.on(Op.STATFS, async (req) => {
+    const st = await fsp.statfs(c.nodes.get(req.nodeid).paths.length ? c.nodePath(req.nodeid) : c.root, { bigint: true });
+    return encodeStruct(STATFS_OUT, { st: toKstatfs(st) });
+  });
+
+  s.on(Op.ACCESS, async (req, b) => {
+    await fsp.access(c.nodePath(req.nodeid), b.struct(ACCESS_IN).mask);
+  });
+
+  // ---- extended attributes ----
+
+  s.on(Op.SETXATTR, (req, b) => {
+    const ext = ((s.negotiated?.flags ?? 0n) & InitFlag.SETXATTR_EXT) !== 0n;
+    const a = ext ? b.struct(SETXATTR_IN) : b.struct(SETXATTR_IN_COMPAT);
+    const name = b.cstring();
+    libc.lsetxattr(c.nodePath(req.nodeid), name, b.bytes(a.size), a.flags);
+  });
+
+  // Size 0 asks "how big is it"; otherwise the value must fit or the answer is ERANGE,
+  // which lgetxattr/llistxattr produce themselves.
+  s.on(Op.GETXATTR, (req, b) => {
+    const { size } = b.struct(GETXATTR_IN);
+    const path = c.nodePath(req.nodeid);
+    const name = b.cstring();
+    if (size === 0) return encodeStruct(GETXATTR_OUT, { size: libc.lgetxattr(path, name, null) });
+    const buf = Buffer.alloc(size);
+    return buf.subarray(0, libc.lgetxattr(path, name, buf));
+  });
+
+  s.on(Op.LISTXATTR, (req, b) => {
+    const { size } = b.struct(GETXATTR_IN);
+    const path = c.nodePath(req.nodeid);
+    if (size === 0) return encodeStruct(GETXATTR_OUT, { size: libc.llistxattr(path, null) });
+    const buf = Buffer.alloc(size);
+    return buf.subarray(0, libc.llistxattr(path, buf));
+  });
+
+  s.on(Op.REMOVEXATTR, (req, b) => {
+    libc.lremovexattr(c.nodePath(req.nodeid), b.cstring());
+  });
+}

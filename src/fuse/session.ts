@@ -1,0 +1,154 @@
+// Protocol session: INIT negotiation, request dispatch, error mapping, counters.
+// Filesystem semantics live in the Ops object it is given.
+import { constants as osConstants } from 'node:os';
+import type { FuseDevice } from './dev.ts';
+import {
+  BodyReader, FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, INIT_IN, InitFlag, Op, ProtocolError,
+  encodeInitOut, joinInitFlags, opName, parseRequest, replyIov, splitInitFlags, type Request,
+} from './protocol.ts';
+
+/** Returned by handlers of requests the kernel expects no reply to (FORGET, INTERRUPT). */
+export const NO_REPLY = Symbol('no-reply');
+export type HandlerResult = Buffer | Buffer[] | void | typeof NO_REPLY;
+export type Handler = (req: Request, body: BodyReader) => HandlerResult | Promise<HandlerResult>;
+
+export interface Negotiated {
+  major: number;
+  minor: number;
+  flags: bigint;
+  maxWrite: number;
+  maxPages: number;
+  passthrough: boolean;
+}
+
+export interface SessionOptions {
+  maxPages: number;
+  /** Flags we would like; the kernel's offer is intersected with these. */
+  wantFlags: bigint;
+  /** Fail INIT unless the kernel grants PASSTHROUGH. */
+  requirePassthrough: boolean;
+  debug?: boolean;
+}
+
+const PAGE = 4096;
+
+export class Session {
+  negotiated: Negotiated | undefined;
+  readonly counts = new Map<string, number>();
+  errors = 0;
+  private handlers = new Map<number, Handler>();
+  private initWaiters: { resolve: (n: Negotiated) => void; reject: (e: Error) => void } | undefined;
+  readonly initDone: Promise<Negotiated>;
+
+  constructor(private readonly dev: FuseDevice, private readonly opts: SessionOptions) {
+    this.initDone = new Promise((resolve, reject) => (this.initWaiters = { resolve, reject }));
+    // Nobody may await initDone (e.g. the device ended first); keep that from crashing.
+    this.initDone.catch(() => {});
+  }
+
+  static readBufferSize(maxPages: number): number {
+    return maxPages * PAGE + PAGE;
+  }
+
+  on(opcode: number, h: Handler): void {
+    this.handlers.set(opcode, h);
+  }
+
+  failInit(e: Error): void {
+    this.initWaiters?.reject(e);
+  }
+
+  /** Entry point for each raw request read from the device. */
+  receive = (buf: Buffer): void => {
+    let req: Request;
+    try {
+      req = parseRequest(buf);
+    } catch (e) {
+      // Without a parsable header there is no unique to answer; the kernel times nothing
+      // out, so say it loudly rather than hang silently.
+      process.stderr.write(`fuse: dropping malformed request: ${(e as Error).message}\n`);
+      this.errors++;
+      return;
+    }
+    const name = opName(req.opcode);
+    this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+    if (req.opcode === Op.INIT) return this.init(req);
+    const h = this.handlers.get(req.opcode);
+    if (!h) return this.send(req, -osConstants.errno.ENOSYS);
+    let result: HandlerResult | Promise<HandlerResult>;
+    try {
+      result = h(req, new BodyReader(req.body, name));
+    } catch (e) {
+      return this.fail(req, e);
+    }
+    if (result instanceof Promise) result.then((r) => this.done(req, r), (e) => this.fail(req, e));
+    else this.done(req, result);
+  };
+
+  private done(req: Request, r: HandlerResult): void {
+    if (r === NO_REPLY) return;
+    this.send(req, 0, r === undefined ? [] : Array.isArray(r) ? r : [r]);
+  }
+
+  private fail(req: Request, e: unknown): void {
+    const errno = toErrno(e);
+    if (errno === osConstants.errno.EIO || e instanceof ProtocolError) {
+      this.errors++;
+      process.stderr.write(`fuse: ${opName(req.opcode)} nodeid=${req.nodeid}: ${(e as Error)?.stack ?? e}\n`);
+    }
+    this.send(req, -errno);
+  }
+
+  private send(req: Request, error: number, payload: Buffer[] = []): void {
+    if (this.opts.debug) {
+      const len = payload.reduce((n, b) => n + b.length, 0);
+      process.stderr.write(`fuse: ${opName(req.opcode)} #${req.unique} nodeid=${req.nodeid} -> ${error || `ok ${len}B`}\n`);
+    }
+    this.dev.write(replyIov(req.unique, error, payload));
+  }
+
+  private init(req: Request): void {
+    try {
+      const a = new BodyReader(req.body, 'INIT').struct(INIT_IN);
+      if (a.major !== FUSE_KERNEL_VERSION) throw new ProtocolError(`kernel speaks FUSE ${a.major}.${a.minor}, we need 7.x`);
+      const offered = joinInitFlags(a.flags, a.flags2, (BigInt(a.flags) & InitFlag.INIT_EXT) !== 0n);
+      let flags = offered & this.opts.wantFlags;
+      const passthrough = (flags & InitFlag.PASSTHROUGH) !== 0n;
+      if (this.opts.requirePassthrough && !passthrough) {
+        throw new ProtocolError('passthrough requested but the kernel did not offer FUSE_PASSTHROUGH (CONFIG_FUSE_PASSTHROUGH?)');
+      }
+      if (passthrough) flags &= ~InitFlag.WRITEBACK_CACHE; // the kernel refuses the pair
+      const maxPages = (flags & InitFlag.MAX_PAGES) !== 0n ? this.opts.maxPages : 32;
+      const maxWrite = maxPages * PAGE;
+      const { flags: f1, flags2 } = splitInitFlags(flags);
+      this.send(req, 0, [encodeInitOut({
+        major: FUSE_KERNEL_VERSION, minor: FUSE_KERNEL_MINOR_VERSION, max_readahead: a.max_readahead,
+        flags: f1, flags2, max_write: maxWrite, time_gran: 1, max_pages: maxPages,
+        // Depth 1: our backing files live on an ordinary filesystem, not on another stack.
+        max_stack_depth: passthrough ? 1 : 0,
+      })]);
+      this.negotiated = { major: a.major, minor: Math.min(a.minor, FUSE_KERNEL_MINOR_VERSION), flags, maxWrite, maxPages, passthrough };
+      this.initWaiters?.resolve(this.negotiated);
+    } catch (e) {
+      this.send(req, -osConstants.errno.EPROTO);
+      this.initWaiters?.reject(e as Error);
+    }
+  }
+}
+
+/** node:fs errors carry a code; koffi SysErrors carry a positive errno; anything else is EIO. */
+export function toErrno(e: unknown): number {
+  const err = e as { code?: unknown; errno?: unknown } | null;
+  if (err && typeof err.code === 'string') {
+    const n = (osConstants.errno as Record<string, number>)[err.code];
+    if (n) return n;
+  }
+  if (err && typeof err.errno === 'number' && err.errno !== 0) return Math.abs(err.errno);
+  return osConstants.errno.EIO;
+}
+
+export class Errno extends Error {
+  constructor(readonly code: string, message = code) {
+    super(message);
+  }
+}

@@ -1,0 +1,191 @@
+import test from 'ava';
+import * as P from '../../src/fuse/protocol.ts';
+import { Session, NO_REPLY } from '../../src/fuse/session.ts';
+import type { FuseDevice } from '../../src/fuse/dev.ts';
+
+// Sizes derived by hand from linux-6.12 include/uapi/linux/fuse.h (field widths summed,
+// padded to 8): e.g. fuse_attr = 6*8 + 10*4 = 88; fuse_entry_out = 4*8 + 2*4 + 88 = 128;
+// fuse_init_out = 4*4 + 2*2 + 2*4 + 2*2 + 2*4 + 6*4 = 64; fuse_setattr_in = 2*4 + 6*8 + 8*4 = 88.
+const EXPECTED_SIZES: [{ size: number; name: string }, number][] = [
+  [P.ATTR, 88], [P.KSTATFS, 80], [P.FILE_LOCK, 24], [P.ENTRY_OUT, 128], [P.FORGET_IN, 8],
+  [P.FORGET_ONE, 16], [P.BATCH_FORGET_IN, 8], [P.GETATTR_IN, 16], [P.ATTR_OUT, 104], [P.MKNOD_IN, 16],
+  [P.MKDIR_IN, 8], [P.RENAME_IN, 8], [P.RENAME2_IN, 16], [P.LINK_IN, 8], [P.SETATTR_IN, 88],
+  [P.OPEN_IN, 8], [P.CREATE_IN, 16], [P.OPEN_OUT, 16], [P.RELEASE_IN, 24], [P.FLUSH_IN, 24],
+  [P.READ_IN, 40], [P.WRITE_IN, 40], [P.WRITE_OUT, 8], [P.STATFS_OUT, 80], [P.FSYNC_IN, 16],
+  [P.SETXATTR_IN, 16], [P.SETXATTR_IN_COMPAT, 8], [P.GETXATTR_IN, 8], [P.GETXATTR_OUT, 8], [P.LK_IN, 48],
+  [P.ACCESS_IN, 8], [P.INIT_IN, 64], [P.INIT_OUT, 64], [P.INTERRUPT_IN, 8], [P.FALLOCATE_IN, 32],
+  [P.IN_HEADER, 40], [P.OUT_HEADER, 16], [P.DIRENT, 24], [P.DIRENTPLUS, 152], [P.BACKING_MAP, 16],
+  [P.LSEEK_IN, 24], [P.LSEEK_OUT, 8], [P.COPY_FILE_RANGE_IN, 56],
+];
+
+test('struct sizes match fuse.h (7.41)', (t) => {
+  for (const [def, size] of EXPECTED_SIZES) t.is(def.size, size, def.name);
+  // The header's FUSE_COMPAT_* sizes are prefixes of the current structs.
+  t.deepEqual(P.COMPAT_SIZE, { ENTRY_OUT: 120, ATTR_OUT: 96, MKNOD_IN: 8, WRITE_IN: 24, STATFS: 48, SETXATTR_IN: 8, INIT_OUT: 8, INIT_OUT_22: 24 });
+  t.is(P.FUSE_NAME_OFFSET, 24);
+  t.is(P.FUSE_NAME_OFFSET_DIRENTPLUS, 152);
+});
+
+test('field offsets of fuse_init_out and fuse_attr', (t) => {
+  const off = (d: { fields: readonly { name: string; offset: number }[] }) => Object.fromEntries(d.fields.map((f) => [f.name, f.offset]));
+  t.like(off(P.INIT_OUT), { max_background: 16, congestion_threshold: 18, max_write: 20, time_gran: 24, max_pages: 28, map_alignment: 30, flags2: 32, max_stack_depth: 36 });
+  t.like(off(P.ATTR), { atimensec: 48, mode: 60, nlink: 64, rdev: 76, blksize: 80, flags: 84 });
+  t.like(off(P.ENTRY_OUT), { attr: 40 });
+  t.like(off(P.IN_HEADER), { unique: 8, nodeid: 16, uid: 24, total_extlen: 36 });
+});
+
+test('ioctl numbers: _IOR/_IOW(229, nr, size)', (t) => {
+  t.is(P.FUSE_DEV_IOC_CLONE, 0x8004e500);
+  t.is(P.FUSE_DEV_IOC_BACKING_OPEN, 0x4010e501);
+  t.is(P.FUSE_DEV_IOC_BACKING_CLOSE, 0x4004e502);
+});
+
+test('opcodes and flags', (t) => {
+  t.is(P.Op.INIT, 26);
+  t.is(P.Op.BATCH_FORGET, 42);
+  t.is(P.Op.COPY_FILE_RANGE, 47);
+  t.is(P.opName(44), 'READDIRPLUS');
+  t.is(P.opName(9999), 'OP_9999');
+  t.is(P.InitFlag.PASSTHROUGH, 1n << 37n);
+  t.deepEqual(P.splitInitFlags(P.InitFlag.PASSTHROUGH | P.InitFlag.MAX_PAGES), { flags: 1 << 22, flags2: 1 << 5 });
+  t.is(P.joinInitFlags(0x40000001, 0x20, true), P.InitFlag.INIT_EXT | P.InitFlag.ASYNC_READ | P.InitFlag.PASSTHROUGH);
+  t.is(P.joinInitFlags(0x1, 0x20, false), P.InitFlag.ASYNC_READ); // flags2 ignored without INIT_EXT
+  t.is(P.FOpen.PASSTHROUGH, 0x80);
+});
+
+const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+
+// INIT from a 6.12 kernel: header (len 104, opcode 26, unique 2) + fuse_init_in 7.41,
+// max_readahead 128 KiB, flags = INIT_EXT|MAX_PAGES|DO_READDIRPLUS|ASYNC_READ, flags2 = PASSTHROUGH.
+const INIT_REQ = hex(`
+  68000000 1a000000 0200000000000000 0000000000000000 00000000 00000000 00000000 0000 0000
+  07000000 29000000 00000200 01204040 20000000
+  ${'00'.repeat(44)}`);
+
+function fakeSession(opts: Partial<ConstructorParameters<typeof Session>[1]> = {}) {
+  const written: Buffer[] = [];
+  const dev = { write: (iov: Buffer[]) => written.push(Buffer.concat(iov)) } as unknown as FuseDevice;
+  const s = new Session(dev, { maxPages: 256, wantFlags: 0n, requirePassthrough: false, ...opts });
+  return { s, written };
+}
+
+test('INIT request decodes and the reply is byte-exact', async (t) => {
+  const req = P.parseRequest(INIT_REQ);
+  t.is(req.opcode, P.Op.INIT);
+  t.is(req.unique, 2n);
+  t.is(req.body.length, 64);
+  const a = new P.BodyReader(req.body, 'INIT').struct(P.INIT_IN);
+  t.like(a, { major: 7, minor: 41, max_readahead: 0x20000, flags: 0x40402001, flags2: 0x20 });
+
+  const { s, written } = fakeSession({
+    wantFlags: P.InitFlag.INIT_EXT | P.InitFlag.MAX_PAGES | P.InitFlag.ASYNC_READ | P.InitFlag.PASSTHROUGH | P.InitFlag.WRITEBACK_CACHE,
+  });
+  s.receive(INIT_REQ);
+  const n = await s.initDone;
+  t.true(n.passthrough);
+  t.is(n.maxWrite, 1 << 20);
+  t.is(written.length, 1);
+  t.deepEqual(written[0], hex(`
+    50000000 00000000 0200000000000000
+    07000000 29000000 00000200 01004040 0000 0000 00001000 01000000 0001 0000 20000000 01000000
+    ${'00'.repeat(24)}`));
+});
+
+test('INIT fails loudly when passthrough is required but not offered', async (t) => {
+  const req = Buffer.from(INIT_REQ);
+  req.writeUInt32LE(0, 56); // flags2 = 0: no PASSTHROUGH
+  const { s, written } = fakeSession({ wantFlags: P.InitFlag.PASSTHROUGH | P.InitFlag.INIT_EXT, requirePassthrough: true });
+  s.receive(req);
+  await t.throwsAsync(s.initDone, { message: /passthrough requested/ });
+  t.is(written[0]!.readInt32LE(4), -71); // -EPROTO
+});
+
+test('LOOKUP reply (fuse_entry_out) golden bytes', (t) => {
+  const b = P.encodeEntryOut({
+    nodeid: 2, generation: 0, entryValid: 1, attrValid: 1.5,
+    attr: { ino: 0x1234n, size: 5n, blocks: 8n, atime: 1700000000n, atimensec: 7, mtime: 1700000001n, ctime: 1700000002n,
+      mode: 0o100644, nlink: 1, uid: 1000, gid: 100, rdev: 0, blksize: 4096 },
+  });
+  t.deepEqual(b, hex(`
+    0200000000000000 0000000000000000 0100000000000000 0100000000000000 00000000 0065cd1d
+    3412000000000000 0500000000000000 0800000000000000
+    00f1536500000000 01f1536500000000 02f1536500000000
+    07000000 00000000 00000000 a4810000 01000000 e8030000 64000000 00000000 00100000 00000000`));
+  t.is(b.length, 128);
+  const d = P.decodeStruct(P.ENTRY_OUT, b);
+  t.is(d.attr.mode, 0o100644);
+  t.is(d.attr_valid_nsec, 500_000_000);
+});
+
+test('GETATTR request and reply (fuse_attr_out) golden bytes', (t) => {
+  // header (len 56, GETATTR, unique 9, nodeid 1, uid 0) + fuse_getattr_in {flags 1, fh 3}
+  const req = P.parseRequest(hex(`38000000 03000000 0900000000000000 0100000000000000 00000000 00000000 2a000000 0000 0000
+    01000000 00000000 0300000000000000`));
+  t.like(req.header, { pid: 42, nodeid: 1n });
+  t.like(new P.BodyReader(req.body, 'GETATTR').struct(P.GETATTR_IN), { getattr_flags: 1, fh: 3n });
+  const out = P.encodeAttrOut(0.25, { ino: 1n, mode: 0o40755, nlink: 2, blksize: 4096 });
+  t.deepEqual(out, hex(`0000000000000000 80b2e60e 00000000
+    0100000000000000 ${'00'.repeat(40)} 00000000 00000000 00000000 ed410000 02000000 00000000 00000000 00000000 00100000 00000000`));
+  const iov = P.replyIov(9n, 0, [out]);
+  t.deepEqual(iov[0], hex('78000000 00000000 0900000000000000'));
+  t.deepEqual(P.replyIov(9n, -2, [out]), [hex('10000000 feffffff 0900000000000000')]);
+});
+
+test('READDIR dirents are 8-byte aligned (golden bytes) and round-trip', (t) => {
+  const buf = Buffer.alloc(100, 0xff);
+  let at = P.encodeDirentInto(buf, 0, { ino: 1, off: 1, type: 4, name: '.' });
+  t.is(at, 32);
+  at = P.encodeDirentInto(buf, at, { ino: 0x1234, off: 2, type: 8, name: 'hello.txt' });
+  t.is(at, 72);
+  t.deepEqual(buf.subarray(0, at), hex(`
+    0100000000000000 0100000000000000 01000000 04000000 2e00000000000000
+    3412000000000000 0200000000000000 09000000 08000000 68656c6c6f2e747874 00000000000000`));
+  t.deepEqual(P.decodeDirents(buf.subarray(0, at)).map((d) => [d.name, d.ino, d.off, d.type]), [['.', 1n, 1n, 4], ['hello.txt', 0x1234n, 2n, 8]]);
+  t.is(P.encodeDirentInto(Buffer.alloc(40), 0, { ino: 1, off: 1, type: 8, name: 'x'.repeat(17) }), -1, 'does not fit: 24+17 -> 48');
+  t.is(P.direntSize(8), 32);
+  t.is(P.direntplusSize(9), 168);
+});
+
+test('READDIRPLUS records carry entry_out then dirent', (t) => {
+  const buf = Buffer.alloc(400);
+  let at = P.encodeDirentplusInto(buf, 0, null, { ino: 1, off: 1, type: 4, name: '..' });
+  at = P.encodeDirentplusInto(buf, at, { nodeid: 5, entryValid: 0, attrValid: 0, attr: { ino: 77n, mode: 0o100600 } }, { ino: 77, off: 2, type: 8, name: 'f' });
+  t.is(at, 160 + 160);
+  const ds = P.decodeDirents(buf.subarray(0, at), true);
+  t.is(ds[0]!.entry!.nodeid, 0n);
+  t.is(ds[1]!.entry!.nodeid, 5n);
+  t.is(ds[1]!.entry!.attr.ino, 77n);
+  t.is(ds[1]!.name, 'f');
+});
+
+test('truncated and malformed requests give clear errors', (t) => {
+  t.throws(() => P.parseRequest(Buffer.alloc(12)), { instanceOf: P.ProtocolError, message: /truncated request: 12 bytes/ });
+  const short = Buffer.from(INIT_REQ.subarray(0, 80));
+  t.throws(() => P.parseRequest(short), { message: /header.len=104 but read returned 80 bytes \(opcode INIT\)/ });
+  const r = new P.BodyReader(Buffer.from('abc'), 'LOOKUP');
+  t.throws(() => r.cstring(), { message: /LOOKUP: name at offset 0 is not NUL-terminated/ });
+  const r2 = new P.BodyReader(Buffer.alloc(10), 'READ');
+  t.throws(() => r2.struct(P.READ_IN), { message: /READ: truncated fuse_read_in: need 40 bytes, have 10/ });
+  t.throws(() => P.decodeStruct(P.ATTR, Buffer.alloc(87)), { message: /truncated fuse_attr/ });
+});
+
+test('session answers a truncated body with EIO and unknown opcodes with ENOSYS', async (t) => {
+  const { s, written } = fakeSession();
+  s.on(P.Op.READ, (_req, b) => {
+    b.struct(P.READ_IN);
+    return NO_REPLY;
+  });
+  const hdr = (opcode: number, bodyLen: number, unique: bigint) =>
+    P.encodeStruct(P.IN_HEADER, { len: 40 + bodyLen, opcode, unique, nodeid: 1 });
+  const orig = process.stderr.write;
+  process.stderr.write = () => true; // the EIO path logs on purpose
+  try {
+    s.receive(Buffer.concat([hdr(P.Op.READ, 8, 5n), Buffer.alloc(8)]));
+    s.receive(hdr(P.Op.BMAP, 0, 6n));
+  } finally {
+    process.stderr.write = orig;
+  }
+  await new Promise((r) => setImmediate(r));
+  t.deepEqual(written.map((w) => [w.readInt32LE(4), w.readBigUInt64LE(8)]), [[-5, 5n], [-38, 6n]]);
+  t.deepEqual(Object.fromEntries(s.counts), { READ: 1, BMAP: 1 });
+});
