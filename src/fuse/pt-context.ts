@@ -95,6 +95,11 @@ export class PtContext {
     return h;
   }
 
+  anyOpenFile(nodeid: number): FileHandleEntry | undefined {
+    for (const h of this.handles.values()) if (h.kind === 'file' && h.node.id === nodeid) return h;
+    return undefined;
+  }
+
   dir(fh: bigint): DirHandleEntry {
     const h = this.handles.get(Number(fh));
     if (!h || h.kind !== 'dir') throw new Errno('EBADF', `no open directory handle ${fh}`);

@@ -34,17 +34,20 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
 
   s.on(Op.GETATTR, async (req, b) => {
     const a = b.struct(GETATTR_IN);
-    const h = a.getattr_flags & FUSE_GETATTR_FH ? c.handles.get(Number(a.fh)) : undefined;
-    // fstat through the handle still works after the last name was unlinked.
+    let h = a.getattr_flags & FUSE_GETATTR_FH ? c.handles.get(Number(a.fh)) : undefined;
+    // fstat(2) on a FUSE file arrives without a handle; once the last name is unlinked the
+    // only way to the inode is any handle still open on it.
+    if (!h && c.nodes.get(req.nodeid).paths.length === 0) h = c.anyOpenFile(req.nodeid);
     const st = h?.kind === 'file' ? await h.fh.stat({ bigint: true }) : await c.lstat(c.nodePath(req.nodeid));
     return c.attrOut(st);
   });
 
   s.on(Op.SETATTR, async (req, b) => {
     const a = b.struct(SETATTR_IN);
-    const h = a.valid & FAttr.FH ? c.handles.get(Number(a.fh)) : undefined;
-    const fh = h?.kind === 'file' ? h.fh : undefined;
     const node = c.nodes.get(req.nodeid);
+    let h = a.valid & FAttr.FH ? c.handles.get(Number(a.fh)) : undefined;
+    if (!h && node.paths.length === 0) h = c.anyOpenFile(req.nodeid);
+    const fh = h?.kind === 'file' ? h.fh : undefined;
     const abs = node.paths.length ? c.abs(node.paths[0]!) : null;
     if (!fh && !abs) throw Object.assign(new Error('no name and no handle'), { code: 'ENOENT' });
     if (a.valid & FAttr.MODE) await (fh ? fh.chmod(a.mode & 0o7777) : fsp.chmod(abs!, a.mode & 0o7777));

@@ -38,7 +38,8 @@ stty -F $err raw -echo 2>/dev/null
 echo "fuse-kfunc-guest: running job" > /dev/kmsg
 cd "${JOB_CWD:-/}"
 if [ -n "$INTERACTIVE" ]; then
-	setsid sh -c 'exec /bin/bash -i </dev/ttyS1 >/dev/ttyS1 2>&1' || true
+	# -c: the serial port becomes bash's controlling terminal, so job control and ^C work.
+	setsid -c -w /bin/bash -i </dev/ttyS1 >/dev/ttyS1 2>&1
 	rc=$?
 else
 	/bin/sh /run/job/cmd </dev/null >$out 2>$err

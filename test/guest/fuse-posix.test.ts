@@ -27,6 +27,8 @@ interface Server {
   exited: Promise<{ code: number | null; closed?: string }>;
 }
 
+const servers: ChildProcess[] = [];
+
 async function startServer(passthrough: boolean): Promise<Server> {
   const base = await fsp.mkdtemp('/tmp/fuse-posix-');
   const backing = path.join(base, 'backing');
@@ -38,6 +40,7 @@ async function startServer(passthrough: boolean): Promise<Server> {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
   });
+  servers.push(child);
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
   let closedMsg: string | undefined;
@@ -337,10 +340,11 @@ for (const passthrough of [false, true]) {
   });
 }
 
-test.after.always(() => {
-  // If a test failed midway, do not leave mounts behind in /tmp.
+test.after.always(async () => {
+  // If a test failed midway, leave no mounts in /tmp and no server keeping ava alive.
   for (const l of fs.readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
     const mp = l.split(' ')[1];
-    if (mp?.startsWith('/tmp/fuse-posix-')) void libc.umount2Async(mp, libc.MNT_DETACH);
+    if (mp?.startsWith('/tmp/fuse-posix-')) await libc.umount2Async(mp, libc.MNT_DETACH);
   }
+  for (const c of servers) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 });
