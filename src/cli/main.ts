@@ -44,7 +44,7 @@ Run \`fuse-kfunc <command> --help\` for details.`,
        fuse-kfunc vm shell [options]
 
 Boots the last built kernel (or --kernel) under QEMU with the host's / shared read-only
-over 9p, tmpfs on /tmp /run /var/tmp /root, proc, sys, dev, bpffs, tracefs, and this repo
+over 9p, tmpfs on /tmp /run /var/tmp (HOME=/tmp/home), proc, sys, dev, bpffs, tracefs, and this repo
 read-write at its own path. CMD's stdout/stderr stream here; its exit code is ours.
 A timeout exits 124, a kernel oops/panic/WARN/BUG 125, a failed boot 126, each with the
 last console lines.

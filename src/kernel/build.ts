@@ -28,7 +28,8 @@ export interface Artifacts {
 }
 
 const SELFTEST_DIR = 'tools/testing/selftests/filesystems/fuse_bpf';
-const BUILD_ENV = { KBUILD_BUILD_USER: 'fuse-kfunc', KBUILD_BUILD_HOST: 'workbench', KBUILD_BUILD_TIMESTAMP: '' };
+// LOCALVERSION set (even empty) stops setlocalversion appending "+" for a git tree.
+const BUILD_ENV = { KBUILD_BUILD_USER: 'fuse-kfunc', KBUILD_BUILD_HOST: 'workbench', LOCALVERSION: '' };
 
 export function artifactsIn(dir: string): Artifacts | undefined {
   const f = join(dir, 'build.json');

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Bump when the build recipe changes in a way that makes old artifacts wrong. */
-export const RECIPE_VERSION = 1;
+export const RECIPE_VERSION = 2;
 
 export function seriesFiles(repo: string): string[] {
   const file = join(repo, 'kernel-patch', 'series');

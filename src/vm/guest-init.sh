@@ -4,7 +4,9 @@
 # runs the job the host prepared, records its exit status and powers off.
 # Why a shell script: it runs from the host's own /bin/sh, so the guest needs no image.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/root LANG=C.UTF-8
+# HOME moves to tmpfs: /root itself stays the host's (read-only) so host caches there,
+# such as the kernel build in ~/.cache/fuse-kfunc, are visible in the guest.
+export HOME=/tmp/home LANG=C.UTF-8
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -12,10 +14,10 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm 2>/dev/null
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
-for d in /tmp /run /var/tmp /root /var/lib /var/cache /var/log; do
+for d in /tmp /run /var/tmp /var/lib /var/cache /var/log; do
 	mount -t tmpfs -o mode=1777 tmpfs "$d" 2>/dev/null
 done
-chmod 700 /root
+mkdir -p -m 700 $HOME
 mount -t bpf bpf /sys/fs/bpf
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
