@@ -3,10 +3,12 @@ import { FuseDevice } from './dev.ts';
 import { InitFlag } from './protocol.ts';
 import { Session, type Negotiated } from './session.ts';
 import { PASSTHROUGH_FS_FLAGS, createPassthroughFs } from './passthrough-fs.ts';
+import type { PtContext } from './pt-context.ts';
 
 export { FuseDevice } from './dev.ts';
 export { Session, NO_REPLY, type Negotiated, type Handler } from './session.ts';
 export * as protocol from './protocol.ts';
+export type { PtContext } from './pt-context.ts';
 
 export interface MountFuseOptions {
   /** Directory whose contents the mount mirrors. */
@@ -25,10 +27,19 @@ export interface MountFuseOptions {
   handleSignals?: boolean;
   /** How long to wait for the kernel's INIT (default 30 s: TCG guests are slow). */
   initTimeoutMs?: number;
+  /**
+   * Runs after the passthrough ops are registered and before the first request is read:
+   * override opcodes with `session.on(op, handler)` (e.g. a userspace policy), or use
+   * `device.fd` (e.g. to attach a BPF program to this connection).
+   */
+  setup?: (x: { session: Session; device: FuseDevice; fs: PtContext }) => void | Promise<void>;
 }
 
 export interface FuseHandle {
   readonly mountpoint: string;
+  /** The connection: its fd, backingOpen/backingClose (FUSE_DEV_IOC_BACKING_*). */
+  readonly device: FuseDevice;
+  readonly session: Session;
   readonly negotiated: Negotiated;
   /** Requests received, by opcode name (e.g. { LOOKUP: 3, GETATTR: 5 }). */
   stats(): Record<string, number>;
@@ -61,6 +72,7 @@ export async function mountFuse(opts: MountFuseOptions): Promise<FuseHandle> {
       entryTimeout: opts.timeout ?? 1,
       attrTimeout: opts.timeout ?? 1,
     });
+    await opts.setup?.({ session, device: dev, fs: fsys.ctx });
   } catch (e) {
     await dev.dispose();
     throw e;
@@ -108,6 +120,8 @@ export async function mountFuse(opts: MountFuseOptions): Promise<FuseHandle> {
 
   return {
     mountpoint: opts.mountpoint,
+    device: dev,
+    session,
     negotiated,
     stats: () => Object.fromEntries(session.counts),
     tables: () => ({ nodes: fsys.ctx.nodes.size, handles: fsys.ctx.handles.size }),

@@ -7,7 +7,7 @@ import {
   FSYNC_IN, FUSE_FSYNC_FDATASYNC, OPEN_IN, OPEN_OUT, Op, READ_IN, RELEASE_IN, direntSize, direntplusSize,
   encodeDirentInto, encodeDirentplusInto, encodeStruct, type Request,
 } from './protocol.ts';
-import type { Session } from './session.ts';
+import { Errno, type Session } from './session.ts';
 import type { PtContext } from './pt-context.ts';
 import type { BodyReader } from './protocol.ts';
 import { dtype, statKey, toAttr } from './attr.ts';
@@ -17,7 +17,7 @@ export function registerDirOps(s: Session, c: PtContext): void {
     b.struct(OPEN_IN);
     const path = c.nodePath(req.nodeid);
     const st = await c.lstat(path);
-    if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    if (!st.isDirectory()) throw new Errno('ENOTDIR');
     const id = c.addHandle({ kind: 'dir', node: c.nodes.get(req.nodeid), names: null });
     return encodeStruct(OPEN_OUT, { fh: id, open_flags: 0, backing_id: 0 });
   });

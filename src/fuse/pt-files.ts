@@ -43,11 +43,15 @@ export function registerFileOps(s: Session, c: PtContext): void {
     const a = b.struct(CREATE_IN);
     const { rel, abs } = c.child(req.nodeid, b.cstring());
     const fh = await fsp.open(abs, (a.flags & ~(fsc.O_NOCTTY | fsc.O_DIRECT)) | fsc.O_CREAT, a.mode & 0o7777);
+    let node: Node | undefined;
     try {
       await c.fixNew(abs, a.mode, req);
-      const { entry, node } = c.entryNode(rel, await fh.stat({ bigint: true }));
-      return [entry, await openReply(node, fh)];
+      const r = c.entryNode(rel, await fh.stat({ bigint: true }));
+      node = r.node;
+      return [r.entry, await openReply(node, fh)];
     } catch (e) {
+      // The kernel never sees this entry, so it will never FORGET the reference we took.
+      if (node) c.nodes.forget(node.id, 1);
       await fh.close();
       throw e;
     }

@@ -7,7 +7,7 @@ import {
   GETXATTR_OUT, InitFlag, LINK_IN, MKDIR_IN, MKNOD_IN, Op, RENAME2_IN, RENAME_IN, SETATTR_IN,
   SETXATTR_IN, SETXATTR_IN_COMPAT, STATFS_OUT, decodeStruct, encodeStruct,
 } from './protocol.ts';
-import { NO_REPLY, type Session } from './session.ts';
+import { Errno, NO_REPLY, type Session } from './session.ts';
 import { toKstatfs } from './attr.ts';
 import type { PtContext } from './pt-context.ts';
 
@@ -49,7 +49,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     if (!h && node.paths.length === 0) h = c.anyOpenFile(req.nodeid);
     const fh = h?.kind === 'file' ? h.fh : undefined;
     const abs = node.paths.length ? c.abs(node.paths[0]!) : null;
-    if (!fh && !abs) throw Object.assign(new Error('no name and no handle'), { code: 'ENOENT' });
+    if (!fh && !abs) throw new Errno('ENOENT', 'no name and no handle');
     if (a.valid & FAttr.MODE) await (fh ? fh.chmod(a.mode & 0o7777) : fsp.chmod(abs!, a.mode & 0o7777));
     if (a.valid & (FAttr.UID | FAttr.GID)) {
       const uid = a.valid & FAttr.UID ? a.uid : -1;
