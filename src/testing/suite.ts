@@ -10,6 +10,9 @@ import { runVm } from '../vm/qemu.ts';
 import { chooseAccel } from '../vm/accel.ts';
 import { countTap, verdict } from './tap.ts';
 import { buildFixtures } from './fixtures.ts';
+import { checkpatchTap } from './checkpatch.ts';
+import { seriesFiles } from '../kernel/series.ts';
+import { cachePaths } from '../util/paths.ts';
 
 export interface SuiteResult { suite: string; passed: number; failed: number; notes: string[] }
 
@@ -115,6 +118,12 @@ export async function runAll(repo: string, opts: { unit?: boolean; vm?: boolean 
     } catch (e) {
       process.stderr.write(`kernel build failed: ${(e as Error).message}\n`);
       results.push({ suite: 'kernel-build', passed: 0, failed: 1, notes: ['kernel build failed (see above)'] });
+    }
+    if (a && seriesFiles(repo).length) {
+      process.stderr.write('==> checkpatch --strict over the series\n');
+      const tap = checkpatchTap(repo, cachePaths().worktree);
+      process.stdout.write(tap);
+      results.push(fromTap('checkpatch', tap, 0));
     }
     if (a) {
       try {

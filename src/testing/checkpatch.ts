@@ -1,0 +1,22 @@
+// Kernel style as a test: every patch of the series must be `checkpatch.pl --strict`
+// clean, one TAP result per patch, so a style regression fails `npm test` like a bug.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { seriesFiles } from '../kernel/series.ts';
+
+export function checkpatchTap(repo: string, worktree: string): string {
+  const patches = seriesFiles(repo);
+  const out = [`1..${patches.length}`];
+  patches.forEach((p, i) => {
+    const r = spawnSync('perl', [join(worktree, 'scripts/checkpatch.pl'), '--strict', '--no-signoff', '--color=never',
+      '--show-types', join(repo, 'kernel-patch', p)], { cwd: worktree, encoding: 'utf8' });
+    const total = /^total: .*$/m.exec(r.stdout)?.[0] ?? 'no summary';
+    if (r.status === 0 && /total: 0 errors, 0 warnings, 0 checks/.test(total)) {
+      out.push(`ok ${i + 1} - checkpatch --strict ${p}`);
+    } else {
+      out.push(`not ok ${i + 1} - checkpatch --strict ${p}: ${total}`);
+      for (const l of r.stdout.split('\n').filter((x) => /^(ERROR|WARNING|CHECK):/.test(x)).slice(0, 10)) out.push(`# ${l}`);
+    }
+  });
+  return out.join('\n') + '\n';
+}
