@@ -29,8 +29,14 @@ ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null
 mkdir -p /run/job
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 job /run/job
 . /run/job/env
+# mkdir: on the host they may sit under /tmp, which is a fresh tmpfs here.
 if [ -n "$REPO" ]; then
+	mkdir -p "$REPO"
 	mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none repo "$REPO"
+fi
+if [ -n "$CACHE" ]; then
+	mkdir -p "$CACHE"
+	mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose cache "$CACHE"
 fi
 
 out=/dev/ttyS1

@@ -7,11 +7,13 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConsole, tail, type ConsoleReport } from './console.ts';
+import { cacheDir } from '../util/paths.ts';
 
 export interface VmOptions {
   kernel: string;              // bzImage
   command: string[];           // argv run in the guest by /bin/sh
   repo: string;                // shared read-write at the same path
+  cache?: string;              // the build cache, shared read-only at the same path
   cwd?: string;                // guest working dir (default: repo)
   env?: Record<string, string>;
   timeoutSec?: number;
@@ -70,6 +72,8 @@ export function qemuArgs(o: VmOptions, job: string, sockets: { out: string; err:
     '-device', 'virtio-9p-pci,fsdev=job,mount_tag=job',
     '-fsdev', `local,id=repo,path=${o.repo},security_model=none`,
     '-device', 'virtio-9p-pci,fsdev=repo,mount_tag=repo',
+    ...(o.cache ? ['-fsdev', `local,id=cache,path=${o.cache},security_model=none,readonly=on,multidevs=remap`,
+      '-device', 'virtio-9p-pci,fsdev=cache,mount_tag=cache'] : []),
     '-device', 'virtio-rng-pci',
     '-serial', `file:${join(job, 'console.log')}`,
   ];
@@ -91,7 +95,11 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
   const job = mkdtempSync(join(tmpdir(), 'fuse-kfunc-vm-'));
   const sockets = { out: join(job, 'out.sock'), err: join(job, 'err.sock') };
   const cwd = o.cwd ?? o.repo;
-  const env: Record<string, string> = { REPO: o.repo, JOB_CWD: cwd, ...(o.interactive ? { INTERACTIVE: '1' } : {}), ...(o.env ?? {}) };
+  // Repo and cache get shares of their own: they may live under /tmp or /var/tmp, which
+  // the guest covers with tmpfs.
+  const cache = o.cache ?? (existsSync(cacheDir()) ? cacheDir() : undefined);
+  o = { ...o, cache };
+  const env: Record<string, string> = { REPO: o.repo, JOB_CWD: cwd, ...(cache ? { CACHE: cache } : {}), ...(o.interactive ? { INTERACTIVE: '1' } : {}), ...(o.env ?? {}) };
   writeFileSync(join(job, 'env'), Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`).join(''));
   writeFileSync(join(job, 'cmd'), o.command.map(shellQuote).join(' ') + '\n');
 
