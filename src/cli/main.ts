@@ -9,6 +9,7 @@ import { runVm } from '../vm/qemu.ts';
 import { chooseAccel } from '../vm/accel.ts';
 import { runAll, runVmSuites } from '../testing/suite.ts';
 import { cachePaths } from '../util/paths.ts';
+import { demo, DEMO_HELP } from '../demo/index.ts';
 
 const HELP: Record<string, string> = {
   main: `fuse-kfunc — a BPF hook on fuse_simple_request plus bpf_vfs_* kfuncs, and its SDK
@@ -21,6 +22,7 @@ Commands:
   vm shell                             an interactive shell in the guest
   selftest                             build and run the kernel selftests in the VM
   test [--unit|--vm]                   everything npm test runs (unit, guest, selftests)
+  demo [--kernel PATH]                 the mirror policy end to end in the VM
 
 Environment:
   FUSE_KFUNC_CACHE   cache dir for the kernel tree and builds (default ~/.cache/fuse-kfunc)
@@ -178,6 +180,14 @@ async function main(argv: string[]): Promise<number> {
     case 'test':
       if (p.flags.has('help')) { help('test'); return 0; }
       return runAll(repoRoot(), { unit: !p.flags.has('vm') || p.flags.has('unit'), vm: !p.flags.has('unit') || p.flags.has('vm') });
+    case 'demo': {
+      if (p.flags.has('help')) { process.stdout.write(DEMO_HELP + '\n'); return 0; }
+      const accel = p.flags.get('accel');
+      if (accel !== undefined && accel !== 'tcg' && accel !== 'kvm') throw new UsageError('--accel is tcg or kvm');
+      const kernel = p.flags.get('kernel');
+      return demo({ repo: repoRoot(), inGuest: p.flags.has('in-guest'), kernel: typeof kernel === 'string' ? kernel : undefined,
+        timeoutSec: numberFlag(p, 'timeout'), accel: accel as 'tcg' | 'kvm' | undefined });
+    }
     default: throw new UsageError(`unknown command "${cmd}"; see \`fuse-kfunc --help\``);
   }
 }

@@ -54,6 +54,11 @@ export class Session {
     this.handlers.set(opcode, h);
   }
 
+  /** The handler registered for an opcode, so a policy can wrap it. */
+  handler(opcode: number): Handler | undefined {
+    return this.handlers.get(opcode);
+  }
+
   failInit(e: Error): void {
     this.initWaiters?.reject(e);
   }
