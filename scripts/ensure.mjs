@@ -12,6 +12,8 @@ export const PACKAGES = [
   'qemu-system-x86', 'clang-19', 'lld-19', 'llvm-19', 'linux-source-6.12', 'dwarves', 'flex', 'bison',
   'bc', 'libelf-dev', 'libssl-dev', 'zlib1g-dev', 'libcap-dev', 'pkg-config', 'build-essential', 'cpio',
   'xz-utils', 'kmod', 'rsync', 'fuse3', 'libfuse3-dev', 'fio', 'git',
+  // checkpatch's SPDX check (scripts/spdxcheck.py) imports these
+  'python3-ply', 'python3-git',
 ];
 
 function missingPackages() {

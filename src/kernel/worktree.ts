@@ -144,7 +144,7 @@ export function exportSeries(repo: string, opts: { cache?: string } = {}): { wri
   try {
     if (count > 0) {
       // --zero-commit and no signature keep re-exports of unchanged commits byte-identical.
-      git(wt, 'format-patch', '-q', '--zero-commit', '--no-signature', '--cover-letter', '--base', BASE_TAG,
+      git(wt, 'format-patch', '-q', '--zero-commit', '--no-signature', '--abbrev=9', '--cover-letter', '--base', BASE_TAG,
         '-o', tmp, `${BASE_TAG}..HEAD`);
     }
     const fresh = readdirSync(tmp).filter((f) => PATCH_RE.test(f)).sort();

@@ -9,7 +9,11 @@ export function checkpatchTap(repo: string, worktree: string): string {
   const out = [`1..${patches.length}`];
   patches.forEach((p, i) => {
     const r = spawnSync('perl', [join(worktree, 'scripts/checkpatch.pl'), '--strict', '--no-signoff', '--color=never',
-      '--show-types', join(repo, 'kernel-patch', p)], { cwd: worktree, encoding: 'utf8' });
+      '--show-types', join(repo, 'kernel-patch', p)], {
+      cwd: worktree, encoding: 'utf8',
+      // Debian's python3 (with python3-ply/-git for spdxcheck.py) before any pyenv shim.
+      env: { ...process.env, PATH: `/usr/bin:${process.env.PATH ?? ''}` },
+    });
     const total = /^total: .*$/m.exec(r.stdout)?.[0] ?? 'no summary';
     if (r.status === 0 && /total: 0 errors, 0 warnings, 0 checks/.test(total)) {
       out.push(`ok ${i + 1} - checkpatch --strict ${p}`);
