@@ -1,8 +1,9 @@
 // The pinned base kernel: kernel-patch/BASE says which Debian source package the series
 // is written against; the tarball on this machine is checked against it.
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { capture } from '../util/exec.ts';
+import { cacheDir } from '../util/paths.ts';
 
 export interface BaseSpec {
   package: string;
@@ -63,9 +64,7 @@ export function checkTarball(spec: BaseSpec): BaseCheck {
         '(or point FUSE_KFUNC_TARBALL at a linux-source tarball)',
     };
   }
-  const top = capture('sh', ['-c', `tar -tJf '${spec.tarball}' | head -1`]).trim().replace(/\/.*$/, '');
-  const mk = capture('tar', ['-xJOf', spec.tarball, `${top}/Makefile`]);
-  const found = makefileVersion(mk);
+  const found = tarballVersion(spec.tarball);
   if (found !== spec.kernelVersion) {
     return {
       ok: false, found,
@@ -75,4 +74,24 @@ export function checkTarball(spec: BaseSpec): BaseCheck {
     };
   }
   return { ok: true, found, message: `base Linux ${found} (${spec.package} ${spec.packageVersion})` };
+}
+
+/**
+ * The kernel version inside a tarball. Reading it means decompressing 150 MB of xz, so
+ * the answer is remembered per (path, size, mtime) in the cache.
+ */
+export function tarballVersion(tarball: string): string {
+  const st = statSync(tarball);
+  const id = `${tarball}|${st.size}|${st.mtimeMs}`;
+  const memo = join(cacheDir(), 'tarball-version.json');
+  let known: Record<string, string> = {};
+  try { known = JSON.parse(readFileSync(memo, 'utf8')); } catch { /* not remembered yet */ }
+  if (known[id]) return known[id];
+  const top = capture('sh', ['-c', `tar -tJf '${tarball}' | head -1`]).trim().replace(/\/.*$/, '');
+  const version = makefileVersion(capture('tar', ['-xJOf', tarball, `${top}/Makefile`]));
+  try {
+    mkdirSync(cacheDir(), { recursive: true });
+    writeFileSync(memo, JSON.stringify({ ...known, [id]: version }, null, 1) + '\n');
+  } catch { /* read-only cache: just slower next time */ }
+  return version;
 }

@@ -17,6 +17,8 @@ function fakeRepo(version = '117') {
   const tarball = join(root, 'linux.tar.xz');
   execFileSync('tar', ['-cJf', tarball, '-C', join(root, 'src'), 'linux-source-6.12']);
   const repo = join(root, 'repo');
+  // tarballVersion() remembers versions in the cache dir: keep the user's cache untouched.
+  process.env.FUSE_KFUNC_CACHE = join(root, 'memo-cache');
   mkdirSync(join(repo, 'kernel-patch'), { recursive: true });
   writeFileSync(join(repo, 'kernel-patch', 'BASE'), `package=linux-source-6.12\npackage_version=6.12.117-1\nkernel_version=6.12.117\ntarball=${tarball}\n`);
   writeFileSync(join(repo, 'kernel-patch', 'series'), '');
