@@ -20,7 +20,7 @@ async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
 test('libfuse3 daemon mounts, serves a read, unmounts', async (t) => {
   t.true(existsSync('/dev/fuse'), '/dev/fuse must exist in the guest');
   const mnt = mkdtempSync(join(tmpdir(), 'hello-'));
-  const daemon = spawn(fixture('hello_fuse'), ['-f', '-o', 'default_permissions', mnt], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const daemon = spawn(fixture('hello_fuse'), ['-f', '-s', '-o', 'default_permissions', mnt], { stdio: ['ignore', 'inherit', 'inherit'] });
   try {
     const mounted = await waitFor(() => readFileSync('/proc/mounts', 'utf8').includes(` ${mnt} fuse`), 30_000);
     t.true(mounted, 'mount appears in /proc/mounts');
