@@ -1,0 +1,129 @@
+// `fuse-kfunc mount` and `fuse-kfunc stats`.
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { mount, MountError } from './mount.ts';
+import { parseMountArgs, parseStatsArgs } from './args.ts';
+import { STATS_DIR, formatStats, statsFileName, type StatsFile } from './stats.ts';
+
+export const MOUNT_HELP = `Usage: fuse-kfunc mount BACKING... MOUNTPOINT [--program OBJ|SRC] [--struct-ops NAME]
+                        [--userspace] [--passthrough] [--timeout SEC]
+
+Mounts BACKING on MOUNTPOINT with the TypeScript FUSE daemon (in a child process) and stays
+in the foreground until SIGINT/SIGTERM or until someone unmounts MOUNTPOINT. Needs root.
+
+Modes:
+  (default), --userspace  every request goes to the daemon
+  --passthrough           upstream FUSE passthrough: READ/WRITE of open files are done by
+                          the kernel on the backing file (FOPEN_PASSTHROUGH)
+  --program FILE          load FILE (.bpf.o, or .bpf.c compiled with clang-19 against the
+                          running kernel) and attach its struct fuse_bpf_ops to this mount;
+                          with a "nodes" map the daemon publishes each open file's backing
+                          id there (see bpf/examples/passthrough.bpf.c)
+  --struct-ops NAME       the struct_ops map to attach when FILE has several
+Several BACKING directories are kept identical (the mirror policy's daemon).
+
+Options:
+  --timeout SEC           kernel name/attribute cache timeout (default 1)
+
+Stats (per opcode: served in the kernel by the program, received by the daemon) are
+written every second to ${STATS_DIR}/<mountpoint>.json: read them with
+\`fuse-kfunc stats MOUNTPOINT\`. Kernel counts need the program to use FUSE_KFUNC_COUNT
+(bpf/include/fuse_kfunc_stats.h); otherwise they show as "unknown".`;
+
+export const STATS_HELP = `Usage: fuse-kfunc stats MOUNTPOINT [--json]
+
+Prints the per-opcode counters of a running \`fuse-kfunc mount\` on MOUNTPOINT:
+  kernel   requests the BPF program served in the kernel (0 without a program,
+           "unknown" when the program does not count with FUSE_KFUNC_COUNT)
+  daemon   requests the daemon received (including the program's upcalls)
+Read from ${STATS_DIR}/<mountpoint>.json, which the mount process rewrites every second.
+--json prints that file.`;
+
+export function statsPath(mountpoint: string): string {
+  return join(STATS_DIR, statsFileName(mountpoint));
+}
+
+export async function mountCmd(argv: string[]): Promise<number> {
+  const a = parseMountArgs(argv);
+  if (a.help) { process.stdout.write(MOUNT_HELP + '\n'); return 0; }
+  let h;
+  try {
+    h = await mount({
+      backings: a.backings, mountpoint: a.mountpoint, program: a.program, structOps: a.structOps,
+      userspace: a.userspace, passthrough: a.passthrough, timeout: a.timeout, echo: true,
+    });
+  } catch (e) {
+    if (e instanceof MountError) {
+      process.stderr.write(`fuse-kfunc mount: ${e.message}\n`);
+      if (e.log) process.stderr.write(`--- verifier log (last 40 lines) ---\n${e.log.trimEnd().split('\n').slice(-40).join('\n')}\n`);
+      return 1;
+    }
+    throw e;
+  }
+  const file = statsPath(h.mountpoint);
+  mkdirSync(STATS_DIR, { recursive: true });
+  const write = async () => {
+    try {
+      const s: StatsFile = {
+        mountpoint: h.mountpoint, backings: a.backings.map((b) => resolve(b)), mode: h.mode, program: h.object,
+        pid: process.pid, updated: Date.now(), stats: await h.stats(),
+      };
+      writeFileSync(`${file}.tmp`, JSON.stringify(s, null, 1) + '\n');
+      renameSync(`${file}.tmp`, file);
+    } catch { /* the mount is going away */ }
+  };
+  await write();
+  const timer = setInterval(() => void write(), 1000);
+  process.stdout.write(`fuse-kfunc: mounted ${a.backings.join(' + ')} on ${h.mountpoint} (${h.mode}` +
+    `${h.object ? `: ${h.object}` : ''})\n  stats: fuse-kfunc stats ${h.mountpoint}\n  stop:  Ctrl-C, kill ${process.pid}, or umount ${h.mountpoint}\n`);
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    void h.close();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  await h.closed;
+  clearInterval(timer);
+  const final = await h.close();
+  rmSync(file, { force: true });
+  process.stdout.write(`fuse-kfunc: ${h.mountpoint} unmounted\n${final ? formatStats(final) + '\n' : ''}`);
+  return 0;
+}
+
+export function readStatsFile(mountpoint: string): StatsFile {
+  const candidates = [resolve(mountpoint)];
+  try { candidates.push(realpathSync(mountpoint)); } catch { /* a dead mount: resolve() must do */ }
+  for (const c of candidates) {
+    let s: StatsFile;
+    try {
+      s = JSON.parse(readFileSync(statsPath(c), 'utf8')) as StatsFile;
+    } catch {
+      continue;
+    }
+    let alive = true;
+    try { process.kill(s.pid, 0); } catch { alive = false; }
+    if (!alive) throw new MountError(`the mount process of ${c} (pid ${s.pid}) is gone; stale ${statsPath(c)}`, 'stale');
+    return s;
+  }
+  throw new MountError(`no fuse-kfunc mount on ${candidates[0]} (no ${statsPath(candidates[0]!)}; is \`fuse-kfunc mount\` running?)`, 'not-mounted');
+}
+
+export function statsCmd(argv: string[]): number {
+  const a = parseStatsArgs(argv);
+  if (a.help) { process.stdout.write(STATS_HELP + '\n'); return 0; }
+  let s;
+  try {
+    s = readStatsFile(a.mountpoint);
+  } catch (e) {
+    if (e instanceof MountError) { process.stderr.write(`fuse-kfunc stats: ${e.message}\n`); return 1; }
+    throw e;
+  }
+  if (a.json) { process.stdout.write(JSON.stringify(s, null, 1) + '\n'); return 0; }
+  const age = ((Date.now() - s.updated) / 1000).toFixed(1);
+  process.stdout.write(`${s.mountpoint}: ${s.mode}${s.program ? ` (${s.program})` : ''}, backing ${s.backings.join(' + ')}, pid ${s.pid}, ${age} s ago\n`);
+  process.stdout.write(formatStats(s.stats) + '\n');
+  return 0;
+}

@@ -1,0 +1,187 @@
+// The daemon behind `mount()` as its own process (the caller does I/O on the mount; a FUSE
+// daemon must not share its event loop with synchronous clients):
+//   node --import tsx src/sdk/mount-serve.ts '<json ServeConfig>'
+// Over IPC it reports {ready, mode, counting} or {error, name, log}, answers
+// {cmd:'stats'} with {stats:{daemon, kernel}} and {cmd:'close'} by unmounting, then
+// reports {closed}. Losing the parent (IPC disconnect) unmounts too: no orphan mounts.
+import { decodeStruct } from '../fuse/layout.ts';
+import { OPEN_OUT, Op, RELEASE_IN } from '../fuse/protocol.ts';
+import { mountFuse, type FuseHandle } from '../fuse/index.ts';
+import type { Session, Handler } from '../fuse/session.ts';
+import type { PtContext, FileHandleEntry } from '../fuse/pt-context.ts';
+import { BpfObjectSpec, type LoadedObject } from '../bpf/object.ts';
+import { attachToFuse } from '../bpf/attach.ts';
+import { VerifierError } from '../bpf/errors.ts';
+import { MirrorDaemon } from '../policy/mirror.ts';
+import { encodeNode, encodeNodeKey, NODE_SIZE } from '../policy/mirror-layout.ts';
+import { STATS_MAP, STATS_VALUE_SIZE, decodeKernelStats, type KernelCounts } from './stats.ts';
+
+export interface ServeConfig {
+  backings: string[];
+  mountpoint: string;
+  /** Compiled object to load and attach (already checked for a struct_ops map). */
+  object?: string;
+  structOps?: string;
+  passthrough: boolean;
+  timeout?: number;
+}
+
+export interface ServeStats {
+  daemon: Record<string, number>;
+  /** undefined: no program; null: the program has no fuse_kfunc_stats map. */
+  kernel: Record<string, KernelCounts> | null | undefined;
+}
+
+interface Ipc { send(m: unknown): void }
+
+/**
+ * One backing directory with a program that has a "nodes" map: register a backing id per
+ * open regular file (FUSE_DEV_IOC_BACKING_OPEN, no FOPEN_PASSTHROUGH) and publish it as
+ * nodeid -> { backing[0] = id, nr = 1 } (the mirror node layout); withdraw it at the last
+ * RELEASE. The passthrough ops keep serving everything that is sent up.
+ */
+function publishBackingIds(obj: LoadedObject) {
+  const nodes = obj.map('nodes');
+  /** File handles (fh) holding a reference on their node's backing id. */
+  const published = new Set<number>();
+  return ({ session, fs }: { session: Session; fs: PtContext }) => {
+    // The connection negotiated FUSE_PASSTHROUGH (needed for backing ids); files must not
+    // use it, or READ/WRITE would bypass the program.
+    fs.opts.passthrough = false;
+    const publish = (reply: Buffer) => {
+      const { fh } = decodeStruct(OPEN_OUT, reply);
+      const h = fs.handles.get(Number(fh)) as FileHandleEntry | undefined;
+      if (!h || h.kind !== 'file') return;
+      // Not fatal: without an entry the program sends the file's requests to the daemon.
+      try {
+        const id = fs.backingFor(h.node, h.fh.fd);
+        try {
+          nodes.update(encodeNodeKey(h.node.id), encodeNode([id]));
+          published.add(Number(fh));
+        } catch (e) {
+          fs.releaseBacking(h.node);
+          throw e;
+        }
+      } catch (e) {
+        process.stderr.write(`fuse-kfunc: cannot publish a backing id for node ${h.node.id}: ${(e as Error).message}\n`);
+      }
+    };
+    const wrapOpen = (op: number) => {
+      const orig = session.handler(op)!;
+      session.on(op, async (req, b) => {
+        const r = await orig(req, b);
+        if (Buffer.isBuffer(r)) publish(r);
+        else if (Array.isArray(r)) publish(r[r.length - 1]!);
+        return r;
+      });
+    };
+    wrapOpen(Op.OPEN);
+    wrapOpen(Op.CREATE);
+    const release: Handler = session.handler(Op.RELEASE)!;
+    session.on(Op.RELEASE, async (req, b) => {
+      const { fh } = decodeStruct(RELEASE_IN, req.body);
+      const h = fs.handles.get(Number(fh));
+      try {
+        return await release(req, b);
+      } finally {
+        if (h?.kind === 'file' && published.delete(Number(fh)) && h.node.backing) {
+          if (h.node.backing.refs === 1) nodes.delete(encodeNodeKey(h.node.id));
+          fs.releaseBacking(h.node);
+        }
+      }
+    });
+  };
+}
+
+async function main(cfg: ServeConfig): Promise<void> {
+  const ipc = process.send ? (process as unknown as Ipc) : undefined;
+  const fail = (e: unknown): never => {
+    const err = e as Error;
+    ipc?.send({ error: err.message, name: err.name, log: e instanceof VerifierError ? e.log : undefined });
+    process.exit(1);
+  };
+
+  let obj: LoadedObject | undefined;
+  let mapNames: string[] = [];
+  try {
+    if (cfg.object) {
+      const spec = BpfObjectSpec.open(cfg.object);
+      mapNames = spec.maps;
+      obj = spec.load();
+    }
+  } catch (e) {
+    fail(e);
+  }
+  const has = (n: string) => mapNames.includes(n);
+  const counting = obj && has(STATS_MAP) && obj.map(STATS_MAP).valueSize === STATS_VALUE_SIZE;
+  const publishes = obj && has('nodes') && obj.map('nodes').valueSize === NODE_SIZE;
+
+  let setup: Parameters<typeof mountFuse>[0]['setup'];
+  let mode: string;
+  if (cfg.backings.length > 1) {
+    // Several backing directories: the mirror policy's daemon keeps them in step and, with a
+    // program, publishes each open file's backing ids (one per directory) in "nodes".
+    const sink = publishes ? {
+      set: (nodeid: number, ids: number[]) => obj!.map('nodes').update(encodeNodeKey(nodeid), encodeNode(ids)),
+      delete: (nodeid: number) => void obj!.map('nodes').delete(encodeNodeKey(nodeid)),
+    } : undefined;
+    setup = new MirrorDaemon({ replicas: cfg.backings, sink }).install;
+    mode = obj ? 'program+mirror' : 'userspace+mirror';
+  } else if (obj && publishes) {
+    setup = publishBackingIds(obj);
+    mode = 'program';
+  } else {
+    mode = obj ? 'program' : cfg.passthrough ? 'passthrough' : 'userspace';
+  }
+
+  let h!: FuseHandle;
+  try {
+    h = await mountFuse({
+      backing: cfg.backings[0]!,
+      mountpoint: cfg.mountpoint,
+      // A program gets a connection with FUSE_PASSTHROUGH (backing ids); publishBackingIds
+      // and the mirror daemon keep files off FOPEN_PASSTHROUGH.
+      passthrough: cfg.passthrough || (!!obj && (publishes || cfg.backings.length > 1)),
+      timeout: cfg.timeout,
+      setup,
+    });
+  } catch (e) {
+    fail(e);
+  }
+  if (obj) {
+    try {
+      // After INIT (the kernel refuses programs on a connection before it).
+      const link = obj.attachStructOps(cfg.structOps!);
+      attachToFuse(h.device.fd, link);
+    } catch (e) {
+      await h.close();
+      fail(e);
+    }
+  }
+  const stats = (): ServeStats => ({
+    daemon: h.stats(),
+    kernel: !obj ? undefined : !counting ? null : decodeKernelStats((op) => {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(op);
+      return obj!.map(STATS_MAP).lookup(k);
+    }),
+  });
+  ipc?.send({ ready: true, mode, counting: obj ? !!counting : true, publishes: !!publishes });
+  process.on('message', (m: { cmd?: string }) => {
+    try {
+      if (m?.cmd === 'stats') ipc?.send({ stats: stats() });
+      else if (m?.cmd === 'close') void h.close();
+    } catch (e) {
+      ipc?.send({ error: (e as Error).message });
+    }
+  });
+  process.on('disconnect', () => void h.close());
+  const why = await h.closed;
+  let final: ServeStats | undefined;
+  try { final = stats(); } catch { /* map gone */ }
+  ipc?.send({ closed: why, stats: final });
+  obj?.close();
+  process.exit(0);
+}
+
+void main(JSON.parse(process.argv[2] ?? '{}') as ServeConfig);

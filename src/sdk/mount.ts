@@ -1,0 +1,212 @@
+// mount(): a FUSE mount of one or more backing directories, served by a daemon in a child
+// process, in one of three modes:
+//   userspace    every request goes to the TypeScript daemon (the default)
+//   passthrough  upstream FUSE passthrough: FOPEN_PASSTHROUGH, the kernel does READ/WRITE
+//   program      a user BPF program (struct fuse_bpf_ops; .bpf.c compiled here, or .bpf.o)
+//                attached to this connection, serving what it chooses in the kernel
+// stats() gives per opcode {kernel, daemon}; see stats.ts for where each number comes from.
+//
+// Inputs are checked before anything is mounted, and every failure after the mount
+// unmounts again, so an error never leaves a mount behind.
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { repoRoot, cachePaths } from '../util/paths.ts';
+import { compileBpf, CompileError } from '../policy/compile.ts';
+import { scanStructOps } from './elf.ts';
+import { mergeStats, type MountStats } from './stats.ts';
+import type { ServeConfig, ServeStats } from './mount-serve.ts';
+
+export interface MountOptions {
+  /** Backing directories: [0] holds the namespace; several are kept in step (mirror). */
+  backings: string[];
+  mountpoint: string;
+  /** A BPF program: `.bpf.c` (compiled with clang-19 against the running kernel) or `.bpf.o`. */
+  program?: string;
+  /** The struct_ops map to attach, when the object has several. */
+  structOps?: string;
+  /** Explicitly no program, no passthrough (the default when neither is given). */
+  userspace?: boolean;
+  /** Upstream FUSE passthrough (FOPEN_PASSTHROUGH); excludes `program`. */
+  passthrough?: boolean;
+  /** Kernel name/attribute cache timeout in seconds (default 1). */
+  timeout?: number;
+  /** Kernel build with bpftool and libbpf headers, for compiling `.bpf.c`
+   *  (default $FUSE_KFUNC_BUILD, else ~/.cache/fuse-kfunc/builds/current). */
+  buildDir?: string;
+  /** Echo the daemon's stderr. */
+  echo?: boolean;
+}
+
+export type MountMode = 'userspace' | 'passthrough' | 'program' | 'userspace+mirror' | 'program+mirror';
+
+export interface MountHandle {
+  readonly mountpoint: string;
+  readonly mode: MountMode;
+  /** The attached object (compiled from `program` if it was C), or null. */
+  readonly object: string | null;
+  /** The program fills fuse_kfunc_stats (kernel counts known). */
+  readonly counting: boolean;
+  /** Per opcode: served by the program in the kernel, and received by the daemon. */
+  stats(): Promise<MountStats>;
+  /** Unmounts and waits for the daemon to exit; resolves with the final stats. */
+  close(): Promise<MountStats | undefined>;
+  /** Resolves when the daemon exits (close(), an external umount, a signal). */
+  readonly closed: Promise<void>;
+  readonly child: ChildProcess;
+}
+
+/** A clear, user-facing error; `log` holds the verifier log for VerifierError. */
+export class MountError extends Error {
+  constructor(message: string, readonly kind: string, readonly log?: string, readonly diagnostics?: string[]) {
+    super(message);
+    this.name = 'MountError';
+  }
+}
+
+export function checkRoot(uid = process.getuid?.() ?? 0): void {
+  if (uid !== 0) throw new MountError('mount needs root: mount(2) of a FUSE filesystem, /dev/fuse, loading BPF and FUSE_DEV_IOC_BACKING_OPEN all need CAP_SYS_ADMIN', 'not-root');
+}
+
+/** Mount points of this namespace (/proc/self/mountinfo field 5, octal escapes undone). */
+export function mountPoints(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of mountinfo.split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 10) continue;
+    const sep = f.indexOf('-');
+    const unesc = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    out.set(unesc(f[4]!), f[sep + 1] ?? '?');
+  }
+  return out;
+}
+
+function checkDir(p: string, what: string): string {
+  let st;
+  try {
+    st = statSync(p);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new MountError(`${what} ${p} ${code === 'ENOENT' ? 'does not exist' : `cannot be used (${code})`}`, `${what.replace(/ .*/, '')}-missing`);
+  }
+  if (!st.isDirectory()) throw new MountError(`${what} ${p} is not a directory`, `${what.replace(/ .*/, '')}-not-dir`);
+  return realpathSync(p);
+}
+
+/** Validates everything that can be validated without mounting; returns resolved paths. */
+export function checkInputs(o: MountOptions): { backings: string[]; mountpoint: string } {
+  if (!o.backings.length) throw new MountError('mount needs at least one backing directory', 'backing-missing');
+  if (o.program !== undefined && o.passthrough) throw new MountError('program and passthrough exclude each other', 'usage');
+  if (o.userspace && (o.program !== undefined || o.passthrough)) throw new MountError('userspace excludes program and passthrough', 'usage');
+  if (o.passthrough && o.backings.length > 1) throw new MountError('passthrough serves one backing directory', 'usage');
+  if (o.backings.length > 4) throw new MountError('at most 4 backing directories (mirror replicas)', 'usage');
+  checkRoot();
+  const backings = o.backings.map((b) => checkDir(b, 'backing directory'));
+  const mountpoint = checkDir(o.mountpoint, 'mountpoint');
+  const fstype = mountPoints().get(mountpoint);
+  if (fstype !== undefined) throw new MountError(`mountpoint ${mountpoint} is busy: already a mount point (${fstype}); unmount it first`, 'mountpoint-busy');
+  if (backings.includes(mountpoint)) throw new MountError(`mountpoint ${mountpoint} is also a backing directory`, 'usage');
+  return { backings, mountpoint };
+}
+
+/** Compiles a .c program (or takes a .o) and finds the struct_ops map to attach. */
+export function prepareProgram(program: string, structOps: string | undefined, buildDir?: string): { object: string; structOps: string } {
+  const src = resolve(program);
+  if (!existsSync(src)) throw new MountError(`program ${src} does not exist`, 'program-missing');
+  let object = src;
+  if (src.endsWith('.c')) {
+    const build = buildDir ?? process.env.FUSE_KFUNC_BUILD ?? join(cachePaths().builds, 'current');
+    const outDir = mkdtempSync(join(tmpdir(), 'fuse-kfunc-prog-'));
+    try {
+      object = compileBpf({ source: src, outDir, buildDir: build, repo: repoRoot() });
+    } catch (e) {
+      if (e instanceof CompileError) throw new MountError(e.message, 'compile', undefined, e.diagnostics);
+      throw new MountError(`cannot compile ${src}: ${(e as Error).message}`, 'compile');
+    }
+  }
+  let scan;
+  try {
+    scan = scanStructOps(readFileSync(object));
+  } catch (e) {
+    throw new MountError(`${object}: ${(e as Error).message}`, 'not-bpf');
+  }
+  const how = 'declare one: SEC(".struct_ops.link") struct fuse_bpf_ops my_ops = { .request = (void *)my_request, .name = "my" };';
+  if (!scan.maps.length) throw new MountError(`${basename(object)} has no struct_ops map; ${how}`, 'no-struct-ops');
+  if (!scan.fuseBpfOps) throw new MountError(`${basename(object)}'s struct_ops (${scan.maps.join(', ')}) is not a struct fuse_bpf_ops; ${how}`, 'no-struct-ops');
+  if (structOps !== undefined && !scan.maps.includes(structOps)) {
+    throw new MountError(`${basename(object)} has no struct_ops map "${structOps}" (it has ${scan.maps.join(', ')})`, 'no-struct-ops');
+  }
+  if (structOps === undefined && scan.maps.length > 1) {
+    throw new MountError(`${basename(object)} has several struct_ops maps (${scan.maps.join(', ')}): choose one with structOps / --struct-ops`, 'no-struct-ops');
+  }
+  return { object, structOps: structOps ?? scan.maps[0]! };
+}
+
+export async function mount(o: MountOptions): Promise<MountHandle> {
+  const { backings, mountpoint } = checkInputs(o);
+  const prog = o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
+  const repo = repoRoot();
+  // The bundle (dist/) has no .ts sources to run; the daemon always runs from src with tsx.
+  const entry = join(repo, 'src/sdk/mount-serve.ts');
+  const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, passthrough: !!o.passthrough, timeout: o.timeout };
+  const child = fork(entry, [JSON.stringify(cfg)], { cwd: repo, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+  let err = '';
+  child.stderr!.on('data', (d) => {
+    err += d;
+    if (o.echo) process.stderr.write(d);
+  });
+  const waiting: ((m: any) => void)[] = [];
+  let last: ServeStats | undefined;
+  child.on('message', (m: any) => {
+    if (m?.closed && m.stats) last = m.stats; // also when unmounted by someone else
+    waiting.shift()?.(m);
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const next = () => new Promise<any>((res, rej) => {
+    waiting.push(res);
+    void exited.then((code) => rej(new MountError(`the mount daemon exited (${code})${err.trim() ? `:\n${err.trim()}` : ''}`, 'daemon')));
+  });
+
+  const ready = await next();
+  if (!ready.ready) {
+    await exited;
+    const m = String(ready.error ?? 'the mount daemon failed');
+    if (ready.name === 'VerifierError') throw new MountError(m, 'verifier', ready.log);
+    if (/EBUSY|ENOTDIR|EACCES|EPERM/.test(m)) throw new MountError(`cannot mount on ${mountpoint}: ${m}`, 'mount');
+    throw new MountError(m, ready.name === 'BpfError' ? 'bpf' : 'daemon', ready.log);
+  }
+  const closed = exited.then(() => undefined);
+  const ask = async (): Promise<ServeStats> => {
+    if (child.exitCode !== null || !child.connected) {
+      if (last) return last;
+      throw new MountError(`the mount on ${mountpoint} is gone`, 'closed');
+    }
+    const p = next();
+    child.send({ cmd: 'stats' });
+    const m = await p;
+    if (m.error) throw new MountError(m.error, 'daemon');
+    last = m.stats;
+    return m.stats;
+  };
+  const toStats = (s: ServeStats) => mergeStats(s.daemon, s.kernel);
+  return {
+    mountpoint,
+    mode: ready.mode,
+    object: prog?.object ?? null,
+    counting: ready.counting,
+    child,
+    closed,
+    stats: async () => toStats(await ask()),
+    close: async () => {
+      if (child.exitCode === null && child.connected) {
+        const p = next().catch(() => undefined);
+        child.send({ cmd: 'close' });
+        const m = await p;
+        if (m?.stats) last = m.stats;
+      }
+      await exited;
+      return last ? toStats(last) : undefined;
+    },
+  };
+}

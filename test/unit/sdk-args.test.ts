@@ -1,0 +1,53 @@
+import test from 'ava';
+import { parseMountArgs, parseStatsArgs } from '../../src/sdk/args.ts';
+import { checkRoot, mountPoints, MountError } from '../../src/sdk/mount.ts';
+
+test('mount: backings then mountpoint, flags anywhere', (t) => {
+  const a = parseMountArgs(['/a', '--program', 'p.bpf.c', '/b', '/mnt', '--timeout=0']);
+  t.deepEqual(a.backings, ['/a', '/b']);
+  t.is(a.mountpoint, '/mnt');
+  t.is(a.program, 'p.bpf.c');
+  t.is(a.timeout, 0);
+  t.false(a.userspace);
+  t.false(a.passthrough);
+  t.true(parseMountArgs(['/a', '/m', '--passthrough']).passthrough);
+  t.is(parseMountArgs(['/a', '/m', '--program=x.o', '--struct-ops', 'ops']).structOps, 'ops');
+});
+
+test('mount: usage errors', (t) => {
+  const bad = (argv: string[], re: RegExp) => t.throws(() => parseMountArgs(argv), { name: 'UsageError', message: re });
+  bad(['/only'], /BACKING\.\.\. MOUNTPOINT/);
+  bad(['/a', '/m', '--program'], /--program needs a value/);
+  bad(['/a', '/m', '--program', 'x.o', '--passthrough'], /exclude/);
+  bad(['/a', '/m', '--userspace', '--passthrough'], /--userspace excludes/);
+  bad(['/a', '/m', '--struct-ops', 'x'], /names a map of --program/);
+  bad(['/a', '/m', '--frobnicate'], /unknown option --frobnicate/);
+  bad(['/a', '/m', '--timeout', 'soon'], /--timeout/);
+  t.true(parseMountArgs(['--help']).help);
+  t.true(parseMountArgs(['-h']).help);
+});
+
+test('stats: one mountpoint, --json', (t) => {
+  t.deepEqual(parseStatsArgs(['/m', '--json']), { mountpoint: '/m', json: true, help: false });
+  t.true(parseStatsArgs(['--help']).help);
+  t.throws(() => parseStatsArgs([]), { message: /exactly one MOUNTPOINT/ });
+  t.throws(() => parseStatsArgs(['/a', '/b']), { message: /exactly one MOUNTPOINT/ });
+  t.throws(() => parseStatsArgs(['/a', '--x']), { message: /unknown option --x/ });
+});
+
+test('not root is a clear error', (t) => {
+  const e = t.throws(() => checkRoot(1000), { instanceOf: MountError, message: /needs root/ });
+  t.is(e?.kind, 'not-root');
+  t.notThrows(() => checkRoot(0));
+});
+
+test('mount points from mountinfo, escapes undone', (t) => {
+  const mi = [
+    '22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw',
+    '40 22 0:40 / /tmp/with\\040space rw - fuse.fuse-kfunc /b rw,user_id=0',
+  ].join('\n');
+  const m = mountPoints(mi);
+  t.is(m.get('/'), 'ext4');
+  t.is(m.get('/tmp/with space'), 'fuse.fuse-kfunc');
+  t.is(m.size, 2);
+});
