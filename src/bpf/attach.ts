@@ -1,6 +1,6 @@
 // Binding a struct_ops link to one FUSE connection: the series' ioctl on the /dev/fuse fd
 // (only the holder of the connection's device fd can attach a program to it).
-import koffi from 'koffi';
+import { ioctlPtr, SysError } from '../fuse/libc.ts';
 import { BpfError } from './errors.ts';
 import type { Link } from './object.ts';
 
@@ -15,16 +15,6 @@ export function ioc(dir: number, type: number, nr: number, size: number): number
 export const FUSE_DEV_IOC_BPF_ATTACH = ioc(IOC_WRITE, FUSE_DEV_IOC_MAGIC, 64, 4);
 export const FUSE_DEV_IOC_BPF_DETACH = ioc(0, FUSE_DEV_IOC_MAGIC, 65, 0);
 
-let ioctlPtr: ((fd: number, req: number, arg: number[]) => number) | undefined;
-let ioctlNone: ((fd: number, req: number, arg: number) => number) | undefined;
-function bindIoctl() {
-  if (!ioctlPtr) {
-    const c = koffi.load('libc.so.6');
-    ioctlPtr = c.func('int ioctl(int fd, unsigned long req, _In_ uint32_t *arg)');
-    ioctlNone = c.func('int ioctl(int fd, unsigned long req, long arg)');
-  }
-}
-
 const ATTACH_HINTS: Record<number, string> = {
   25: 'the fd is not a /dev/fuse connection (ENOTTY): pass the mount\'s /dev/fuse fd',
   9: 'the fd is closed or not a struct_ops link',
@@ -36,18 +26,22 @@ const ATTACH_HINTS: Record<number, string> = {
 
 /** Attach a fuse_bpf_ops link to the connection whose /dev/fuse fd is devFd. */
 export function attachToFuse(devFd: number, link: Link | number): void {
-  bindIoctl();
   const linkFd = typeof link === 'number' ? link : link.fd;
-  if (ioctlPtr!(devFd, FUSE_DEV_IOC_BPF_ATTACH, [linkFd]) !== 0) {
-    const e = koffi.errno();
-    throw new BpfError(`attach link fd ${linkFd} to FUSE connection fd ${devFd}`, e, ATTACH_HINTS[e] ?? '');
-  }
+  const arg = Buffer.alloc(4);
+  arg.writeUInt32LE(linkFd);
+  fuseIoctl(devFd, FUSE_DEV_IOC_BPF_ATTACH, arg, `attach link fd ${linkFd} to FUSE connection fd ${devFd}`);
 }
 
 export function detachFromFuse(devFd: number): void {
-  bindIoctl();
-  if (ioctlNone!(devFd, FUSE_DEV_IOC_BPF_DETACH, 0) !== 0) {
-    const e = koffi.errno();
-    throw new BpfError(`detach from FUSE connection fd ${devFd}`, e, ATTACH_HINTS[e] ?? '');
+  fuseIoctl(devFd, FUSE_DEV_IOC_BPF_DETACH, Buffer.alloc(0), `detach from FUSE connection fd ${devFd}`);
+}
+
+/** The syscall through the FUSE server's libc binding; errors become BpfErrors with a hint. */
+function fuseIoctl(devFd: number, req: number, arg: Buffer, what: string): void {
+  try {
+    ioctlPtr(devFd, req, arg);
+  } catch (e) {
+    if (!(e instanceof SysError)) throw e;
+    throw new BpfError(what, e.errno, ATTACH_HINTS[e.errno] ?? '');
   }
 }

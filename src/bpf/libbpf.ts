@@ -91,18 +91,3 @@ export function libbpf(path?: string): Libbpf {
   if (!l) { l = bind(p); cache.set(p, l); }
   return l;
 }
-
-export const libc = (() => {
-  let l: { errno: () => number; close: (fd: number) => number; ioctl: (fd: number, req: number, arg: number) => number } | undefined;
-  return () => {
-    if (!l) {
-      const c = koffi.load('libc.so.6');
-      l = {
-        errno: () => koffi.errno(),
-        close: c.func('int close(int fd)'),
-        ioctl: c.func('int ioctl(int fd, unsigned long req, long arg)'),
-      };
-    }
-    return l;
-  };
-})();
