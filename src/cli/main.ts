@@ -7,7 +7,7 @@ import { build, currentArtifacts, currentKey, artifactsIn } from '../kernel/buil
 import { checkTarball, readBase } from '../kernel/base.ts';
 import { runVm } from '../vm/qemu.ts';
 import { chooseAccel } from '../vm/accel.ts';
-import { runAll, runVmSuites } from '../testing/suite.ts';
+import { runAll, runVmSuites, summarize } from '../testing/suite.ts';
 import { cachePaths } from '../util/paths.ts';
 import { demo, DEMO_HELP } from '../demo/index.ts';
 import { mountCmd, statsCmd } from '../sdk/cli.ts';
@@ -165,11 +165,7 @@ async function selftestCmd(p: Parsed): Promise<number> {
   const repo = repoRoot();
   const a = await build(repo);
   if (!a.selftests) process.stderr.write('note: this series has no kernel selftests yet; running the guest suite only\n');
-  const results = await runVmSuites(repo, a);
-  const passed = results.reduce((n, r) => n + r.passed, 0);
-  const failed = results.reduce((n, r) => n + r.failed, 0);
-  process.stdout.write(`${passed} passed, ${failed} failed\n`);
-  return failed ? 1 : 0;
+  return summarize(await runVmSuites(repo, a));
 }
 
 async function main(argv: string[]): Promise<number> {

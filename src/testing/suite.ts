@@ -2,7 +2,6 @@
 // selftests; every TAP result counts toward the last line, "N passed, N failed".
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { build, type Artifacts } from '../kernel/build.ts';
 import { cacheDir } from '../util/paths.ts';
@@ -41,7 +40,7 @@ function fromTap(suite: string, text: string, code: number): SuiteResult {
 }
 
 /** The guest side of the run: sections delimited by markers the host splits on. */
-export function guestScript(repo: string, a: Artifacts, fixtures: string): string[] {
+export function guestScript(repo: string, a: Artifacts): string[] {
   const lines = [
     'set +e',
     `cd ${repo}`,
@@ -52,7 +51,6 @@ export function guestScript(repo: string, a: Artifacts, fixtures: string): strin
   if (a.selftests) {
     lines.push('echo "### section selftests"', `cd ${a.selftests} && ./fuse_bpf_test`, 'echo "### end selftests rc=$?"');
   }
-  void fixtures;
   return ['sh', '-c', lines.join('\n')];
 }
 
@@ -86,7 +84,7 @@ export async function runVmSuites(repo: string, a: Artifacts, opts: { timeoutSec
   tee.on('data', (b) => { text += b.toString(); process.stdout.write(b); });
   process.stderr.write(`==> booting ${a.release} (${accel}) for the guest suite${a.selftests ? ' and kernel selftests' : ''}\n`);
   const r = await runVm({
-    kernel: a.bzImage, repo, accel, command: guestScript(repo, a, fixtures), stdout: tee,
+    kernel: a.bzImage, repo, accel, command: guestScript(repo, a), stdout: tee,
     timeoutSec: opts.timeoutSec ?? 2400, memMB: 3072,
     env: { FUSE_KFUNC_FIXTURES: fixtures, FUSE_KFUNC_BUILD: a.dir, CI: process.env.CI ?? '' },
   });
@@ -134,6 +132,11 @@ export async function runAll(repo: string, opts: { unit?: boolean; vm?: boolean 
       }
     }
   }
+  return summarize(results);
+}
+
+/** Per-suite lines, the failures, and last the one line CI reads; the exit code. */
+export function summarize(results: SuiteResult[]): number {
   const passed = results.reduce((n, r) => n + r.passed, 0);
   const failed = results.reduce((n, r) => n + r.failed, 0);
   process.stdout.write('\n');
@@ -143,4 +146,3 @@ export async function runAll(repo: string, opts: { unit?: boolean; vm?: boolean 
   return failed === 0 && passed > 0 ? 0 : 1;
 }
 
-export const hasSelftests = (a: Artifacts) => Boolean(a.selftests && existsSync(a.selftests));
