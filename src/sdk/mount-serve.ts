@@ -2,7 +2,9 @@
 // daemon must not share its event loop with synchronous clients):
 //   node --import tsx src/sdk/mount-serve.ts '<json ServeConfig>'
 // Over IPC it reports {ready, mode, counting} or {error, name, log}, answers
-// {cmd:'stats'} with {stats:{daemon, kernel}} and {cmd:'close'} by unmounting, then
+// {cmd:'stats'} with {stats:{daemon, kernel}, tables}, {cmd:'detach'|'attach'} with
+// {attached} (the program leaves or rejoins the connection; the mount stays), and
+// {cmd:'close'} by unmounting, then
 // reports {closed}. Losing the parent (IPC disconnect) unmounts too: no orphan mounts.
 import { decodeStruct } from '../fuse/layout.ts';
 import { OPEN_OUT, Op, RELEASE_IN } from '../fuse/protocol.ts';
@@ -10,7 +12,8 @@ import { mountFuse, type FuseHandle } from '../fuse/index.ts';
 import type { Session, Handler } from '../fuse/session.ts';
 import type { PtContext, FileHandleEntry } from '../fuse/pt-context.ts';
 import { BpfObjectSpec, type LoadedObject } from '../bpf/object.ts';
-import { attachToFuse } from '../bpf/attach.ts';
+import { attachToFuse, detachFromFuse } from '../bpf/attach.ts';
+import type { Link } from '../bpf/object.ts';
 import { VerifierError } from '../bpf/errors.ts';
 import { MirrorDaemon } from '../policy/mirror.ts';
 import { encodeNode, encodeNodeKey, NODE_SIZE } from '../policy/mirror-layout.ts';
@@ -148,10 +151,11 @@ async function main(cfg: ServeConfig): Promise<void> {
   } catch (e) {
     fail(e);
   }
+  let link: Link | undefined;
   if (obj) {
     try {
       // After INIT (the kernel refuses programs on a connection before it).
-      const link = obj.attachStructOps(cfg.structOps!);
+      link = obj.attachStructOps(cfg.structOps!);
       attachToFuse(h.device.fd, link);
     } catch (e) {
       await h.close();
@@ -169,8 +173,15 @@ async function main(cfg: ServeConfig): Promise<void> {
   ipc?.send({ ready: true, mode, counting: obj ? !!counting : true, publishes: !!publishes });
   process.on('message', (m: { cmd?: string }) => {
     try {
-      if (m?.cmd === 'stats') ipc?.send({ stats: stats() });
+      if (m?.cmd === 'stats') ipc?.send({ stats: stats(), tables: h.tables() });
       else if (m?.cmd === 'close') void h.close();
+      else if (m?.cmd === 'detach' || m?.cmd === 'attach') {
+        if (!link) throw new Error(`no program on ${cfg.mountpoint} to ${m.cmd}`);
+        // The link and its maps stay: a detached program keeps its state for reattaching.
+        if (m.cmd === 'detach') detachFromFuse(h.device.fd);
+        else attachToFuse(h.device.fd, link);
+        ipc?.send({ attached: m.cmd === 'attach' });
+      }
     } catch (e) {
       ipc?.send({ error: (e as Error).message });
     }

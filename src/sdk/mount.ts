@@ -50,6 +50,15 @@ export interface MountHandle {
   readonly counting: boolean;
   /** Per opcode: served by the program in the kernel, and received by the daemon. */
   stats(): Promise<MountStats>;
+  /** Detaches the program from the connection: every request goes to the daemon again,
+   *  without remounting. The program and its maps stay loaded for attach(). */
+  detach(): Promise<void>;
+  /** Attaches the (detached) program again. */
+  attach(): Promise<void>;
+  /** What the daemon holds: known nodes and open file/directory handles (leak checks). */
+  tables(): Promise<{ nodes: number; handles: number }>;
+  /** Why the daemon stopped ('ENODEV' after an unmount), once `closed` resolved. */
+  readonly closeReason: string | undefined;
   /** Unmounts and waits for the daemon to exit; resolves with the final stats. */
   close(): Promise<MountStats | undefined>;
   /** Resolves when the daemon exits (close(), an external umount, a signal). */
@@ -158,7 +167,9 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
   });
   const waiting: ((m: any) => void)[] = [];
   let last: ServeStats | undefined;
+  let closeReason: string | undefined;
   child.on('message', (m: any) => {
+    if (m?.closed) closeReason = String(m.closed);
     if (m?.closed && m.stats) last = m.stats; // also when unmounted by someone else
     waiting.shift()?.(m);
   });
@@ -177,17 +188,23 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
     throw new MountError(m, ready.name === 'BpfError' ? 'bpf' : 'daemon', ready.log);
   }
   const closed = exited.then(() => undefined);
-  const ask = async (): Promise<ServeStats> => {
-    if (child.exitCode !== null || !child.connected) {
-      if (last) return last;
-      throw new MountError(`the mount on ${mountpoint} is gone`, 'closed');
-    }
+  const request = async (cmd: string): Promise<any> => {
+    if (child.exitCode !== null || !child.connected) throw new MountError(`the mount on ${mountpoint} is gone`, 'closed');
     const p = next();
-    child.send({ cmd: 'stats' });
+    child.send({ cmd });
     const m = await p;
     if (m.error) throw new MountError(m.error, 'daemon');
+    return m;
+  };
+  const ask = async (): Promise<ServeStats> => {
+    if ((child.exitCode !== null || !child.connected) && last) return last;
+    const m = await request('stats');
     last = m.stats;
     return m.stats;
+  };
+  const program = async (cmd: 'attach' | 'detach') => {
+    if (!prog) throw new MountError(`${cmd}: the mount on ${mountpoint} has no program (mode ${ready.mode})`, 'usage');
+    await request(cmd);
   };
   const toStats = (s: ServeStats) => mergeStats(s.daemon, s.kernel);
   return {
@@ -197,7 +214,11 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
     counting: ready.counting,
     child,
     closed,
+    get closeReason() { return closeReason; },
     stats: async () => toStats(await ask()),
+    detach: () => program('detach'),
+    attach: () => program('attach'),
+    tables: async () => (await request('stats')).tables,
     close: async () => {
       if (child.exitCode === null && child.connected) {
         const p = next().catch(() => undefined);

@@ -1,7 +1,10 @@
-// POSIX behaviour of the TypeScript passthrough server, in both modes. The server runs
-// in a child process (src/fuse/serve.ts) as a FUSE daemon normally does: this process
-// then may use synchronous fs calls on the mount without deadlocking against the
-// server's event loop. Needs root and /dev/fuse; fails (never skips) without them.
+// POSIX behaviour of the TypeScript passthrough server in three modes: every request in
+// userspace, upstream FUSE passthrough, and (bpf) the SDK's mount() with
+// bpf/examples/passthrough.bpf.c attached, whose READ/WRITE/GETATTR must then be served in
+// the kernel, and whose detaching must hand them back to the daemon on the same mount.
+// The server runs in a child process as a FUSE daemon normally does: this process then may
+// use synchronous fs calls on the mount without deadlocking against the server's event
+// loop. Needs root and /dev/fuse (and, for bpf, the patched kernel); fails, never skips.
 import test from 'ava';
 import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -9,6 +12,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as libc from '../../src/fuse/libc.ts';
+import { mount, type MountHandle } from '../../src/sdk/mount.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const SERVE = path.join(REPO, 'src/fuse/serve.ts');
@@ -18,23 +22,59 @@ test.before(() => {
   if (process.getuid?.() !== 0) throw new Error('fuse-posix tests need root (mount(2), FUSE_DEV_IOC_BACKING_OPEN)');
 });
 
+type Mode = 'userspace-io' | 'passthrough' | 'bpf';
+
 interface Server {
   child: ChildProcess;
   backing: string;
   mnt: string;
   stderr: () => string;
-  stats(): Promise<{ stats: Record<string, number>; tables: { nodes: number; handles: number } }>;
+  /** stats: requests the daemon received; kernel: requests the program served. */
+  stats(): Promise<{ stats: Record<string, number>; kernel: Record<string, number>; tables: { nodes: number; handles: number } }>;
   exited: Promise<{ code: number | null; closed?: string }>;
+  /** bpf only: the SDK handle (detach/attach). */
+  handle?: MountHandle;
 }
 
 const servers: ChildProcess[] = [];
+const PROGRAM = path.join(REPO, 'bpf/examples/passthrough.bpf.c');
 
-async function startServer(passthrough: boolean): Promise<Server> {
+async function startBpf(backing: string, mnt: string): Promise<Server> {
+  if (!fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim().endsWith('-fuse-kfunc')) {
+    throw new Error('the bpf mode needs the patched kernel: run it in the fuse-kfunc VM (npm test)');
+  }
+  const build = process.env.FUSE_KFUNC_BUILD ?? '/root/.cache/fuse-kfunc/builds/current';
+  if (!fs.existsSync(path.join(build, 'bpftool'))) throw new Error(`no kernel build at ${build}: set FUSE_KFUNC_BUILD`);
+  process.env.FUSE_KFUNC_BUILD = fs.realpathSync(build); // the daemon child finds libbpf through it
+  let err = '';
+  const h = await mount({ backings: [backing], mountpoint: mnt, program: PROGRAM, buildDir: process.env.FUSE_KFUNC_BUILD, timeout: 0 });
+  servers.push(h.child);
+  h.child.stderr!.on('data', (d) => (err += d));
+  return {
+    child: h.child, backing, mnt, handle: h,
+    stderr: () => err,
+    exited: h.closed.then(() => ({ code: h.child.exitCode, closed: h.closeReason })),
+    stats: async () => {
+      const st = await h.stats();
+      const stats: Record<string, number> = {};
+      const kernel: Record<string, number> = {};
+      for (const [op, v] of Object.entries(st)) {
+        if (v.daemon) stats[op] = v.daemon;
+        if (v.kernel) kernel[op] = v.kernel;
+      }
+      return { stats, kernel, tables: await h.tables() };
+    },
+  };
+}
+
+async function startServer(mode: Mode): Promise<Server> {
+  const passthrough = mode === 'passthrough';
   const base = await fsp.mkdtemp('/tmp/fuse-posix-');
   const backing = path.join(base, 'backing');
   const mnt = path.join(base, 'mnt');
   await fsp.mkdir(backing);
   await fsp.mkdir(mnt);
+  if (mode === 'bpf') return startBpf(backing, mnt);
   const child = fork(SERVE, [backing, mnt, ...(passthrough ? ['--passthrough'] : []), '--timeout', '0'], {
     cwd: REPO,
     execArgv: ['--import', 'tsx'],
@@ -62,7 +102,7 @@ async function startServer(passthrough: boolean): Promise<Server> {
     stats: async () => {
       const p = next();
       child.send({ cmd: 'stats' });
-      return p;
+      return { kernel: {}, ...(await p) };
     },
   };
 }
@@ -82,13 +122,15 @@ const errCode = (fn: () => unknown) => {
   return 'no error';
 };
 
-for (const passthrough of [false, true]) {
-  const mode = passthrough ? 'passthrough' : 'userspace-io';
+const dropCaches = () => fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+
+for (const mode of ['userspace-io', 'passthrough', 'bpf'] as Mode[]) {
+  const passthrough = mode === 'passthrough';
   let s: Server;
   const p = (...a: string[]) => path.join(s.mnt, ...a);
 
   test.serial(`${mode}: mounts and negotiates`, async (t) => {
-    s = await startServer(passthrough);
+    s = await startServer(mode);
     const m = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === s.mnt);
     t.truthy(m, 'mount visible in /proc/self/mounts');
     t.regex(m!, /fuse\.fuse-kfunc/);
@@ -305,22 +347,60 @@ for (const passthrough of [false, true]) {
   test.serial(`${mode}: concurrent reads from 4 files`, async (t) => {
     const size = 2 << 20;
     for (let i = 0; i < 4; i++) fs.writeFileSync(p(`c${i}`), pattern(10 + i, size));
-    const before = (await s.stats()).stats.READ ?? 0;
+    const before = await s.stats();
+    dropCaches();
     const got = await Promise.all([0, 1, 2, 3].map((i) => fsp.readFile(p(`c${i}`))));
     for (let i = 0; i < 4; i++) t.true(got[i]!.equals(pattern(10 + i, size)), `file c${i}`);
-    const { stats } = await s.stats();
-    if (passthrough) {
+    const { stats, kernel } = await s.stats();
+    if (mode === 'bpf') {
+      t.true((kernel.READ ?? 0) > (before.kernel.READ ?? 0), 'the program served the reads in the kernel');
+      t.is(stats.READ ?? 0, before.stats.READ ?? 0, 'no READ reached the daemon');
+      t.true((kernel.WRITE ?? 0) > 0, 'the program served writes');
+      t.true((kernel.GETATTR ?? 0) > 0, 'the program served GETATTR of open files');
+    } else if (passthrough) {
       t.is(stats.READ ?? 0, 0, 'passthrough: the kernel reads the backing file, no READ reaches us');
       t.is(stats.WRITE ?? 0, 0, 'passthrough: no WRITE reaches us');
     } else {
-      t.true((stats.READ ?? 0) > before, 'reads were served by the daemon');
+      t.true((stats.READ ?? 0) > (before.stats.READ ?? 0), 'reads were served by the daemon');
       t.true((stats.WRITE ?? 0) > 0);
     }
   });
 
+  if (mode === 'bpf') {
+    test.serial(`${mode}: detach hands every request to the daemon on the same mount; attach takes them back`, async (t) => {
+      const dev = fs.statSync(s.mnt).dev;
+      const data = pattern(42, 1 << 20);
+      const before = await s.stats();
+      await s.handle!.detach();
+      dropCaches();
+      t.deepEqual(fs.readFileSync(p('c1')), pattern(11, 2 << 20), 'detached: c1 reads back');
+      fs.writeFileSync(p('detached.bin'), data);
+      dropCaches();
+      t.deepEqual(fs.readFileSync(p('detached.bin')), data);
+      const mid = await s.stats();
+      t.is(mid.kernel.READ ?? 0, before.kernel.READ ?? 0, 'detached: the program served no READ');
+      t.is(mid.kernel.WRITE ?? 0, before.kernel.WRITE ?? 0, 'detached: the program served no WRITE');
+      t.true((mid.stats.READ ?? 0) > (before.stats.READ ?? 0), 'detached: the daemon served READ');
+      t.true((mid.stats.WRITE ?? 0) > (before.stats.WRITE ?? 0), 'detached: the daemon served WRITE');
+      t.is(fs.statSync(s.mnt).dev, dev, 'still the same mount');
+
+      await s.handle!.attach();
+      dropCaches();
+      t.deepEqual(fs.readFileSync(p('detached.bin')), data, 'attached again: reads back');
+      const after = await s.stats();
+      t.true((after.kernel.READ ?? 0) > (mid.kernel.READ ?? 0), 'attached again: the program serves READ');
+      t.is(after.stats.READ ?? 0, mid.stats.READ ?? 0, 'attached again: no READ reaches the daemon');
+      t.deepEqual(fs.readFileSync(path.join(s.backing, 'detached.bin')), data, 'backing file has the bytes');
+      await t.throwsAsync(s.handle!.attach(), { message: /already attached|EBUSY/ }, 'attaching twice is refused');
+    });
+  }
+
   test.serial(`${mode}: counters and no leaked handles`, async (t) => {
-    const { stats, tables } = await s.stats();
-    t.log(mode, JSON.stringify(stats));
+    const { stats: daemon, kernel, tables } = await s.stats();
+    // Whoever answered it: the daemon, or the program in the kernel.
+    const stats: Record<string, number> = { ...daemon };
+    for (const [op, n] of Object.entries(kernel)) stats[op] = (stats[op] ?? 0) + n;
+    t.log(mode, 'daemon', JSON.stringify(daemon), 'kernel', JSON.stringify(kernel));
     for (const op of ['INIT', 'LOOKUP', 'GETATTR', 'SETATTR', 'CREATE', 'OPEN', 'RELEASE', 'MKDIR', 'RMDIR', 'UNLINK', 'RENAME', 'RENAME2',
       'LINK', 'SYMLINK', 'READLINK', 'MKNOD', 'OPENDIR', 'RELEASEDIR', 'FSYNC', 'FSYNCDIR', 'SETXATTR', 'GETXATTR', 'LISTXATTR',
       'REMOVEXATTR', 'FLUSH', 'STATFS', 'FALLOCATE', 'LSEEK', 'COPY_FILE_RANGE']) {
