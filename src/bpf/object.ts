@@ -13,7 +13,12 @@ const LOG_SIZE = 4 << 20;
 export interface OpenOptions {
   /** path of libbpf.so (default: the current kernel build's) */
   libbpf?: string;
-  /** verifier log level for every program: 1 = on failure detail, 2 = every instruction */
+  /**
+   * Verifier log level for every program. 0 (the default): no log while a load succeeds;
+   * a failed load is retried by libbpf at level 1 into the program's buffer, so a
+   * rejection still carries the log. A successful load at level 1 or 2 logs every
+   * instruction and fails with ENOSPC once a large program fills the 4 MiB buffer.
+   */
   logLevel?: number;
 }
 
@@ -42,7 +47,7 @@ export class BpfObjectSpec {
       throw new BpfError(`cannot open BPF object ${label}`, err,
         err === 2 ? 'no such file' : 'not a BPF ELF object, or built for another target: compile with clang-19 --target=bpf -g');
     }
-    return new BpfObjectSpec(lib, obj, label, opts.logLevel ?? 1);
+    return new BpfObjectSpec(lib, obj, label, opts.logLevel ?? 0);
   }
 
   private *rawPrograms(): Generator<unknown> {

@@ -4,7 +4,7 @@ import fsp, { type FileHandle } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import type { FuseDevice } from './dev.ts';
 import { NodeTable, type Node } from './nodes.ts';
-import { encodeEntryOut, encodeAttrOut, type Request } from './protocol.ts';
+import { encodeEntryOut, encodeAttrOut, type AttrIn, type Request } from './protocol.ts';
 import { Errno, type Session } from './session.ts';
 import { statKey, toAttr } from './attr.ts';
 import * as libc from './libc.ts';
@@ -30,8 +30,15 @@ export interface PassthroughOptions {
   attrTimeout: number;
 }
 
+/**
+ * Attributes as a policy sees them: a stripe's file is larger than its primary piece.
+ * Given the node (when known) or its path relative to the root, and the primary's stat.
+ */
+export type AttrHook = (at: { nodeid?: number; rel?: string }, st: BigIntStats, attr: AttrIn) => AttrIn;
+
 export class PtContext {
   readonly nodes: NodeTable;
+  attrHook: AttrHook | null = null;
   readonly handles = new Map<number, FileHandleEntry | DirHandleEntry>();
   private nextFh = 1;
   private readonly umask: number;
@@ -75,11 +82,16 @@ export class PtContext {
 
   entryNode(rel: string, st: BigIntStats): { entry: Buffer; node: Node } {
     const node = this.nodes.remember(statKey(st), rel);
-    return { entry: encodeEntryOut({ nodeid: node.id, entryValid: this.opts.entryTimeout, attrValid: this.opts.attrTimeout, attr: toAttr(st) }), node };
+    return { entry: encodeEntryOut({ nodeid: node.id, entryValid: this.opts.entryTimeout, attrValid: this.opts.attrTimeout, attr: this.attr({ nodeid: node.id, rel }, st) }), node };
   }
 
-  attrOut(st: BigIntStats): Buffer {
-    return encodeAttrOut(this.opts.attrTimeout, toAttr(st));
+  attrOut(nodeid: number, st: BigIntStats): Buffer {
+    return encodeAttrOut(this.opts.attrTimeout, this.attr({ nodeid }, st));
+  }
+
+  attr(at: { nodeid?: number; rel?: string }, st: BigIntStats): AttrIn {
+    const a = toAttr(st);
+    return this.attrHook ? this.attrHook(at, st, a) : a;
   }
 
   addHandle(h: FileHandleEntry | DirHandleEntry): number {

@@ -10,7 +10,7 @@ import {
 import { Errno, type Session } from './session.ts';
 import type { PtContext } from './pt-context.ts';
 import type { BodyReader } from './protocol.ts';
-import { dtype, statKey, toAttr } from './attr.ts';
+import { dtype, statKey } from './attr.ts';
 
 export function registerDirOps(s: Session, c: PtContext): void {
   s.on(Op.OPENDIR, async (req, b) => {
@@ -55,7 +55,7 @@ export function registerDirOps(s: Session, c: PtContext): void {
       }
       // "." and ".." get nodeid 0: the kernel ignores their entry and takes no reference.
       const isDot = name === '.' || name === '..';
-      const entry = isDot ? null : { nodeid: 0, entryValid: c.opts.entryTimeout, attrValid: c.opts.attrTimeout, attr: toAttr(st) };
+      const entry = isDot ? null : { nodeid: 0, entryValid: c.opts.entryTimeout, attrValid: c.opts.attrTimeout, attr: c.attr({ rel: rels[i]! }, st) };
       const next = encodeDirentplusInto(out, at, entry, d);
       if (next < 0) break;
       if (entry) {

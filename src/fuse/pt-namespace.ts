@@ -39,7 +39,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     // only way to the inode is any handle still open on it.
     if (!h && c.nodes.get(req.nodeid).paths.length === 0) h = c.anyOpenFile(req.nodeid);
     const st = h?.kind === 'file' ? await h.fh.stat({ bigint: true }) : await c.lstat(c.nodePath(req.nodeid));
-    return c.attrOut(st);
+    return c.attrOut(req.nodeid, st);
   });
 
   s.on(Op.SETATTR, async (req, b) => {
@@ -69,7 +69,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
         await fh!.utimes(secs(at, cur.atime), secs(mt, cur.mtime));
       }
     }
-    return c.attrOut(fh ? await fh.stat({ bigint: true }) : await c.lstat(abs!));
+    return c.attrOut(req.nodeid, fh ? await fh.stat({ bigint: true }) : await c.lstat(abs!));
   });
 
   s.on(Op.READLINK, async (req) => fsp.readlink(c.nodePath(req.nodeid), { encoding: 'buffer' }));

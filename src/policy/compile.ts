@@ -2,7 +2,7 @@
 // (bpftool of the kernel build), libbpf's headers of the same build, bpf/include. clang's
 // diagnostics are kept as file:line messages in the error.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface CompileOptions {
@@ -27,9 +27,14 @@ export function clangDiagnostics(stderr: string): string[] {
   return stderr.split('\n').filter((l) => /^[^\s:]+:\d+:\d+: (error|warning|note|fatal error):/.test(l));
 }
 
+/** vmlinux.h of the kernel build (written by the build), else dumped from the running kernel's BTF. */
 export function vmlinuxHeader(buildDir: string, outDir: string, btf = '/sys/kernel/btf/vmlinux'): string {
   const out = join(outDir, 'vmlinux.h');
   if (existsSync(out)) return out;
+  if (existsSync(join(buildDir, 'vmlinux.h'))) {
+    copyFileSync(join(buildDir, 'vmlinux.h'), out);
+    return out;
+  }
   if (!existsSync(btf)) throw new Error(`${btf} is missing: the kernel was built without CONFIG_DEBUG_INFO_BTF`);
   const bpftool = join(buildDir, 'bpftool');
   const r = spawnSync(bpftool, ['btf', 'dump', 'file', btf, 'format', 'c'], { maxBuffer: 256 << 20 });

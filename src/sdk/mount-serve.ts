@@ -16,6 +16,8 @@ import { attachToFuse, detachFromFuse } from '../bpf/attach.ts';
 import type { Link } from '../bpf/object.ts';
 import { VerifierError } from '../bpf/errors.ts';
 import { MirrorDaemon } from '../policy/mirror.ts';
+import { StripeDaemon } from '../policy/stripe.ts';
+import type { PolicySpec } from '../policy/spec.ts';
 import { encodeNode, encodeNodeKey, NODE_SIZE } from '../policy/mirror-layout.ts';
 import { STATS_MAP, STATS_VALUE_SIZE, decodeKernelStats, type KernelCounts } from './stats.ts';
 
@@ -27,6 +29,8 @@ export interface ServeConfig {
   structOps?: string;
   passthrough: boolean;
   timeout?: number;
+  /** A built-in policy: its daemon (the program, if any, is `object`). */
+  policy?: PolicySpec;
 }
 
 export interface ServeStats {
@@ -98,9 +102,12 @@ function publishBackingIds(obj: LoadedObject) {
 
 async function main(cfg: ServeConfig): Promise<void> {
   const ipc = process.send ? (process as unknown as Ipc) : undefined;
-  const fail = (e: unknown): never => {
+  const fail = async (e: unknown): Promise<never> => {
     const err = e as Error;
-    ipc?.send({ error: err.message, name: err.name, log: e instanceof VerifierError ? e.log : undefined });
+    // A verifier log can be megabytes: its end says why, and the IPC message must be sent
+    // (the callback) before the process exits, or the parent only sees the exit.
+    const log = e instanceof VerifierError ? e.log.slice(-(256 << 10)) : undefined;
+    await new Promise<void>((r) => (ipc ? (ipc as unknown as NodeJS.Process).send!({ error: err.message, name: err.name, log }, undefined, {}, () => r()) : r()));
     process.exit(1);
   };
 
@@ -113,7 +120,7 @@ async function main(cfg: ServeConfig): Promise<void> {
       obj = spec.load();
     }
   } catch (e) {
-    fail(e);
+    await fail(e);
   }
   const has = (n: string) => mapNames.includes(n);
   const counting = obj && has(STATS_MAP) && obj.map(STATS_MAP).valueSize === STATS_VALUE_SIZE;
@@ -122,14 +129,18 @@ async function main(cfg: ServeConfig): Promise<void> {
   let setup: Parameters<typeof mountFuse>[0]['setup'];
   let mode: string;
   if (cfg.backings.length > 1) {
-    // Several backing directories: the mirror policy's daemon keeps them in step and, with a
-    // program, publishes each open file's backing ids (one per directory) in "nodes".
+    // Several backing directories: the policy's daemon (mirror unless told otherwise) keeps
+    // them in step and, with a program, publishes each open file's backing ids (one per
+    // directory) in "nodes".
     const sink = publishes ? {
       set: (nodeid: number, ids: number[]) => obj!.map('nodes').update(encodeNodeKey(nodeid), encodeNode(ids)),
       delete: (nodeid: number) => void obj!.map('nodes').delete(encodeNodeKey(nodeid)),
     } : undefined;
-    setup = new MirrorDaemon({ replicas: cfg.backings, sink }).install;
-    mode = obj ? 'program+mirror' : 'userspace+mirror';
+    const policy = cfg.policy?.policy ?? 'mirror';
+    setup = cfg.policy?.policy === 'stripe'
+      ? new StripeDaemon({ backings: cfg.backings, chunk: cfg.policy.chunk, sink }).install
+      : new MirrorDaemon({ replicas: cfg.backings, sink }).install;
+    mode = `${obj ? 'program' : 'userspace'}+${policy}`;
   } else if (obj && publishes) {
     setup = publishBackingIds(obj);
     mode = 'program';
@@ -149,7 +160,7 @@ async function main(cfg: ServeConfig): Promise<void> {
       setup,
     });
   } catch (e) {
-    fail(e);
+    await fail(e);
   }
   let link: Link | undefined;
   if (obj) {
@@ -159,7 +170,7 @@ async function main(cfg: ServeConfig): Promise<void> {
       attachToFuse(h.device.fd, link);
     } catch (e) {
       await h.close();
-      fail(e);
+      await fail(e);
     }
   }
   const stats = (): ServeStats => ({

@@ -14,6 +14,8 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { repoRoot, cachePaths } from '../util/paths.ts';
 import { compileBpf, CompileError } from '../policy/compile.ts';
+import { buildPolicy } from '../policy/build.ts';
+import { PolicyError, validatePolicy, type PolicySpec } from '../policy/spec.ts';
 import { scanStructOps } from './elf.ts';
 import { mergeStats, type MountStats } from './stats.ts';
 import type { ServeConfig, ServeStats } from './mount-serve.ts';
@@ -24,6 +26,10 @@ export interface MountOptions {
   mountpoint: string;
   /** A BPF program: `.bpf.c` (compiled with clang-19 against the running kernel) or `.bpf.o`. */
   program?: string;
+  /** A built-in policy (src/policy/spec.ts: makePolicy): its generated program is compiled,
+   *  cached and attached, and the daemon serves what it leaves with the same semantics;
+   *  with `userspace`, the daemon alone (the policy's userspace reference). */
+  policy?: PolicySpec;
   /** The struct_ops map to attach, when the object has several. */
   structOps?: string;
   /** Explicitly no program, no passthrough (the default when neither is given). */
@@ -39,7 +45,7 @@ export interface MountOptions {
   echo?: boolean;
 }
 
-export type MountMode = 'userspace' | 'passthrough' | 'program' | 'userspace+mirror' | 'program+mirror';
+export type MountMode = 'userspace' | 'passthrough' | 'program' | 'userspace+mirror' | 'program+mirror' | 'userspace+stripe' | 'program+stripe';
 
 export interface MountHandle {
   readonly mountpoint: string;
@@ -108,6 +114,17 @@ export function checkInputs(o: MountOptions): { backings: string[]; mountpoint: 
   if (!o.backings.length) throw new MountError('mount needs at least one backing directory', 'backing-missing');
   if (o.program !== undefined && o.passthrough) throw new MountError('program and passthrough exclude each other', 'usage');
   if (o.userspace && (o.program !== undefined || o.passthrough)) throw new MountError('userspace excludes program and passthrough', 'usage');
+  if (o.policy) {
+    if (o.program !== undefined || o.passthrough) throw new MountError('a policy brings its own program: it excludes program and passthrough', 'usage');
+    try {
+      validatePolicy(o.policy);
+    } catch (e) {
+      throw new MountError((e as Error).message, 'policy');
+    }
+    if (o.policy.backings !== o.backings.length) {
+      throw new MountError(`the ${o.policy.policy} policy was made for ${o.policy.backings} backing directories, but ${o.backings.length} were given`, 'policy');
+    }
+  }
   if (o.passthrough && o.backings.length > 1) throw new MountError('passthrough serves one backing directory', 'usage');
   if (o.backings.length > 4) throw new MountError('at most 4 backing directories (mirror replicas)', 'usage');
   checkRoot();
@@ -125,7 +142,7 @@ export function prepareProgram(program: string, structOps: string | undefined, b
   if (!existsSync(src)) throw new MountError(`program ${src} does not exist`, 'program-missing');
   let object = src;
   if (src.endsWith('.c')) {
-    const build = buildDir ?? process.env.FUSE_KFUNC_BUILD ?? join(cachePaths().builds, 'current');
+    const build = kernelBuild(buildDir);
     const outDir = mkdtempSync(join(tmpdir(), 'fuse-kfunc-prog-'));
     try {
       object = compileBpf({ source: src, outDir, buildDir: build, repo: repoRoot() });
@@ -152,13 +169,30 @@ export function prepareProgram(program: string, structOps: string | undefined, b
   return { object, structOps: structOps ?? scan.maps[0]! };
 }
 
+function kernelBuild(buildDir?: string): string {
+  return buildDir ?? process.env.FUSE_KFUNC_BUILD ?? join(cachePaths().builds, 'current');
+}
+
+/** A policy's generated program, compiled (or taken from the cache). */
+export function preparePolicy(spec: PolicySpec, buildDir?: string): { object: string; structOps: string; source: string } {
+  try {
+    return buildPolicy(spec, kernelBuild(buildDir));
+  } catch (e) {
+    if (e instanceof PolicyError) throw new MountError(e.message, 'policy');
+    // Generated code that does not compile is our bug, not the user's: say so.
+    if (e instanceof CompileError) throw new MountError(`fuse-kfunc generated C for the ${spec.policy} policy that does not compile (a bug: please report it):\n${e.message}`, 'compile', undefined, e.diagnostics);
+    throw new MountError(`cannot build the ${spec.policy} policy: ${(e as Error).message}`, 'compile');
+  }
+}
+
 export async function mount(o: MountOptions): Promise<MountHandle> {
   const { backings, mountpoint } = checkInputs(o);
-  const prog = o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
+  const prog = o.policy && !o.userspace ? preparePolicy(o.policy, o.buildDir)
+    : o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
   const repo = repoRoot();
   // The bundle (dist/) has no .ts sources to run; the daemon always runs from src with tsx.
   const entry = join(repo, 'src/sdk/mount-serve.ts');
-  const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, passthrough: !!o.passthrough, timeout: o.timeout };
+  const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, passthrough: !!o.passthrough, timeout: o.timeout, policy: o.policy };
   const child = fork(entry, [JSON.stringify(cfg)], { cwd: repo, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
   let err = '';
   child.stderr!.on('data', (d) => {

@@ -28,4 +28,5 @@ export const cachePaths = (cache = cacheDir()) => ({
   tools: join(cache, 'tools'),
   builds: join(cache, 'builds'),
   logs: join(cache, 'logs'),
+  policies: join(cache, 'policies'),
 });

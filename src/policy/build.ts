@@ -1,0 +1,73 @@
+// Policy -> readable BPF C -> object, cached by content: the same policy against the same
+// kernel build and headers compiles once. The cache lives beside the kernel builds, or in
+// the temporary directory when that is read-only (the VM mounts the cache read-only).
+import { createHash } from 'node:crypto';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { cachePaths, repoRoot } from '../util/paths.ts';
+import { compileBpf } from './compile.ts';
+import { generateStripe } from './generate/stripe.ts';
+import { validatePolicy, type PolicySpec } from './spec.ts';
+
+/** The generated C of a policy (validated first). */
+export function generatePolicy(spec: PolicySpec): string {
+  validatePolicy(spec);
+  return generateStripe(spec);
+}
+
+/** The struct_ops map the generated program declares. */
+export function policyStructOps(spec: PolicySpec): string {
+  return `${spec.policy}_ops`;
+}
+
+export interface BuiltPolicy {
+  source: string;
+  object: string;
+  structOps: string;
+  /** false when this call compiled it. */
+  cached: boolean;
+}
+
+function writableDir(dir: string): boolean {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function policyCacheDir(): string {
+  const want = process.env.FUSE_KFUNC_POLICY_CACHE ?? cachePaths().policies;
+  return writableDir(want) ? want : join(tmpdir(), 'fuse-kfunc-policies');
+}
+
+/** Generates, compiles (clang-19 against `buildDir`'s vmlinux.h and libbpf) and caches. */
+export function buildPolicy(spec: PolicySpec, buildDir: string): BuiltPolicy {
+  const source = generatePolicy(spec);
+  const repo = repoRoot();
+  const inc = join(repo, 'bpf', 'include');
+  const h = createHash('sha256');
+  h.update(source);
+  h.update(basename(realpathSync(buildDir))); // the build key: kernel, config, series
+  for (const f of readdirSync(inc).sort()) h.update(f).update(readFileSync(join(inc, f)));
+  const dir = join(policyCacheDir(), `${spec.policy}-${h.digest('hex').slice(0, 16)}`);
+  const name = `${spec.policy}.bpf`;
+  const object = join(dir, `${name}.o`);
+  const structOps = policyStructOps(spec);
+  if (existsSync(object)) return { source: join(dir, `${name}.c`), object, structOps, cached: true };
+  // Compile in a private directory and rename it into place: concurrent builds of one
+  // policy never see a half-written object.
+  const work = `${dir}.${process.pid}.tmp`;
+  mkdirSync(work, { recursive: true });
+  writeFileSync(join(work, `${name}.c`), source);
+  compileBpf({ source: join(work, `${name}.c`), outDir: work, buildDir, repo });
+  try {
+    renameSync(work, dir);
+  } catch (e) {
+    if (!existsSync(object)) throw e; // someone else won the race: theirs is the same
+  }
+  return { source: join(dir, `${name}.c`), object, structOps, cached: false };
+}

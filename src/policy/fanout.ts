@@ -1,0 +1,298 @@
+// Policies that spread one FUSE tree over several backing directories (mirror, stripe),
+// daemon side, on top of the passthrough filesystem.
+//
+// Backing 0 (the mount's backing directory) holds the namespace; backings 1..n-1 hold the
+// same tree. Names are kept in step here (MKDIR, SYMLINK, UNLINK, RMDIR, RENAME, SETATTR
+// size). On the first OPEN/CREATE of a regular file every backing's file is opened
+// read-write and, when a BPF program serves the data path, registered with
+// FUSE_DEV_IOC_BACKING_OPEN and published to it (nodeid -> backing ids, the node layout of
+// mirror-layout.ts); at the last RELEASE the entry is withdrawn and everything closed.
+// What the bytes mean is the subclass's: READ/WRITE that still reach the daemon (no
+// program, program detached, file without an entry), truncation and sizes.
+import fsp, { type FileHandle } from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import { join } from 'node:path';
+import {
+  BodyReader, CREATE_IN, FAttr, MKDIR_IN, OPEN_IN, OPEN_OUT, Op, READ_IN, RELEASE_IN, RENAME2_IN, RENAME_IN,
+  SETATTR_IN, WRITE_IN, WRITE_OUT, decodeStruct, encodeStruct, type Request,
+} from '../fuse/protocol.ts';
+import type { Handler, HandlerResult, Session } from '../fuse/session.ts';
+import type { FuseDevice } from '../fuse/dev.ts';
+import type { PtContext } from '../fuse/pt-context.ts';
+import * as libc from '../fuse/libc.ts';
+import { MAX_REPLICAS } from './mirror-layout.ts';
+
+/** Where the daemon publishes a file's backing ids (the BPF map, in BPF mode). */
+export interface BackingSink {
+  set(nodeid: number, backingIds: number[]): void;
+  delete(nodeid: number): void;
+}
+
+export interface FanOutOptions {
+  /** Backing directories; [0] must be the mount's backing directory. */
+  backings: string[];
+  /** Register backing ids and publish them (needs a connection with FUSE_PASSTHROUGH). */
+  sink?: BackingSink;
+}
+
+export interface OpenFile {
+  refs: number;
+  ready: Promise<{ fds: FileHandle[]; ids: number[] }>;
+  /** Round-robin cursor for READs served here. */
+  next: number;
+  /** The backings' files once `ready` resolved (for synchronous attribute hooks). */
+  fds?: FileHandle[];
+}
+
+export abstract class FanOutDaemon {
+  protected readonly files = new Map<number, OpenFile>();
+  /** File handles (fh) that hold a reference on a fanned-out file. */
+  private readonly fannedFh = new Map<number, number>();
+  protected c!: PtContext;
+  private dev!: FuseDevice;
+
+  constructor(protected readonly opts: FanOutOptions, readonly policy: string, min: number) {
+    if (opts.backings.length < min || opts.backings.length > MAX_REPLICAS) {
+      throw new Error(`${policy}: ${min}..${MAX_REPLICAS} backing directories, got ${opts.backings.length}`);
+    }
+  }
+
+  /** Files currently open and fanned out (for leak checks). */
+  get openFiles(): number {
+    return this.files.size;
+  }
+
+  /** For mountFuse's `setup`: wraps the passthrough handlers. */
+  install = ({ session, device, fs }: { session: Session; device: FuseDevice; fs: PtContext }): void => {
+    this.c = fs;
+    this.dev = device;
+    // The connection may have negotiated FUSE_PASSTHROUGH (needed for backing ids), but the
+    // kernel's passthrough would send all I/O to one file: files are opened without it.
+    fs.opts.passthrough = false;
+    this.wrapNamespace(session);
+    this.wrapFiles(session);
+    this.installMore(session);
+  };
+
+  /** READ of an open fanned-out file: the bytes, short at end of file. */
+  protected abstract read(open: OpenFile, fds: FileHandle[], offset: number, size: number): Promise<Buffer>;
+  /** WRITE: bytes written. */
+  protected abstract write(open: OpenFile, fds: FileHandle[], offset: number, data: Buffer): Promise<number>;
+  /** SETATTR with a size: give every backing, the primary included, its size (`fds` when
+   *  the file is open, else by path). The passthrough handler then sets the rest. */
+  protected abstract truncate(fds: FileHandle[] | null, rel: string, size: number): Promise<void>;
+  /** First open of an existing file: open backings 1..n-1 read-write, repairing missing or
+   *  stale copies (files made behind the mount's back). */
+  protected abstract reconcile(rel: string, primary: FileHandle): Promise<FileHandle[]>;
+  /** More handlers (after the generic ones are in place). */
+  protected installMore(_s: Session): void {}
+
+  /** Runs `each` on backings 1..n-1 (for subclasses' own fan-out). */
+  protected async eachOther(each: (abs: string, i: number) => Promise<unknown> | unknown, rel: string, ignore: string[] = []): Promise<void> {
+    return this.others(each, rel, ignore);
+  }
+
+  protected backingPath(i: number, rel: string): string {
+    return rel === '' ? this.opts.backings[i]! : join(this.opts.backings[i]!, rel);
+  }
+
+  /** Runs `each` on backings 1..n-1 after the primary's handler succeeded. */
+  private async others(each: (abs: string, i: number) => Promise<unknown> | unknown, rel: string, ignore: string[] = []): Promise<void> {
+    for (let i = 1; i < this.opts.backings.length; i++) {
+      try {
+        await each(this.backingPath(i, rel), i);
+      } catch (e) {
+        if (!ignore.includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+      }
+    }
+  }
+
+  private wrap(s: Session, op: number, f: (orig: Handler, req: Request) => Promise<HandlerResult>): void {
+    const orig = s.handler(op);
+    if (!orig) throw new Error(`${this.policy}: no passthrough handler for opcode ${op}`);
+    s.on(op, (req) => f(orig, req));
+  }
+
+  private wrapNamespace(s: Session): void {
+    const c = this.c;
+    const body = (req: Request) => new BodyReader(req.body, this.policy);
+    this.wrap(s, Op.MKDIR, async (orig, req) => {
+      const b = body(req);
+      const { mode } = b.struct(MKDIR_IN);
+      const { rel } = c.child(req.nodeid, b.cstring());
+      const r = await orig(req, body(req));
+      await this.others((p) => fsp.mkdir(p, { mode: mode & 0o7777 }), rel, ['EEXIST']);
+      return r;
+    });
+    for (const [op, rm] of [[Op.UNLINK, fsp.unlink], [Op.RMDIR, fsp.rmdir]] as const) {
+      this.wrap(s, op, async (orig, req) => {
+        const { rel } = c.child(req.nodeid, body(req).cstring());
+        const r = await orig(req, body(req));
+        await this.others((p) => rm(p), rel, ['ENOENT']);
+        return r;
+      });
+    }
+    this.wrap(s, Op.SYMLINK, async (orig, req) => {
+      const b = body(req);
+      const { rel } = c.child(req.nodeid, b.cstring());
+      const target = b.cstringBytes();
+      const r = await orig(req, body(req));
+      await this.others((p) => fsp.symlink(target, p), rel, ['EEXIST']);
+      return r;
+    });
+    const rename = (two: boolean) => async (orig: Handler, req: Request) => {
+      const b = body(req);
+      const a = two ? b.struct(RENAME2_IN) : { ...b.struct(RENAME_IN), flags: 0 };
+      const from = c.child(req.nodeid, b.cstring()).rel;
+      const to = c.child(Number(a.newdir), b.cstring()).rel;
+      const r = await orig(req, body(req));
+      await this.others((p, i) => (a.flags ? libc.renameat2(p, this.backingPath(i, to), a.flags) : fsp.rename(p, this.backingPath(i, to))), from, ['ENOENT']);
+      return r;
+    };
+    this.wrap(s, Op.RENAME, rename(false));
+    this.wrap(s, Op.RENAME2, rename(true));
+    this.wrap(s, Op.SETATTR, async (orig, req) => {
+      const a = body(req).struct(SETATTR_IN);
+      if (!(a.valid & FAttr.SIZE)) return orig(req, body(req));
+      const open = this.files.get(req.nodeid);
+      await this.truncate(open ? (await open.ready).fds : null, c.nodes.path(req.nodeid), Number(a.size));
+      // The size is the policy's (a stripe's primary is not the file's size): the handler
+      // applies the other attributes and replies with the attributes as they now are.
+      const rest = Buffer.from(req.body);
+      rest.writeUInt32LE(a.valid & ~FAttr.SIZE, 0);
+      const req2 = { ...req, body: rest };
+      return orig(req2, body(req2));
+    });
+  }
+
+  private wrapFiles(s: Session): void {
+    const c = this.c;
+    const body = (req: Request) => new BodyReader(req.body, this.policy);
+
+    // After the primary's handler opened the file: fan it out if it is a regular file.
+    const afterOpen = async (nodeid: number, rel: string, openOut: Buffer, how: { create?: number; trunc?: boolean }) => {
+      const fh = Number(decodeStruct(OPEN_OUT, openOut).fh);
+      const h = c.handles.get(fh);
+      if (!h || h.kind !== 'file' || !(await h.fh.stat()).isFile()) return;
+      try {
+        await this.acquire(nodeid, rel, how);
+      } catch (e) {
+        // The kernel gets the error, so it will never RELEASE this handle: undo it here.
+        c.dropHandle(BigInt(fh));
+        await h.fh.close();
+        if (how.create !== undefined) c.nodes.forget(nodeid, 1);
+        throw e;
+      }
+      this.fannedFh.set(fh, nodeid);
+    };
+
+    this.wrap(s, Op.OPEN, async (orig, req) => {
+      const { flags } = body(req).struct(OPEN_IN);
+      const r = (await orig(req, body(req))) as Buffer;
+      await afterOpen(req.nodeid, c.nodes.path(req.nodeid), r, { trunc: (flags & fsc.O_TRUNC) !== 0 });
+      return r;
+    });
+
+    this.wrap(s, Op.CREATE, async (orig, req) => {
+      const b = body(req);
+      const a = b.struct(CREATE_IN);
+      const { rel } = c.child(req.nodeid, b.cstring());
+      const r = (await orig(req, body(req))) as Buffer[];
+      const nodeid = Number(r[0]!.readBigUInt64LE(0)); // fuse_entry_out.nodeid
+      await afterOpen(nodeid, rel, r[1]!, { create: a.mode & 0o7777 });
+      return r;
+    });
+
+    this.wrap(s, Op.RELEASE, async (orig, req) => {
+      const fh = Number(body(req).struct(RELEASE_IN).fh);
+      const r = await orig(req, body(req));
+      const nodeid = this.fannedFh.get(fh);
+      if (nodeid !== undefined) {
+        this.fannedFh.delete(fh);
+        await this.release(nodeid);
+      }
+      return r;
+    });
+
+    this.wrap(s, Op.READ, async (orig, req) => {
+      const a = body(req).struct(READ_IN);
+      const open = this.files.get(c.file(a.fh).node.id);
+      if (!open) return orig(req, body(req));
+      return this.read(open, (await open.ready).fds, Number(a.offset), a.size);
+    });
+
+    this.wrap(s, Op.WRITE, async (orig, req) => {
+      const b = body(req);
+      const a = b.struct(WRITE_IN);
+      const open = this.files.get(c.file(a.fh).node.id);
+      if (!open) return orig(req, body(req));
+      const data = b.bytes(a.size);
+      const written = await this.write(open, (await open.ready).fds, Number(a.offset), data);
+      return encodeStruct(WRITE_OUT, { size: written });
+    });
+  }
+
+  /**
+   * One reference per open handle. The first opens every backing's copy read-write (the
+   * kernel's open flags are the primary handle's business).
+   */
+  private acquire(nodeid: number, rel: string, how: { create?: number; trunc?: boolean }): Promise<unknown> {
+    const have = this.files.get(nodeid);
+    if (have) {
+      have.refs++;
+      // O_TRUNC on the primary: the copies already open follow.
+      return how.trunc ? have.ready.then(({ fds }) => Promise.all(fds.slice(1).map((f) => f.truncate(0)))) : have.ready;
+    }
+    const entry: OpenFile = { refs: 1, next: 0, ready: this.openAll(nodeid, rel, how) };
+    this.files.set(nodeid, entry);
+    entry.ready.then((r) => (entry.fds = r.fds), () => {
+      if (this.files.get(nodeid) === entry) this.files.delete(nodeid);
+    });
+    return entry.ready;
+  }
+
+  private async openAll(nodeid: number, rel: string, how: { create?: number; trunc?: boolean }): Promise<{ fds: FileHandle[]; ids: number[] }> {
+    const fds: FileHandle[] = [];
+    const ids: number[] = [];
+    try {
+      fds.push(await fsp.open(this.backingPath(0, rel), fsc.O_RDWR));
+      if (how.create !== undefined || how.trunc) {
+        // New or truncated: every backing's copy is empty, whatever the policy.
+        const mode = how.create ?? Number((await fds[0]!.stat()).mode & 0o7777);
+        for (let i = 1; i < this.opts.backings.length; i++) {
+          fds.push(await fsp.open(this.backingPath(i, rel), fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC, mode));
+        }
+      } else {
+        fds.push(...(await this.reconcile(rel, fds[0]!)));
+      }
+      if (this.opts.sink) {
+        for (const f of fds) ids.push(this.dev.backingOpen(f.fd));
+        this.opts.sink.set(nodeid, ids);
+      }
+      return { fds, ids };
+    } catch (e) {
+      for (const id of ids) this.closeId(id);
+      await Promise.allSettled(fds.map((f) => f.close()));
+      throw e;
+    }
+  }
+
+  private async release(nodeid: number): Promise<void> {
+    const open = this.files.get(nodeid);
+    if (!open || --open.refs > 0) return;
+    this.files.delete(nodeid);
+    const { fds, ids } = await open.ready;
+    // Withdraw the entry first: from now on the program sends this node's I/O up.
+    if (ids.length) this.opts.sink?.delete(nodeid);
+    for (const id of ids) this.closeId(id);
+    await Promise.allSettled(fds.map((f) => f.close()));
+  }
+
+  private closeId(id: number): void {
+    try {
+      this.dev.backingClose(id);
+    } catch (e) {
+      if ((e as libc.SysError).code !== 'ENODEV') throw e; // connection already gone
+    }
+  }
+}

@@ -1,0 +1,109 @@
+// Policies as data: what a user asks for (`--policy stripe --chunk 64k`, or an object from
+// TypeScript), validated before any C is generated, so a bad parameter is one clear error
+// rather than a clang or verifier failure.
+
+export const MAX_BACKINGS = 4;
+/** The largest FUSE request (max_pages 256): bounds the generated loops. */
+export const MAX_REQUEST = 1 << 20;
+
+export interface StripePolicy {
+  policy: 'stripe';
+  /** Backing directories per file (2..4). */
+  backings: number;
+  /** Chunk size in bytes: a multiple of 4096, at least 4 KiB, at most 64 MiB. */
+  chunk: number;
+  /** Seconds the kernel may cache attributes the program returns (default 1). */
+  attrTimeout: number;
+}
+
+export type PolicySpec = StripePolicy;
+export type PolicyName = PolicySpec['policy'];
+
+export class PolicyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PolicyError';
+  }
+}
+
+export interface ParamDoc {
+  name: string;
+  value: string;
+  doc: string;
+  default?: string;
+}
+
+/** What `fuse-kfunc policy --help` and the docs list. */
+export const POLICIES: Record<PolicyName, { summary: string; params: ParamDoc[] }> = {
+  stripe: {
+    summary: 'one FUSE file over N backing files in fixed-size chunks (RAID-0); READ/WRITE/GETATTR in the kernel',
+    params: [
+      { name: 'chunk', value: 'SIZE', doc: 'chunk size: a multiple of 4k, 4k..64m (k, m suffixes)', default: '64k' },
+      { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
+    ],
+  },
+};
+
+/** "64k", "1m", "65536" -> bytes. */
+export function parseSize(v: string, what: string): number {
+  const m = /^(\d+)([kKmMgG]?)[iI]?[bB]?$/.exec(v.trim());
+  if (!m) throw new PolicyError(`${what}: "${v}" is not a size (use bytes or a k/m/g suffix, e.g. 64k)`);
+  const mult = { '': 1, k: 1 << 10, m: 1 << 20, g: 1 << 30 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Number(m[1]) * mult;
+}
+
+export function isPolicyName(n: string): n is PolicyName {
+  return Object.hasOwn(POLICIES, n);
+}
+
+/**
+ * A policy from its name, parameters (strings, as on the command line, or numbers) and the
+ * number of backing directories it will be mounted over. Throws PolicyError naming the
+ * parameter and the fix.
+ */
+export function makePolicy(name: string, params: Record<string, string | number | undefined>, backings: number): PolicySpec {
+  if (!isPolicyName(name)) {
+    throw new PolicyError(`unknown policy "${name}": choose one of ${Object.keys(POLICIES).join(', ')} (fuse-kfunc policy --help)`);
+  }
+  const known = new Set(POLICIES[name].params.map((p) => p.name));
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && !known.has(k)) {
+      throw new PolicyError(`${name} has no parameter "${k}" (it takes ${[...known].map((p) => `--${p}`).join(', ')})`);
+    }
+  }
+  if (!Number.isInteger(backings) || backings < 2 || backings > MAX_BACKINGS) {
+    throw new PolicyError(`${name} needs 2..${MAX_BACKINGS} backing directories, got ${backings}`);
+  }
+  const size = (k: string, dflt: string) => {
+    const v = params[k] ?? dflt;
+    return typeof v === 'number' ? v : parseSize(v, `--${k}`);
+  };
+  const seconds = (k: string, dflt: number) => {
+    const v = params[k] ?? dflt;
+    const n = typeof v === 'number' ? v : Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 3600) throw new PolicyError(`--${k}: "${v}" is not a whole number of seconds in 0..3600`);
+    return n;
+  };
+  const spec: StripePolicy = { policy: 'stripe', backings, chunk: size('chunk', '64k'), attrTimeout: seconds('attr-timeout', 1) };
+  validatePolicy(spec);
+  return spec;
+}
+
+export function validatePolicy(spec: PolicySpec): void {
+  if (spec.policy !== 'stripe') throw new PolicyError(`unknown policy "${(spec as { policy: string }).policy}"`);
+  const c = spec.chunk;
+  if (!Number.isInteger(c) || c <= 0) throw new PolicyError(`stripe --chunk must be a positive number of bytes, got ${c}`);
+  if (c % 4096 !== 0) throw new PolicyError(`stripe --chunk ${c} is not a multiple of 4096 (4k): chunks are whole pages`);
+  if (c > 64 << 20) throw new PolicyError(`stripe --chunk ${c} is larger than 64m`);
+  if (spec.backings < 2 || spec.backings > MAX_BACKINGS) throw new PolicyError(`stripe needs 2..${MAX_BACKINGS} backings, got ${spec.backings}`);
+}
+
+export function formatSize(n: number): string {
+  if (n % (1 << 20) === 0) return `${n >> 20} MiB`;
+  if (n % 1024 === 0) return `${n >> 10} KiB`;
+  return `${n} bytes`;
+}
+
+export function describePolicy(spec: PolicySpec): string {
+  return `stripe: one FUSE file over ${spec.backings} backing files in ${formatSize(spec.chunk)} chunks (RAID-0)`;
+}
