@@ -11,6 +11,7 @@ import { runAll, runVmSuites, summarize } from '../testing/suite.ts';
 import { cachePaths } from '../util/paths.ts';
 import { demo, DEMO_HELP } from '../demo/index.ts';
 import { mountCmd, statsCmd } from '../sdk/cli.ts';
+import { policyCmd } from '../policy/cli.ts';
 
 const HELP: Record<string, string> = {
   main: `fuse-kfunc — a BPF hook on fuse_simple_request plus bpf_vfs_* kfuncs, and its SDK
@@ -24,9 +25,10 @@ Commands:
   selftest                             build and run the kernel selftests in the VM
   test [--unit|--vm]                   everything npm test runs (unit, guest, selftests)
   demo [--kernel PATH]                 the mirror policy end to end in the VM
-  mount BACKING... MOUNTPOINT [--program OBJ|SRC] [--userspace] [--passthrough]
+  mount BACKING... MOUNTPOINT [--program OBJ|SRC | --policy NAME] [--userspace] [--passthrough]
                                        mount with the FUSE daemon (+ a BPF program), foreground
   stats MOUNTPOINT                     per-opcode kernel/daemon counts of a running mount
+  policy list|show|compile NAME        built-in policies: their generated BPF C and objects
 
 Environment:
   FUSE_KFUNC_CACHE   cache dir for the kernel tree and builds (default ~/.cache/fuse-kfunc)
@@ -176,6 +178,7 @@ async function main(argv: string[]): Promise<number> {
     case 'help': help(p.positional[1] ?? 'main'); return 0;
     case 'mount': return mountCmd(argv.slice(argv.indexOf('mount') + 1));
     case 'stats': return statsCmd(argv.slice(argv.indexOf('stats') + 1));
+    case 'policy': return policyCmd(argv.slice(argv.indexOf('policy') + 1));
     case 'kernel': return kernelCmd(p);
     case 'vm': return vmCmd(p);
     case 'selftest': return selftestCmd(p);

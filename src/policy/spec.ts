@@ -107,3 +107,8 @@ export function formatSize(n: number): string {
 export function describePolicy(spec: PolicySpec): string {
   return `stripe: one FUSE file over ${spec.backings} backing files in ${formatSize(spec.chunk)} chunks (RAID-0)`;
 }
+
+/** The command that prints this policy's C (in its generated header). */
+export function policyCommand(spec: PolicySpec): string {
+  return `fuse-kfunc policy show ${spec.policy} --backings ${spec.backings} --chunk ${spec.chunk} --attr-timeout ${spec.attrTimeout}`;
+}

@@ -1,10 +1,14 @@
 // `fuse-kfunc mount` and `fuse-kfunc stats` arguments, parsed without side effects.
 import { UsageError } from '../cli/args.ts';
+import { POLICIES } from '../policy/spec.ts';
 
 export interface MountArgs {
   backings: string[];
   mountpoint: string;
   program?: string;
+  /** --policy NAME and that policy's parameters (--chunk 64k ...), unvalidated. */
+  policy?: string;
+  policyParams: Record<string, string>;
   structOps?: string;
   userspace: boolean;
   passthrough: boolean;
@@ -12,7 +16,8 @@ export interface MountArgs {
   help: boolean;
 }
 
-const VALUE = new Set(['program', 'struct-ops', 'timeout']);
+const POLICY_PARAMS = new Set(Object.values(POLICIES).flatMap((p) => p.params.map((q) => q.name)));
+const VALUE = new Set(['program', 'struct-ops', 'timeout', 'policy', ...POLICY_PARAMS]);
 const BOOL = new Set(['userspace', 'passthrough', 'help']);
 
 export function parseMountArgs(argv: string[]): MountArgs {
@@ -29,10 +34,10 @@ export function parseMountArgs(argv: string[]): MountArgs {
       if (v === undefined || v === '') throw new UsageError(`--${name} needs a value`);
       f.set(name, v);
     } else if (BOOL.has(name) && eq < 0) f.set(name, true);
-    else throw new UsageError(`unknown option ${a} (mount takes --program, --struct-ops, --userspace, --passthrough, --timeout)`);
+    else throw new UsageError(`unknown option ${a} (mount takes --program, --policy, --struct-ops, --userspace, --passthrough, --timeout)`);
   }
   const help = f.has('help');
-  if (help) return { backings: [], mountpoint: '', userspace: false, passthrough: false, help };
+  if (help) return { backings: [], mountpoint: '', userspace: false, passthrough: false, help, policyParams: {} };
   if (pos.length < 2) throw new UsageError('mount needs BACKING... MOUNTPOINT (at least one backing directory and the mountpoint)');
   const program = f.get('program') as string | undefined;
   const userspace = f.has('userspace');
@@ -41,13 +46,22 @@ export function parseMountArgs(argv: string[]): MountArgs {
   if (userspace && modes > 1) throw new UsageError('--userspace excludes --program and --passthrough');
   if (program !== undefined && passthrough) throw new UsageError('--program and --passthrough exclude each other (upstream passthrough would bypass the program for READ/WRITE)');
   if (f.has('struct-ops') && program === undefined) throw new UsageError('--struct-ops names a map of --program');
+  const policy = f.get('policy') as string | undefined;
+  const policyParams: Record<string, string> = {};
+  for (const k of POLICY_PARAMS) if (f.has(k)) policyParams[k] = f.get(k) as string;
+  if (policy === undefined && Object.keys(policyParams).length) {
+    throw new UsageError(`--${Object.keys(policyParams)[0]} is a policy parameter: add --policy NAME`);
+  }
+  if (policy !== undefined && (program !== undefined || passthrough)) {
+    throw new UsageError('--policy brings its own program: it excludes --program and --passthrough (add --userspace for its daemon-only reference)');
+  }
   let timeout: number | undefined;
   if (f.has('timeout')) {
     timeout = Number(f.get('timeout'));
     if (!Number.isFinite(timeout) || timeout < 0) throw new UsageError(`--timeout wants seconds >= 0, got "${f.get('timeout')}"`);
   }
   return {
-    backings: pos.slice(0, -1), mountpoint: pos[pos.length - 1]!, program,
+    backings: pos.slice(0, -1), mountpoint: pos[pos.length - 1]!, program, policy, policyParams,
     structOps: f.get('struct-ops') as string | undefined, userspace, passthrough, timeout, help,
   };
 }

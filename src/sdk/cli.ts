@@ -3,11 +3,12 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node
 import { join, resolve } from 'node:path';
 import { realpathSync } from 'node:fs';
 import { mount, MountError } from './mount.ts';
+import { makePolicy, PolicyError, POLICIES } from '../policy/spec.ts';
 import { parseMountArgs, parseStatsArgs } from './args.ts';
 import { STATS_DIR, formatStats, statsFileName, type StatsFile } from './stats.ts';
 
 export const MOUNT_HELP = `Usage: fuse-kfunc mount BACKING... MOUNTPOINT [--program OBJ|SRC] [--struct-ops NAME]
-                        [--userspace] [--passthrough] [--timeout SEC]
+                        [--policy NAME [PARAMS]] [--userspace] [--passthrough] [--timeout SEC]
 
 Mounts BACKING on MOUNTPOINT with the TypeScript FUSE daemon (in a child process) and stays
 in the foreground until SIGINT/SIGTERM or until someone unmounts MOUNTPOINT. Needs root.
@@ -21,7 +22,12 @@ Modes:
                           with a "nodes" map the daemon publishes each open file's backing
                           id there (see bpf/examples/passthrough.bpf.c)
   --struct-ops NAME       the struct_ops map to attach when FILE has several
-Several BACKING directories are kept identical (the mirror policy's daemon).
+  --policy NAME           a built-in policy over the BACKING directories: its BPF C is
+                          generated, compiled (cached) and attached, and the daemon serves
+                          the rest the same way; with --userspace the daemon alone (the
+                          policy's userspace reference). \`fuse-kfunc policy --help\` lists them:
+${Object.entries(POLICIES).map(([n, p]) => `                            ${n}: ${p.params.map((q) => `--${q.name} ${q.value} (default ${q.default})`).join(', ')}`).join('\n')}
+Several BACKING directories without --policy are kept identical (the mirror daemon).
 
 Options:
   --timeout SEC           kernel name/attribute cache timeout (default 1)
@@ -49,11 +55,16 @@ export async function mountCmd(argv: string[]): Promise<number> {
   if (a.help) { process.stdout.write(MOUNT_HELP + '\n'); return 0; }
   let h;
   try {
+    const policy = a.policy !== undefined ? makePolicy(a.policy, a.policyParams, a.backings.length) : undefined;
     h = await mount({
-      backings: a.backings, mountpoint: a.mountpoint, program: a.program, structOps: a.structOps,
+      backings: a.backings, mountpoint: a.mountpoint, program: a.program, structOps: a.structOps, policy,
       userspace: a.userspace, passthrough: a.passthrough, timeout: a.timeout, echo: true,
     });
   } catch (e) {
+    if (e instanceof PolicyError) {
+      process.stderr.write(`fuse-kfunc mount: ${e.message}\n`);
+      return 1;
+    }
     if (e instanceof MountError) {
       process.stderr.write(`fuse-kfunc mount: ${e.message}\n`);
       if (e.log) process.stderr.write(`--- verifier log (last 40 lines) ---\n${e.log.trimEnd().split('\n').slice(-40).join('\n')}\n`);

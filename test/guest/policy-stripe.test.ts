@@ -87,3 +87,38 @@ for (const { spec, seeds, ops } of cases) {
     });
   }
 }
+
+test.serial('CLI: mount --policy stripe --chunk 64k, pieces in both backings, kernel-served WRITE in stats', async (t) => {
+  const { spawn, spawnSync } = await import('node:child_process');
+  const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+  const cli = path.join(REPO, 'bin/fuse-kfunc.js');
+  const base = path.join(work, 'cli');
+  const [b0, b1, mnt] = ['b0', 'b1', 'mnt'].map((d) => path.join(base, d));
+  for (const d of [b0, b1, mnt]) fs.mkdirSync(d!, { recursive: true });
+  const bad = spawnSync(process.execPath, [cli, 'mount', b0!, b1!, mnt!, '--policy', 'stripe', '--chunk', '1000'], { encoding: 'utf8' });
+  t.is(bad.status, 1);
+  t.regex(bad.stderr, /--chunk 1000 is not a multiple of 4096/);
+  const p = spawn(process.execPath, [cli, 'mount', b0!, b1!, mnt!, '--policy', 'stripe', '--chunk', '64k'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.on('data', (x) => (out += x));
+  p.stderr.on('data', (x) => (out += x));
+  const deadline = Date.now() + 240_000;
+  while (!/stats: fuse-kfunc stats/.test(out) && Date.now() < deadline && p.exitCode === null) await new Promise((r) => setTimeout(r, 200));
+  t.regex(out, /\(program\+stripe/, out);
+  const data = Buffer.alloc(200_000, 7);
+  fs.writeFileSync(path.join(mnt!, 'f'), data);
+  t.deepEqual(fs.readFileSync(path.join(mnt!, 'f')), data);
+  // 200000 B in 64 KiB chunks over 2: chunks 0 and 2 on b0, 1 and the 3392-byte chunk 3 on b1.
+  t.is(fs.statSync(path.join(b0!, 'f')).size, 2 * 65536);
+  t.is(fs.statSync(path.join(b1!, 'f')).size, 65536 + (200_000 - 3 * 65536));
+  t.is(fs.statSync(path.join(mnt!, 'f')).size, 200_000);
+  await new Promise((r) => setTimeout(r, 1500));
+  const s = spawnSync(process.execPath, [cli, 'stats', mnt!], { encoding: 'utf8' });
+  t.is(s.status, 0, s.stderr);
+  t.log(s.stdout);
+  t.regex(s.stdout, /WRITE\s+[1-9]\d*\s+0/);
+  const exited = new Promise((r) => p.on('exit', r));
+  p.kill('SIGTERM');
+  await exited;
+  t.regex(out, /unmounted/);
+});

@@ -23,8 +23,19 @@ test('mount: usage errors', (t) => {
   bad(['/a', '/m', '--struct-ops', 'x'], /names a map of --program/);
   bad(['/a', '/m', '--frobnicate'], /unknown option --frobnicate/);
   bad(['/a', '/m', '--timeout', 'soon'], /--timeout/);
+  bad(['/a', '/b', '/m', '--chunk', '4k'], /--chunk is a policy parameter: add --policy NAME/);
+  bad(['/a', '/b', '/m', '--policy', 'stripe', '--program', 'x.o'], /--policy brings its own program/);
+  bad(['/a', '/b', '/m', '--policy', 'stripe', '--passthrough'], /--policy brings its own program/);
   t.true(parseMountArgs(['--help']).help);
   t.true(parseMountArgs(['-h']).help);
+});
+
+test('mount: --policy with its parameters', (t) => {
+  const a = parseMountArgs(['/a', '/b', '/m', '--policy', 'stripe', '--chunk=16k', '--userspace']);
+  t.is(a.policy, 'stripe');
+  t.deepEqual(a.policyParams, { chunk: '16k' });
+  t.true(a.userspace);
+  t.deepEqual(a.backings, ['/a', '/b']);
 });
 
 test('stats: one mountpoint, --json', (t) => {
