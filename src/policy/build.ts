@@ -8,12 +8,13 @@ import { basename, join } from 'node:path';
 import { cachePaths, repoRoot } from '../util/paths.ts';
 import { compileBpf } from './compile.ts';
 import { generateStripe } from './generate/stripe.ts';
+import { generateMirror } from './generate/mirror.ts';
 import { validatePolicy, type PolicySpec } from './spec.ts';
 
 /** The generated C of a policy (validated first). */
 export function generatePolicy(spec: PolicySpec): string {
   validatePolicy(spec);
-  return generateStripe(spec);
+  return spec.policy === 'stripe' ? generateStripe(spec) : generateMirror(spec);
 }
 
 /** The struct_ops map the generated program declares. */

@@ -19,19 +19,24 @@ export interface MirrorOptions {
   replicas: string[];
   /** Register backing ids and publish them (needs a connection with FUSE_PASSTHROUGH). */
   sink?: MirrorSink;
+  /** The replica a READ tries first: round-robin (default) or always the primary. */
+  read?: 'round-robin' | 'primary';
 }
 
 export class MirrorDaemon extends FanOutDaemon {
   /** READ/WRITE served by the daemon, per replica. */
   readonly counts: ReplicaCounts[];
 
+  private readonly roundRobin: boolean;
+
   constructor(opts: MirrorOptions) {
     super({ backings: opts.replicas, sink: opts.sink }, 'mirror', 2);
+    this.roundRobin = opts.read !== 'primary';
     this.counts = opts.replicas.map(zeroReplica);
   }
 
   protected async read(open: OpenFile, fds: FileHandle[], offset: number, size: number): Promise<Buffer> {
-    const first = open.next++;
+    const first = this.roundRobin ? open.next++ : 0;
     let err: unknown;
     for (let i = 0; i < fds.length; i++) {
       const r = (first + i) % fds.length;

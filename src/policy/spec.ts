@@ -16,7 +16,16 @@ export interface StripePolicy {
   attrTimeout: number;
 }
 
-export type PolicySpec = StripePolicy;
+export interface MirrorPolicy {
+  policy: 'mirror';
+  /** Replica directories (2..4), all holding the same bytes. */
+  backings: number;
+  /** Which replica a READ goes to first. */
+  read: 'round-robin' | 'primary';
+  attrTimeout: number;
+}
+
+export type PolicySpec = StripePolicy | MirrorPolicy;
 export type PolicyName = PolicySpec['policy'];
 
 export class PolicyError extends Error {
@@ -39,6 +48,13 @@ export const POLICIES: Record<PolicyName, { summary: string; params: ParamDoc[] 
     summary: 'one FUSE file over N backing files in fixed-size chunks (RAID-0); READ/WRITE/GETATTR in the kernel',
     params: [
       { name: 'chunk', value: 'SIZE', doc: 'chunk size: a multiple of 4k, 4k..64m (k, m suffixes)', default: '64k' },
+      { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
+    ],
+  },
+  mirror: {
+    summary: 'every file on N replicas: WRITE to all, READ from one with fail-over; READ/WRITE/GETATTR in the kernel',
+    params: [
+      { name: 'read', value: 'round-robin|primary', doc: 'replica a READ tries first', default: 'round-robin' },
       { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
     ],
   },
@@ -84,18 +100,32 @@ export function makePolicy(name: string, params: Record<string, string | number 
     if (!Number.isInteger(n) || n < 0 || n > 3600) throw new PolicyError(`--${k}: "${v}" is not a whole number of seconds in 0..3600`);
     return n;
   };
-  const spec: StripePolicy = { policy: 'stripe', backings, chunk: size('chunk', '64k'), attrTimeout: seconds('attr-timeout', 1) };
+  let spec: PolicySpec;
+  if (name === 'stripe') {
+    spec = { policy: 'stripe', backings, chunk: size('chunk', '64k'), attrTimeout: seconds('attr-timeout', 1) };
+  } else {
+    const read = String(params.read ?? 'round-robin');
+    if (read !== 'round-robin' && read !== 'primary') throw new PolicyError(`mirror --read: "${read}" is not round-robin or primary`);
+    spec = { policy: 'mirror', backings, read, attrTimeout: seconds('attr-timeout', 1) };
+  }
   validatePolicy(spec);
   return spec;
 }
 
 export function validatePolicy(spec: PolicySpec): void {
-  if (spec.policy !== 'stripe') throw new PolicyError(`unknown policy "${(spec as { policy: string }).policy}"`);
+  if (!isPolicyName(spec.policy)) throw new PolicyError(`unknown policy "${(spec as { policy: string }).policy}"`);
+  if (!Number.isInteger(spec.backings) || spec.backings < 2 || spec.backings > MAX_BACKINGS) {
+    throw new PolicyError(`${spec.policy} needs 2..${MAX_BACKINGS} backings, got ${spec.backings}`);
+  }
+  if (!Number.isInteger(spec.attrTimeout) || spec.attrTimeout < 0) throw new PolicyError(`attrTimeout must be whole seconds >= 0, got ${spec.attrTimeout}`);
+  if (spec.policy === 'mirror') {
+    if (spec.read !== 'round-robin' && spec.read !== 'primary') throw new PolicyError(`mirror read must be round-robin or primary, got ${spec.read}`);
+    return;
+  }
   const c = spec.chunk;
   if (!Number.isInteger(c) || c <= 0) throw new PolicyError(`stripe --chunk must be a positive number of bytes, got ${c}`);
   if (c % 4096 !== 0) throw new PolicyError(`stripe --chunk ${c} is not a multiple of 4096 (4k): chunks are whole pages`);
   if (c > 64 << 20) throw new PolicyError(`stripe --chunk ${c} is larger than 64m`);
-  if (spec.backings < 2 || spec.backings > MAX_BACKINGS) throw new PolicyError(`stripe needs 2..${MAX_BACKINGS} backings, got ${spec.backings}`);
 }
 
 export function formatSize(n: number): string {
@@ -105,10 +135,12 @@ export function formatSize(n: number): string {
 }
 
 export function describePolicy(spec: PolicySpec): string {
+  if (spec.policy === 'mirror') return `mirror: every file on ${spec.backings} replicas, READ ${spec.read === 'primary' ? 'from the primary' : 'round-robin'} with fail-over, WRITE to all`;
   return `stripe: one FUSE file over ${spec.backings} backing files in ${formatSize(spec.chunk)} chunks (RAID-0)`;
 }
 
 /** The command that prints this policy's C (in its generated header). */
 export function policyCommand(spec: PolicySpec): string {
-  return `fuse-kfunc policy show ${spec.policy} --backings ${spec.backings} --chunk ${spec.chunk} --attr-timeout ${spec.attrTimeout}`;
+  const own = spec.policy === 'stripe' ? `--chunk ${spec.chunk}` : `--read ${spec.read}`;
+  return `fuse-kfunc policy show ${spec.policy} --backings ${spec.backings} ${own} --attr-timeout ${spec.attrTimeout}`;
 }

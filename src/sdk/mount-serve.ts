@@ -139,7 +139,7 @@ async function main(cfg: ServeConfig): Promise<void> {
     const policy = cfg.policy?.policy ?? 'mirror';
     setup = cfg.policy?.policy === 'stripe'
       ? new StripeDaemon({ backings: cfg.backings, chunk: cfg.policy.chunk, sink }).install
-      : new MirrorDaemon({ replicas: cfg.backings, sink }).install;
+      : new MirrorDaemon({ replicas: cfg.backings, sink, read: cfg.policy?.policy === 'mirror' ? cfg.policy.read : undefined }).install;
     mode = `${obj ? 'program' : 'userspace'}+${policy}`;
   } else if (obj && publishes) {
     setup = publishBackingIds(obj);

@@ -1,7 +1,7 @@
 // The stripe geometry and the policy parameters, on the host (the C is checked in the VM).
 import test from 'ava';
 import { canonicalSize, logicalSize, pieces } from '../../src/policy/stripe-layout.ts';
-import { makePolicy, parseSize, PolicyError } from '../../src/policy/spec.ts';
+import { makePolicy, parseSize, PolicyError, type StripePolicy } from '../../src/policy/spec.ts';
 import { generatePolicy } from '../../src/policy/build.ts';
 import { prng } from '../../src/testing/workload.ts';
 
@@ -48,13 +48,16 @@ test('policy parameters: sizes, defaults, clear errors', (t) => {
   t.is(parseSize('1M', 'x'), 1 << 20);
   t.is(parseSize('8192', 'x'), 8192);
   t.deepEqual(makePolicy('stripe', {}, 2), { policy: 'stripe', backings: 2, chunk: 65536, attrTimeout: 1 });
-  t.is(makePolicy('stripe', { chunk: '16k' }, 4).chunk, 16384);
+  t.is((makePolicy('stripe', { chunk: '16k' }, 4) as StripePolicy).chunk, 16384);
+  t.deepEqual(makePolicy('mirror', { read: 'primary' }, 3), { policy: 'mirror', backings: 3, read: 'primary', attrTimeout: 1 });
+  t.throws(() => makePolicy('mirror', { read: 'random' }, 2), { message: /--read: "random" is not round-robin or primary/ });
+  t.throws(() => makePolicy('mirror', { chunk: '4k' }, 2), { message: /mirror has no parameter "chunk"/ });
   t.throws(() => makePolicy('stripe', { chunk: '0' }, 2), { instanceOf: PolicyError, message: /positive/ });
   t.throws(() => makePolicy('stripe', { chunk: '1000' }, 2), { message: /not a multiple of 4096/ });
   t.throws(() => makePolicy('stripe', { chunk: 'big' }, 2), { message: /--chunk: "big" is not a size/ });
   t.throws(() => makePolicy('stripe', {}, 1), { message: /needs 2\.\.4 backing directories, got 1/ });
   t.throws(() => makePolicy('stripe', { stripe: '2' }, 2), { message: /no parameter "stripe"/ });
-  t.throws(() => makePolicy('raid5', {}, 2), { message: /unknown policy "raid5": choose one of stripe/ });
+  t.throws(() => makePolicy('raid5', {}, 2), { message: /unknown policy "raid5": choose one of stripe, mirror/ });
 });
 
 test('generated C carries the policy as constants and names its ops', (t) => {
@@ -64,5 +67,14 @@ test('generated C carries the policy as constants and names its ops', (t) => {
   t.regex(c, /#define STRIPE_MAX_PIECES\t65\n/);
   t.regex(c, /struct fuse_bpf_ops stripe_ops = \{/);
   t.regex(c, /^\/\/ SPDX-License-Identifier: GPL-2.0\n/);
+  t.notRegex(c, /undefined|NaN|\$\{/);
+});
+
+test('generated mirror C: replicas and read mode as constants', (t) => {
+  const c = generatePolicy(makePolicy('mirror', { read: 'primary' }, 3));
+  t.regex(c, /#define MIRROR_NR\t\t3\n/);
+  t.regex(c, /#define MIRROR_ROUND_ROBIN\t0\n/);
+  t.regex(c, /id = r == 0 \? id0 : r == 1 \? id1 : id2;/);
+  t.regex(c, /struct fuse_bpf_ops mirror_ops = \{/);
   t.notRegex(c, /undefined|NaN|\$\{/);
 });

@@ -1,9 +1,9 @@
-// The stripe policy, differentially: the same seeded workload (create, writes at random
+// The built-in policies, differentially: the same seeded workload (create, writes at random
 // unaligned offsets across chunk boundaries and past the end, buffered and O_DIRECT reads,
 // truncate up and down, rename, unlink, mkdir, readdir, stat) runs on a mount with the
 // generated program attached and on the daemon-only mount (the userspace reference). Both
 // must agree with the in-memory model, with each other line by line, and leave the same
-// pieces in every backing directory; the BPF run must serve every READ and WRITE in the
+// files in every backing directory; the BPF run must serve every READ and WRITE in the
 // kernel. Needs the patched kernel (the VM under npm test).
 import test from 'ava';
 import fs from 'node:fs';
@@ -27,7 +27,7 @@ test.before(() => {
   if (!fs.existsSync(path.join(cand, 'bpftool'))) throw new Error(`no kernel build at ${cand}: set FUSE_KFUNC_BUILD`);
   build = fs.realpathSync(cand);
   process.env.FUSE_KFUNC_BUILD = build;
-  work = fs.mkdtempSync('/tmp/policy-stripe-');
+  work = fs.mkdtempSync('/tmp/policies-');
 });
 
 test.after.always(async () => {
@@ -40,7 +40,7 @@ interface Run {
   layout: string[][];
 }
 
-async function runOn(name: string, spec: PolicySpec, userspace: boolean, seed: number, ops: number): Promise<Run> {
+async function runOn(name: string, spec: PolicySpec, unit: number, userspace: boolean, seed: number, ops: number): Promise<Run> {
   const base = path.join(work, name);
   const backings = Array.from({ length: spec.backings }, (_, i) => path.join(base, `b${i}`));
   const mnt = path.join(base, 'mnt');
@@ -49,7 +49,7 @@ async function runOn(name: string, spec: PolicySpec, userspace: boolean, seed: n
   handles.push(h);
   let res: WorkloadResult;
   try {
-    res = runWorkload(mnt, { seed, ops, unit: spec.chunk, direct: true, flush: dropCaches });
+    res = runWorkload(mnt, { seed, ops, unit, direct: true, flush: dropCaches });
   } catch (e) {
     await h.close();
     throw e;
@@ -58,25 +58,30 @@ async function runOn(name: string, spec: PolicySpec, userspace: boolean, seed: n
   return { res, stats, layout: backings.map((b) => treeDigest(b)) };
 }
 
-const cases: { spec: PolicySpec; seeds: number[]; ops: number }[] = [
-  { spec: makePolicy('stripe', { chunk: '4k' }, 2), seeds: [1, 2], ops: 90 },
-  { spec: makePolicy('stripe', { chunk: '16k' }, 3), seeds: [3], ops: 90 },
+// unit: the size offsets and lengths are drawn around (a stripe's chunk).
+const cases: { spec: PolicySpec; unit: number; seeds: number[]; ops: number }[] = [
+  { spec: makePolicy('stripe', { chunk: '4k' }, 2), unit: 4096, seeds: [1, 2], ops: 90 },
+  { spec: makePolicy('stripe', { chunk: '16k' }, 3), unit: 16384, seeds: [3], ops: 90 },
+  { spec: makePolicy('mirror', {}, 2), unit: 16384, seeds: [4], ops: 90 },
+  { spec: makePolicy('mirror', { read: 'primary' }, 3), unit: 4096, seeds: [5], ops: 60 },
 ];
 
-for (const { spec, seeds, ops } of cases) {
+for (const { spec, unit, seeds, ops } of cases) {
   for (const seed of seeds) {
-    const title = `stripe chunk=${spec.chunk} backings=${spec.backings} seed=${seed}`;
+    const params = spec.policy === 'stripe' ? `chunk=${spec.chunk}` : `read=${spec.read}`;
+    const title = `${spec.policy} ${params} backings=${spec.backings} seed=${seed}`;
     test.serial(`${title}: BPF and userspace agree with the model, each other and on the backing layout`, async (t) => {
-      const tag = `${spec.chunk}-${spec.backings}-${seed}`;
-      const bpf = await runOn(`bpf-${tag}`, spec, false, seed, ops);
-      const user = await runOn(`user-${tag}`, spec, true, seed, ops);
+      const tag = `${spec.policy}-${params}-${spec.backings}-${seed}`;
+      const bpf = await runOn(`bpf-${tag}`, spec, unit, false, seed, ops);
+      const user = await runOn(`user-${tag}`, spec, unit, true, seed, ops);
       t.log(`ops ${JSON.stringify(bpf.res.counts)}; ${bpf.res.bytesWritten} B written, ${bpf.res.bytesRead} B read`);
       t.deepEqual(bpf.res.mismatches, [], 'BPF mount agrees with the model');
       t.deepEqual(user.res.mismatches, [], 'userspace reference agrees with the model');
       t.deepEqual(bpf.res.log, user.res.log, 'same results, operation by operation');
       for (let i = 0; i < spec.backings; i++) t.deepEqual(bpf.layout[i], user.layout[i], `backing ${i}: same pieces`);
-      // Striping happened: every backing holds data.
-      for (let i = 0; i < spec.backings; i++) t.true(bpf.layout[i]!.some((l) => / [1-9]\d* /.test(l)), `backing ${i} has non-empty pieces`);
+      // Every backing holds data; a mirror's replicas hold the same files.
+      for (let i = 0; i < spec.backings; i++) t.true(bpf.layout[i]!.some((l) => / [1-9]\d* /.test(l)), `backing ${i} has non-empty files`);
+      if (spec.policy === 'mirror') for (let i = 1; i < spec.backings; i++) t.deepEqual(bpf.layout[i], bpf.layout[0], `replica ${i} = replica 0`);
       const k = (op: string) => bpf.stats[op]?.kernel ?? 0;
       const d = (op: string) => bpf.stats[op]?.daemon ?? 0;
       t.log(`BPF run: READ ${k('READ')} kernel / ${d('READ')} daemon, WRITE ${k('WRITE')} / ${d('WRITE')}, GETATTR ${k('GETATTR')} / ${d('GETATTR')}`);
