@@ -9,12 +9,17 @@ import { cachePaths, repoRoot } from '../util/paths.ts';
 import { compileBpf } from './compile.ts';
 import { generateStripe } from './generate/stripe.ts';
 import { generateMirror } from './generate/mirror.ts';
+import { generateFilter } from './generate/filter.ts';
 import { validatePolicy, type PolicySpec } from './spec.ts';
 
 /** The generated C of a policy (validated first). */
 export function generatePolicy(spec: PolicySpec): string {
   validatePolicy(spec);
-  return spec.policy === 'stripe' ? generateStripe(spec) : generateMirror(spec);
+  switch (spec.policy) {
+    case 'stripe': return generateStripe(spec);
+    case 'mirror': return generateMirror(spec);
+    case 'filter': return generateFilter(spec);
+  }
 }
 
 /** The struct_ops map the generated program declares. */

@@ -25,7 +25,26 @@ export interface MirrorPolicy {
   attrTimeout: number;
 }
 
-export type PolicySpec = StripePolicy | MirrorPolicy;
+/** Operations the filter policy serves in the kernel, each through a pre- and post-filter. */
+export const FILTER_OPS = ['read', 'write', 'getattr', 'fsync', 'flush', 'fallocate', 'lseek'] as const;
+export type FilterOp = (typeof FILTER_OPS)[number];
+/**
+ * What --deny may refuse: operations on an open file's handle, which the daemon sees for
+ * exactly the files the program serves. GETATTR is not: the program answers it for any
+ * open inode, also for a stat(2) by path, which the daemon cannot tell apart.
+ */
+export const DENIABLE = FILTER_OPS.filter((o) => o !== 'getattr');
+
+export interface FilterPolicy {
+  policy: 'filter';
+  /** One backing directory: one backing file per FUSE file, as in fuse-bpf. */
+  backings: 1;
+  /** Operations the pre-filter refuses with EPERM (the daemon refuses them too). */
+  deny: FilterOp[];
+  attrTimeout: number;
+}
+
+export type PolicySpec = StripePolicy | MirrorPolicy | FilterPolicy;
 export type PolicyName = PolicySpec['policy'];
 
 export class PolicyError extends Error {
@@ -43,8 +62,9 @@ export interface ParamDoc {
 }
 
 /** What `fuse-kfunc policy --help` and the docs list. */
-export const POLICIES: Record<PolicyName, { summary: string; params: ParamDoc[] }> = {
+export const POLICIES: Record<PolicyName, { summary: string; backings: [number, number]; params: ParamDoc[] }> = {
   stripe: {
+    backings: [2, MAX_BACKINGS],
     summary: 'one FUSE file over N backing files in fixed-size chunks (RAID-0); READ/WRITE/GETATTR in the kernel',
     params: [
       { name: 'chunk', value: 'SIZE', doc: 'chunk size: a multiple of 4k, 4k..64m (k, m suffixes)', default: '64k' },
@@ -52,9 +72,18 @@ export const POLICIES: Record<PolicyName, { summary: string; params: ParamDoc[] 
     ],
   },
   mirror: {
+    backings: [2, MAX_BACKINGS],
     summary: 'every file on N replicas: WRITE to all, READ from one with fail-over; READ/WRITE/GETATTR in the kernel',
     params: [
       { name: 'read', value: 'round-robin|primary', doc: 'replica a READ tries first', default: 'round-robin' },
+      { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
+    ],
+  },
+  filter: {
+    backings: [1, 1],
+    summary: 'the fuse-bpf filter design on this hook: one backing file per FUSE file, a pre- and post-filter around each of READ WRITE GETATTR FSYNC FLUSH FALLOCATE LSEEK',
+    params: [
+      { name: 'deny', value: 'OPS', doc: `comma list of ${DENIABLE.join(',')} the pre-filter refuses (EPERM), or none`, default: 'none' },
       { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
     ],
   },
@@ -87,8 +116,9 @@ export function makePolicy(name: string, params: Record<string, string | number 
       throw new PolicyError(`${name} has no parameter "${k}" (it takes ${[...known].map((p) => `--${p}`).join(', ')})`);
     }
   }
-  if (!Number.isInteger(backings) || backings < 2 || backings > MAX_BACKINGS) {
-    throw new PolicyError(`${name} needs 2..${MAX_BACKINGS} backing directories, got ${backings}`);
+  const [lo, hi] = POLICIES[name].backings;
+  if (!Number.isInteger(backings) || backings < lo || backings > hi) {
+    throw new PolicyError(`${name} needs ${lo === hi ? lo : `${lo}..${hi}`} backing director${hi === 1 ? 'y' : 'ies'}, got ${backings}`);
   }
   const size = (k: string, dflt: string) => {
     const v = params[k] ?? dflt;
@@ -103,6 +133,13 @@ export function makePolicy(name: string, params: Record<string, string | number 
   let spec: PolicySpec;
   if (name === 'stripe') {
     spec = { policy: 'stripe', backings, chunk: size('chunk', '64k'), attrTimeout: seconds('attr-timeout', 1) };
+  } else if (name === 'filter') {
+    const v = String(params.deny ?? 'none').trim();
+    const deny = v === 'none' || v === '' ? [] : v.split(',').map((x) => x.trim().toLowerCase());
+    for (const d of deny) {
+      if (!(DENIABLE as readonly string[]).includes(d)) throw new PolicyError(`filter --deny: "${d}" is not one of ${DENIABLE.join(', ')}`);
+    }
+    spec = { policy: 'filter', backings: 1, deny: [...new Set(deny)] as FilterOp[], attrTimeout: seconds('attr-timeout', 1) };
   } else {
     const read = String(params.read ?? 'round-robin');
     if (read !== 'round-robin' && read !== 'primary') throw new PolicyError(`mirror --read: "${read}" is not round-robin or primary`);
@@ -114,10 +151,15 @@ export function makePolicy(name: string, params: Record<string, string | number 
 
 export function validatePolicy(spec: PolicySpec): void {
   if (!isPolicyName(spec.policy)) throw new PolicyError(`unknown policy "${(spec as { policy: string }).policy}"`);
-  if (!Number.isInteger(spec.backings) || spec.backings < 2 || spec.backings > MAX_BACKINGS) {
-    throw new PolicyError(`${spec.policy} needs 2..${MAX_BACKINGS} backings, got ${spec.backings}`);
+  const [lo, hi] = POLICIES[spec.policy].backings;
+  if (!Number.isInteger(spec.backings) || spec.backings < lo || spec.backings > hi) {
+    throw new PolicyError(`${spec.policy} needs ${lo}..${hi} backings, got ${spec.backings}`);
   }
   if (!Number.isInteger(spec.attrTimeout) || spec.attrTimeout < 0) throw new PolicyError(`attrTimeout must be whole seconds >= 0, got ${spec.attrTimeout}`);
+  if (spec.policy === 'filter') {
+    for (const d of spec.deny) if (!(DENIABLE as readonly string[]).includes(d)) throw new PolicyError(`filter deny: "${d}" is not one of ${DENIABLE.join(', ')}`);
+    return;
+  }
   if (spec.policy === 'mirror') {
     if (spec.read !== 'round-robin' && spec.read !== 'primary') throw new PolicyError(`mirror read must be round-robin or primary, got ${spec.read}`);
     return;
@@ -135,12 +177,13 @@ export function formatSize(n: number): string {
 }
 
 export function describePolicy(spec: PolicySpec): string {
+  if (spec.policy === 'filter') return `filter: one backing file per FUSE file, pre- and post-filters around each operation${spec.deny.length ? `, refusing ${spec.deny.join(', ')}` : ''}`;
   if (spec.policy === 'mirror') return `mirror: every file on ${spec.backings} replicas, READ ${spec.read === 'primary' ? 'from the primary' : 'round-robin'} with fail-over, WRITE to all`;
   return `stripe: one FUSE file over ${spec.backings} backing files in ${formatSize(spec.chunk)} chunks (RAID-0)`;
 }
 
 /** The command that prints this policy's C (in its generated header). */
 export function policyCommand(spec: PolicySpec): string {
-  const own = spec.policy === 'stripe' ? `--chunk ${spec.chunk}` : `--read ${spec.read}`;
+  const own = spec.policy === 'stripe' ? `--chunk ${spec.chunk}` : spec.policy === 'mirror' ? `--read ${spec.read}` : `--deny ${spec.deny.join(',') || 'none'}`;
   return `fuse-kfunc policy show ${spec.policy} --backings ${spec.backings} ${own} --attr-timeout ${spec.attrTimeout}`;
 }

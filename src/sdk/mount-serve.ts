@@ -17,6 +17,7 @@ import type { Link } from '../bpf/object.ts';
 import { VerifierError } from '../bpf/errors.ts';
 import { MirrorDaemon } from '../policy/mirror.ts';
 import { StripeDaemon } from '../policy/stripe.ts';
+import { filterDaemon } from '../policy/filter.ts';
 import type { PolicySpec } from '../policy/spec.ts';
 import { encodeNode, encodeNodeKey, NODE_SIZE } from '../policy/mirror-layout.ts';
 import { STATS_MAP, STATS_VALUE_SIZE, decodeKernelStats, type KernelCounts } from './stats.ts';
@@ -141,6 +142,14 @@ async function main(cfg: ServeConfig): Promise<void> {
       ? new StripeDaemon({ backings: cfg.backings, chunk: cfg.policy.chunk, sink }).install
       : new MirrorDaemon({ replicas: cfg.backings, sink, read: cfg.policy?.policy === 'mirror' ? cfg.policy.read : undefined }).install;
     mode = `${obj ? 'program' : 'userspace'}+${policy}`;
+  } else if (cfg.policy?.policy === 'filter') {
+    const publish = obj && publishes ? publishBackingIds(obj) : undefined;
+    const deny = filterDaemon(cfg.policy.deny);
+    setup = (x) => {
+      publish?.(x);
+      deny(x);
+    };
+    mode = `${obj ? 'program' : 'userspace'}+filter`;
   } else if (obj && publishes) {
     setup = publishBackingIds(obj);
     mode = 'program';

@@ -45,7 +45,7 @@ export interface MountOptions {
   echo?: boolean;
 }
 
-export type MountMode = 'userspace' | 'passthrough' | 'program' | 'userspace+mirror' | 'program+mirror' | 'userspace+stripe' | 'program+stripe';
+export type MountMode = 'userspace' | 'passthrough' | 'program' | 'userspace+mirror' | 'program+mirror' | 'userspace+stripe' | 'program+stripe' | 'userspace+filter' | 'program+filter';
 
 export interface MountHandle {
   readonly mountpoint: string;

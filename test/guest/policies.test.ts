@@ -64,11 +64,12 @@ const cases: { spec: PolicySpec; unit: number; seeds: number[]; ops: number }[] 
   { spec: makePolicy('stripe', { chunk: '16k' }, 3), unit: 16384, seeds: [3], ops: 90 },
   { spec: makePolicy('mirror', {}, 2), unit: 16384, seeds: [4], ops: 90 },
   { spec: makePolicy('mirror', { read: 'primary' }, 3), unit: 4096, seeds: [5], ops: 60 },
+  { spec: makePolicy('filter', {}, 1), unit: 16384, seeds: [6], ops: 90 },
 ];
 
 for (const { spec, unit, seeds, ops } of cases) {
   for (const seed of seeds) {
-    const params = spec.policy === 'stripe' ? `chunk=${spec.chunk}` : `read=${spec.read}`;
+    const params = spec.policy === 'stripe' ? `chunk=${spec.chunk}` : spec.policy === 'mirror' ? `read=${spec.read}` : `deny=${spec.deny.join(',') || 'none'}`;
     const title = `${spec.policy} ${params} backings=${spec.backings} seed=${seed}`;
     test.serial(`${title}: BPF and userspace agree with the model, each other and on the backing layout`, async (t) => {
       const tag = `${spec.policy}-${params}-${spec.backings}-${seed}`;
@@ -92,6 +93,31 @@ for (const { spec, unit, seeds, ops } of cases) {
     });
   }
 }
+
+test.serial('filter --deny write,fallocate: refused with EPERM by the program and by the reference; reads pass', async (t) => {
+  const spec = makePolicy('filter', { deny: 'write,fallocate' }, 1);
+  for (const userspace of [false, true]) {
+    const base = path.join(work, `deny-${userspace}`);
+    const [b, mnt] = [path.join(base, 'b'), path.join(base, 'mnt')];
+    fs.mkdirSync(b, { recursive: true });
+    fs.mkdirSync(mnt, { recursive: true });
+    fs.writeFileSync(path.join(b, 'f'), 'original');
+    const h = await mount({ backings: [b], mountpoint: mnt, policy: spec, userspace, buildDir: build, timeout: 0 });
+    handles.push(h);
+    t.is(h.mode, userspace ? 'userspace+filter' : 'program+filter');
+    t.is(fs.readFileSync(path.join(mnt, 'f'), 'utf8'), 'original');
+    const fd = fs.openSync(path.join(mnt, 'f'), 'r+');
+    t.throws(() => fs.writeSync(fd, 'changed', 0), { code: 'EPERM' }, `${h.mode}: write refused`);
+    fs.closeSync(fd);
+    t.is(fs.readFileSync(path.join(b, 'f'), 'utf8'), 'original', 'backing file untouched');
+    const s = (await h.close())!;
+    if (!userspace) {
+      t.true((s.WRITE?.kernel ?? 0) > 0, 'the program answered the WRITE (with EPERM)');
+      t.is(s.WRITE?.daemon ?? 0, 0);
+      t.true((s.READ?.kernel ?? 0) > 0);
+    } else t.true((s.WRITE?.daemon ?? 0) > 0);
+  }
+});
 
 test.serial('CLI: mount --policy stripe --chunk 64k, pieces in both backings, kernel-served WRITE in stats', async (t) => {
   const { spawn, spawnSync } = await import('node:child_process');

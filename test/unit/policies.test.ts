@@ -78,3 +78,14 @@ test('generated mirror C: replicas and read mode as constants', (t) => {
   t.regex(c, /struct fuse_bpf_ops mirror_ops = \{/);
   t.notRegex(c, /undefined|NaN|\$\{/);
 });
+
+test('filter: one backing, --deny parsed and checked', (t) => {
+  t.deepEqual(makePolicy('filter', {}, 1), { policy: 'filter', backings: 1, deny: [], attrTimeout: 1 });
+  t.deepEqual((makePolicy('filter', { deny: 'write, FALLOCATE,write' }, 1) as { deny: string[] }).deny, ['write', 'fallocate']);
+  t.throws(() => makePolicy('filter', { deny: 'getattr' }, 1), { message: /--deny: "getattr" is not one of read, write, fsync/ });
+  t.throws(() => makePolicy('filter', {}, 2), { message: /filter needs 1 backing directory, got 2/ });
+  const c = generatePolicy(makePolicy('filter', { deny: 'write' }, 1));
+  t.regex(c, /#define FILTER_DENY_WRITE\t\t1\n/);
+  t.regex(c, /#define FILTER_DENY_READ\t\t0\n/);
+  t.regex(c, /ret = pre_filter\(fctx, args\);/);
+});
