@@ -18,7 +18,8 @@ plus the daemon that serves, the same way, what the program sends up.
   compile   generate and compile it with clang-19 against the kernel build
             ($FUSE_KFUNC_BUILD or ~/.cache/fuse-kfunc/builds/current), cached by content;
             prints the object's path (-o copies it to FILE)
---backings N is the number of backing directories it will be mounted over (default 2).
+--backings N is the number of backing directories it will be mounted over (default: the
+policy's smallest, 2 for stripe and mirror, 1 for filter).
 Mount one with \`fuse-kfunc mount B1 B2 MNT --policy NAME [PARAMS]\`.
 
 Policies:
@@ -32,7 +33,7 @@ export function policyCmd(argv: string[]): number {
   const pos: string[] = [];
   const params: Record<string, string> = {};
   let out: string | undefined;
-  let backings = 2;
+  let backings: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-o') { out = argv[++i]; if (!out) throw new UsageError('-o needs a file'); continue; }
@@ -55,7 +56,7 @@ export function policyCmd(argv: string[]): number {
   if (!name) throw new UsageError(`policy ${sub} needs a policy name (${Object.keys(POLICIES).join(', ')})`);
   if (extra.length) throw new UsageError(`unexpected argument "${extra[0]}"`);
   try {
-    const spec = makePolicy(name, params, backings);
+    const spec = makePolicy(name, params, backings ?? (POLICIES as Record<string, { backings: [number, number] }>)[name]?.backings[0] ?? 2);
     if (sub === 'show') {
       process.stdout.write(generatePolicy(spec));
       return 0;
