@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * passthrough: the simplest useful fuse_bpf_ops program.  READ, WRITE and
- * GETATTR of an open regular file are served in the kernel from the
- * backing file the daemon registered for it; everything else goes to the
- * daemon.
+ * passthrough: the simplest useful fuse_bpf_ops program.  READ, WRITE,
+ * GETATTR, GETXATTR and LISTXATTR of an open regular file are served in
+ * the kernel from the backing file the daemon registered for it;
+ * everything else goes to the daemon.  (GETXATTR matters for writes: the
+ * kernel asks for security.capability before each one.)
  *
  * The daemon (src/sdk/mount-serve.ts) registers a backing id with
  * FUSE_DEV_IOC_BACKING_OPEN at the first OPEN/CREATE of a file and
@@ -109,7 +110,8 @@ int BPF_PROG(pt_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	struct pt_node *n;
 	int ret = FUSE_BPF_UPCALL;
 
-	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR)
+	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&
+	    op != FUSE_OP_GETXATTR && op != FUSE_OP_LISTXATTR)
 		return FUSE_KFUNC_COUNT(fctx, ret);
 	n = bpf_map_lookup_elem(&nodes, &nodeid);
 	if (!n || n->nr < 1)
@@ -121,8 +123,12 @@ int BPF_PROG(pt_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 		ret = pt_read(fctx, args, fb);
 	else if (op == FUSE_OP_WRITE)
 		ret = pt_write(fctx, args, fb);
-	else
+	else if (op == FUSE_OP_GETATTR)
 		ret = pt_getattr(fctx, args, fb);
+	else if (op == FUSE_OP_GETXATTR)
+		ret = bpf_vfs_getxattr(fctx, fb);
+	else
+		ret = bpf_vfs_listxattr(fctx, fb);
 	bpf_fuse_backing_put(fb);
 	return FUSE_KFUNC_COUNT(fctx, ret);
 }

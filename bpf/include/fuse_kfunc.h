@@ -34,6 +34,8 @@
 #define FUSE_OP_STATFS		17
 #define FUSE_OP_RELEASE		18
 #define FUSE_OP_FSYNC		20
+#define FUSE_OP_GETXATTR	22
+#define FUSE_OP_LISTXATTR	23
 #define FUSE_OP_FLUSH		25
 #define FUSE_OP_CREATE		35
 #define FUSE_OP_FALLOCATE	43
@@ -125,6 +127,16 @@ extern int bpf_vfs_flush(struct fuse_backing *fb) __ksym;
 /* Fills a struct fuse_kstatfs */
 extern int bpf_vfs_statfs(struct fuse_backing *fb, void *st,
 			  __u32 st__sz) __ksym;
+/*
+ * Serve the request, a GETXATTR or LISTXATTR, from @fb: the value (or
+ * list) if the caller passed a buffer, else its size; -ENODATA, -ERANGE.
+ * Every write is preceded by a GETXATTR of security.capability (FUSE
+ * clears SB_NOSEC): a program serving WRITE should serve it too.
+ */
+extern int bpf_vfs_getxattr(struct fuse_bpf_ctx *ctx,
+			    struct fuse_backing *fb) __ksym;
+extern int bpf_vfs_listxattr(struct fuse_bpf_ctx *ctx,
+			     struct fuse_backing *fb) __ksym;
 
 /* ---- Namespace: backing directories ------------------------------------ */
 

@@ -7,7 +7,7 @@ import type { FilterOp } from './spec.ts';
 
 const OPCODE: Record<FilterOp, number> = {
   read: Op.READ, write: Op.WRITE, getattr: Op.GETATTR, fsync: Op.FSYNC,
-  flush: Op.FLUSH, fallocate: Op.FALLOCATE, lseek: Op.LSEEK,
+  flush: Op.FLUSH, fallocate: Op.FALLOCATE, lseek: Op.LSEEK, getxattr: Op.GETXATTR, listxattr: Op.LISTXATTR,
 };
 
 /** For mountFuse's `setup`: the denied operations fail with EPERM, as in the program. */

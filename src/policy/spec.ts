@@ -26,14 +26,14 @@ export interface MirrorPolicy {
 }
 
 /** Operations the filter policy serves in the kernel, each through a pre- and post-filter. */
-export const FILTER_OPS = ['read', 'write', 'getattr', 'fsync', 'flush', 'fallocate', 'lseek'] as const;
+export const FILTER_OPS = ['read', 'write', 'getattr', 'fsync', 'flush', 'fallocate', 'lseek', 'getxattr', 'listxattr'] as const;
 export type FilterOp = (typeof FILTER_OPS)[number];
 /**
  * What --deny may refuse: operations on an open file's handle, which the daemon sees for
- * exactly the files the program serves. GETATTR is not: the program answers it for any
- * open inode, also for a stat(2) by path, which the daemon cannot tell apart.
+ * exactly the files the program serves. GETATTR and the xattr reads are not: the program
+ * answers them for any open inode, also by path, which the daemon cannot tell apart.
  */
-export const DENIABLE = FILTER_OPS.filter((o) => o !== 'getattr');
+export const DENIABLE = FILTER_OPS.filter((o) => o !== 'getattr' && o !== 'getxattr' && o !== 'listxattr');
 
 export interface FilterPolicy {
   policy: 'filter';
@@ -65,7 +65,7 @@ export interface ParamDoc {
 export const POLICIES: Record<PolicyName, { summary: string; backings: [number, number]; params: ParamDoc[] }> = {
   stripe: {
     backings: [2, MAX_BACKINGS],
-    summary: 'one FUSE file over N backing files in fixed-size chunks (RAID-0); READ/WRITE/GETATTR in the kernel',
+    summary: 'one FUSE file over N backing files in fixed-size chunks (RAID-0); READ/WRITE/GETATTR/xattr reads in the kernel',
     params: [
       { name: 'chunk', value: 'SIZE', doc: 'chunk size: a multiple of 4k, 4k..64m (k, m suffixes)', default: '64k' },
       { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
@@ -73,7 +73,7 @@ export const POLICIES: Record<PolicyName, { summary: string; backings: [number, 
   },
   mirror: {
     backings: [2, MAX_BACKINGS],
-    summary: 'every file on N replicas: WRITE to all, READ from one with fail-over; READ/WRITE/GETATTR in the kernel',
+    summary: 'every file on N replicas: WRITE to all, READ from one with fail-over; READ/WRITE/GETATTR/xattr reads in the kernel',
     params: [
       { name: 'read', value: 'round-robin|primary', doc: 'replica a READ tries first', default: 'round-robin' },
       { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
@@ -81,7 +81,7 @@ export const POLICIES: Record<PolicyName, { summary: string; backings: [number, 
   },
   filter: {
     backings: [1, 1],
-    summary: 'the fuse-bpf filter design on this hook: one backing file per FUSE file, a pre- and post-filter around each of READ WRITE GETATTR FSYNC FLUSH FALLOCATE LSEEK',
+    summary: 'the fuse-bpf filter design on this hook: one backing file per FUSE file, a pre- and post-filter around each of READ WRITE GETATTR FSYNC FLUSH FALLOCATE LSEEK GETXATTR LISTXATTR',
     params: [
       { name: 'deny', value: 'OPS', doc: `comma list of ${DENIABLE.join(',')} the pre-filter refuses (EPERM), or none`, default: 'none' },
       { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },

@@ -85,3 +85,28 @@ static __always_inline void count_io(__u32 i, bool write, int ret)
 }
 `;
 }
+
+/** GETXATTR/LISTXATTR from one backing file: the xattrs the daemon set live there. */
+export function xattrHelper(): string {
+  return `/*
+ * GETXATTR and LISTXATTR from backing @id.  The kernel asks for
+ * security.capability before every write (FUSE clears SB_NOSEC): serving
+ * it here keeps writes off the daemon.  The daemon sets attributes on the
+ * first backing directory's file, so that is where they are read.
+ */
+static int serve_xattr(struct fuse_bpf_ctx *fctx, __u32 id, bool list)
+{
+	struct fuse_backing *fb = bpf_fuse_backing_get(fctx, id);
+	int ret;
+
+	if (!fb)
+		return -EIO;
+	if (list)
+		ret = bpf_vfs_listxattr(fctx, fb);
+	else
+		ret = bpf_vfs_getxattr(fctx, fb);
+	bpf_fuse_backing_put(fb);
+	return ret;
+}
+`;
+}

@@ -8,6 +8,7 @@ import { fileHeader, nodesMap } from './common.ts';
 const OPCODE: Record<FilterOp, string> = {
   read: 'FUSE_OP_READ', write: 'FUSE_OP_WRITE', getattr: 'FUSE_OP_GETATTR', fsync: 'FUSE_OP_FSYNC',
   flush: 'FUSE_OP_FLUSH', fallocate: 'FUSE_OP_FALLOCATE', lseek: 'FUSE_OP_LSEEK',
+  getxattr: 'FUSE_OP_GETXATTR', listxattr: 'FUSE_OP_LISTXATTR',
 };
 
 export function generateFilter(spec: FilterPolicy): string {
@@ -192,6 +193,10 @@ static int backing_op(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		return do_fallocate(args, fb);
 	case FUSE_OP_LSEEK:
 		return do_lseek(args, fb);
+	case FUSE_OP_GETXATTR:
+		return bpf_vfs_getxattr(fctx, fb);
+	case FUSE_OP_LISTXATTR:
+		return bpf_vfs_listxattr(fctx, fb);
 	}
 	return FUSE_BPF_UPCALL;
 }
@@ -201,7 +206,8 @@ static bool served(__u32 op)
 	return op == FUSE_OP_READ || op == FUSE_OP_WRITE ||
 	       op == FUSE_OP_GETATTR || op == FUSE_OP_FSYNC ||
 	       op == FUSE_OP_FLUSH || op == FUSE_OP_FALLOCATE ||
-	       op == FUSE_OP_LSEEK;
+	       op == FUSE_OP_LSEEK || op == FUSE_OP_GETXATTR ||
+	       op == FUSE_OP_LISTXATTR;
 }
 
 SEC("struct_ops.s/request")

@@ -2,7 +2,7 @@
 // or the primary), failing over on error; WRITE to all. bpf/examples/mirror.bpf.c is the
 // hand-written ancestor (with a kptr cache); this is the generated, parameterised form.
 import type { MirrorPolicy } from '../spec.ts';
-import { backingStats, fileHeader, nodesMap } from './common.ts';
+import { backingStats, fileHeader, nodesMap, xattrHelper } from './common.ts';
 
 export function generateMirror(spec: MirrorPolicy): string {
   const ids = Array.from({ length: spec.backings }, (_, i) => i);
@@ -146,6 +146,7 @@ static int mirror_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return ret;
 }
 
+${xattrHelper()}
 SEC("struct_ops.s/request")
 int BPF_PROG(mirror_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 {
@@ -154,7 +155,8 @@ int BPF_PROG(mirror_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	struct mirror_node *n;
 	int ret = FUSE_BPF_UPCALL;
 
-	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR)
+	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&
+	    op != FUSE_OP_GETXATTR && op != FUSE_OP_LISTXATTR)
 		return FUSE_KFUNC_COUNT(fctx, ret);
 	n = bpf_map_lookup_elem(&nodes, &nodeid);
 	if (!n || n->nr != MIRROR_NR)	/* not open: the daemon knows */
@@ -163,8 +165,10 @@ int BPF_PROG(mirror_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 		ret = mirror_read(fctx, args, n);
 	else if (op == FUSE_OP_WRITE)
 		ret = mirror_write(fctx, args, n);
-	else
+	else if (op == FUSE_OP_GETATTR)
 		ret = mirror_getattr(fctx, args, n);
+	else
+		ret = serve_xattr(fctx, n->backing[0], op == FUSE_OP_LISTXATTR);
 	return FUSE_KFUNC_COUNT(fctx, ret);
 }
 

@@ -1,7 +1,7 @@
 // The stripe policy as BPF C: constants from the policy, everything else fixed, so the
 // program a kernel developer reads is the program the verifier loads.
 import { MAX_REQUEST, type StripePolicy } from '../spec.ts';
-import { backingStats, fileHeader, nodesMap } from './common.ts';
+import { backingStats, fileHeader, nodesMap, xattrHelper } from './common.ts';
 
 export function generateStripe(spec: StripePolicy): string {
   // A request of MAX_REQUEST bytes at an unaligned offset touches one more chunk.
@@ -203,6 +203,7 @@ static int stripe_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return 0;
 }
 
+${xattrHelper()}
 SEC("struct_ops.s/request")
 int BPF_PROG(stripe_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 {
@@ -211,7 +212,8 @@ int BPF_PROG(stripe_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	struct stripe_node *n;
 	int ret = FUSE_BPF_UPCALL;
 
-	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR)
+	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&
+	    op != FUSE_OP_GETXATTR && op != FUSE_OP_LISTXATTR)
 		return FUSE_KFUNC_COUNT(fctx, ret);
 	n = bpf_map_lookup_elem(&nodes, &nodeid);
 	if (!n || n->nr != STRIPE_NR)	/* not open: the daemon knows */
@@ -220,8 +222,10 @@ int BPF_PROG(stripe_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 		ret = stripe_read(fctx, args, n);
 	else if (op == FUSE_OP_WRITE)
 		ret = stripe_write(fctx, args, n);
-	else
+	else if (op == FUSE_OP_GETATTR)
 		ret = stripe_getattr(fctx, args, n);
+	else
+		ret = serve_xattr(fctx, n->backing[0], op == FUSE_OP_LISTXATTR);
 	return FUSE_KFUNC_COUNT(fctx, ret);
 }
 
