@@ -12,6 +12,7 @@ import { cachePaths } from '../util/paths.ts';
 import { demo, DEMO_HELP } from '../demo/index.ts';
 import { mountCmd, statsCmd } from '../sdk/cli.ts';
 import { policyCmd } from '../policy/cli.ts';
+import { bench, benchGuestCmd, parseBenchArgs, BENCH_HELP } from '../bench/index.ts';
 
 const HELP: Record<string, string> = {
   main: `fuse-kfunc — a BPF hook on fuse_simple_request plus bpf_vfs_* kfuncs, and its SDK
@@ -29,6 +30,7 @@ Commands:
                                        mount with the FUSE daemon (+ a BPF program), foreground
   stats MOUNTPOINT                     per-opcode kernel/daemon counts of a running mount
   policy list|show|compile NAME        built-in policies: their generated BPF C and objects
+  bench [--quick] [--icount]           benchmarks in the VM -> docs/benchmarks.md
 
 Environment:
   FUSE_KFUNC_CACHE   cache dir for the kernel tree and builds (default ~/.cache/fuse-kfunc)
@@ -171,7 +173,7 @@ async function selftestCmd(p: Parsed): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const p = parseArgs(argv, ['kernel', 'timeout', 'mem', 'cpus', 'accel', 'cwd', 'jobs']);
+  const p = parseArgs(argv, ['kernel', 'timeout', 'mem', 'cpus', 'accel', 'cwd', 'jobs', 'repeats', 'runtime', 'configs', 'workloads', 'out', 'mode', 'command']);
   const cmd = p.positional[0];
   if (!cmd) { help('main'); return p.flags.has('help') ? 0 : 2; }
   switch (cmd) {
@@ -179,6 +181,10 @@ async function main(argv: string[]): Promise<number> {
     case 'mount': return mountCmd(argv.slice(argv.indexOf('mount') + 1));
     case 'stats': return statsCmd(argv.slice(argv.indexOf('stats') + 1));
     case 'policy': return policyCmd(argv.slice(argv.indexOf('policy') + 1));
+    case 'bench':
+      if (p.flags.has('help')) { process.stdout.write(BENCH_HELP + '\n'); return 0; }
+      if (p.flags.has('in-guest')) return benchGuestCmd(p.flags, repoRoot());
+      return bench(parseBenchArgs(p.flags, repoRoot(), argv.slice(argv.indexOf('bench') + 1)));
     case 'kernel': return kernelCmd(p);
     case 'vm': return vmCmd(p);
     case 'selftest': return selftestCmd(p);

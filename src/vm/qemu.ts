@@ -84,7 +84,8 @@ export function qemuArgs(o: VmOptions, job: string, sockets: { out: string; err:
   }
   args.push('-chardev', `socket,id=err,path=${sockets.err}`, '-serial', 'chardev:err');
   if (accel === 'kvm') args.push('-accel', 'kvm', '-cpu', 'host');
-  else args.push('-accel', 'tcg,thread=multi', '-cpu', 'max');
+  // icount needs single-threaded TCG: one vCPU thread, so a deterministic instruction clock.
+  else args.push('-accel', o.icount ? 'tcg,thread=single' : 'tcg,thread=multi', '-cpu', 'max');
   if (o.icount) args.push('-icount', 'shift=0,sleep=off');
   return args;
 }

@@ -1,0 +1,88 @@
+// The configurations a benchmark run compares, each set up on its own tmpfs-backed
+// directories in the guest: the backing directory itself (the limit), the daemons, upstream
+// passthrough, and this design's programs.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { mount, type MountHandle } from '../sdk/mount.ts';
+import { makePolicy } from '../policy/spec.ts';
+import type { MountStats } from '../sdk/stats.ts';
+import { umount2Async, MNT_DETACH } from '../fuse/libc.ts';
+
+export interface Config {
+  name: string;
+  /** What it is, for the report. */
+  label: string;
+  backings: number;
+}
+
+export const CONFIGS: Config[] = [
+  { name: 'native', label: 'the backing tmpfs directly (the limit)', backings: 1 },
+  { name: 'userspace', label: 'TypeScript daemon, every request in userspace', backings: 1 },
+  { name: 'libfuse-c', label: 'C libfuse3 high-level passthrough daemon (test/guest/fixtures/passthrough_fuse.c)', backings: 1 },
+  { name: 'passthrough', label: 'upstream FUSE passthrough (FOPEN_PASSTHROUGH, backing ids)', backings: 1 },
+  { name: 'bpf', label: 'this design: bpf/examples/passthrough.bpf.c (READ/WRITE/GETATTR in BPF)', backings: 1 },
+  { name: 'filter', label: 'the filter policy: fuse-bpf\'s pre/post-filter pipeline on this hook', backings: 1 },
+  { name: 'stripe2', label: 'stripe policy, 64 KiB chunks over 2 backings', backings: 2 },
+  { name: 'mirror2', label: 'mirror policy over 2 replicas, round-robin reads', backings: 2 },
+];
+
+/** A mounted configuration: where to run the workload, and how to count requests. */
+export interface Mounted {
+  dir: string;
+  backings: string[];
+  /** Daemon and kernel request counts so far (undefined where nothing counts them). */
+  stats(): Promise<MountStats | undefined>;
+  close(): Promise<void>;
+}
+
+export interface SetupContext {
+  repo: string;
+  buildDir: string;
+  fixtures: string;
+  work: string;
+}
+
+const fuseMounted = (mnt: string) => readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
+
+async function libfuseC(ctx: SetupContext, backing: string, mnt: string): Promise<Mounted> {
+  // Single-threaded (-s) like the TypeScript daemon's one event loop; zero cache timeouts.
+  const child: ChildProcess = spawn(join(ctx.fixtures, 'passthrough_fuse'), [backing, mnt, '-f', '-s'], {
+    stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PT_TIMEOUT: '0' },
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const deadline = Date.now() + 30_000;
+  while (!fuseMounted(mnt)) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`passthrough_fuse did not mount ${mnt}: ${err.trim() || `exit ${child.exitCode}`}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    dir: mnt, backings: [backing], stats: async () => undefined,
+    close: async () => {
+      await umount2Async(mnt, MNT_DETACH);
+      if (child.exitCode === null) await new Promise((r) => child.on('exit', r));
+    },
+  };
+}
+
+export async function setup(c: Config, ctx: SetupContext): Promise<Mounted> {
+  const base = join(ctx.work, c.name);
+  const backings = Array.from({ length: c.backings }, (_, i) => join(base, `b${i}`));
+  const mnt = join(base, 'mnt');
+  for (const d of [...backings, mnt]) mkdirSync(d, { recursive: true });
+  if (c.name === 'native') return { dir: backings[0]!, backings, stats: async () => undefined, close: async () => {} };
+  if (c.name === 'libfuse-c') return libfuseC(ctx, backings[0]!, mnt);
+  const common = { backings, mountpoint: mnt, buildDir: ctx.buildDir, timeout: 0 };
+  let h: MountHandle;
+  switch (c.name) {
+    case 'userspace': h = await mount({ ...common, userspace: true }); break;
+    case 'passthrough': h = await mount({ ...common, passthrough: true }); break;
+    case 'bpf': h = await mount({ ...common, program: join(ctx.repo, 'bpf/examples/passthrough.bpf.c') }); break;
+    case 'filter': h = await mount({ ...common, policy: makePolicy('filter', {}, 1) }); break;
+    case 'stripe2': h = await mount({ ...common, policy: makePolicy('stripe', { chunk: '64k' }, 2) }); break;
+    case 'mirror2': h = await mount({ ...common, policy: makePolicy('mirror', {}, 2) }); break;
+    default: throw new Error(`unknown configuration ${c.name}`);
+  }
+  return { dir: mnt, backings, stats: () => h.stats(), close: async () => void (await h.close()) };
+}

@@ -1,0 +1,117 @@
+// Raw measurements -> medians and ranges, ratios measured side by side in one run, the goals
+// of issue 7 checked against them, a markdown report and SVG bar charts.
+import type { RawResults } from './guest.ts';
+import type { Measurement } from './workloads.ts';
+
+export interface Stat {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+export function stat(xs: number[]): Stat {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  const median = n === 0 ? NaN : n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+  return { median, min: s[0] ?? NaN, max: s[n - 1] ?? NaN, n };
+}
+
+type Metric = keyof Measurement;
+
+export function metric(raw: RawResults, config: string, workload: string, m: Metric): Stat | undefined {
+  const runs = raw.results[config]?.[workload];
+  if (!runs?.length) return undefined;
+  const xs = runs.map((r) => r[m]).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+  return xs.length ? stat(xs) : undefined;
+}
+
+/** Ratio of medians, a / b. */
+export function ratio(raw: RawResults, a: string, b: string, workload: string, m: Metric): number | undefined {
+  const x = metric(raw, a, workload, m);
+  const y = metric(raw, b, workload, m);
+  return x && y && y.median > 0 ? x.median / y.median : undefined;
+}
+
+export interface Goal {
+  text: string;
+  value: number | undefined;
+  ok: boolean | undefined;
+  how: string;
+}
+
+/** The goals of issue 7, against this run's ratios (undefined: not measured). */
+export function goals(raw: RawResults): Goal[] {
+  const g = (text: string, value: number | undefined, ok: (v: number) => boolean, how: string): Goal =>
+    ({ text, value, ok: value === undefined ? undefined : ok(value), how });
+  const rr = 'randread4k-direct';
+  return [
+    g('BPF 4 KiB direct read p50 <= 1.3x native', ratio(raw, 'bpf', 'native', rr, 'p50us'), (v) => v <= 1.3, 'p50(bpf) / p50(native)'),
+    g('BPF 4 KiB direct read p50 <= 1.1x upstream passthrough', ratio(raw, 'bpf', 'passthrough', rr, 'p50us'), (v) => v <= 1.1, 'p50(bpf) / p50(passthrough)'),
+    g('BPF 4 KiB direct read >= 5x faster than the C daemon', ratio(raw, 'libfuse-c', 'bpf', rr, 'p50us'), (v) => v >= 5, 'p50(libfuse-c) / p50(bpf)'),
+    g('BPF stat <= 1.5x native', ratio(raw, 'bpf', 'native', 'stat', 'p50us'), (v) => v <= 1.5, 'p50(bpf) / p50(native)'),
+    g('BPF open+close <= 1.5x native', ratio(raw, 'bpf', 'native', 'open-close', 'p50us'), (v) => v <= 1.5, 'p50(bpf) / p50(native)'),
+    g('BPF stat >= 5x faster than the C daemon', ratio(raw, 'libfuse-c', 'bpf', 'stat', 'p50us'), (v) => v >= 5, 'p50(libfuse-c) / p50(bpf)'),
+    g('stripe over 2: 128 KiB sequential read >= 0.9x native throughput', ratio(raw, 'stripe2', 'native', 'seqread128k-direct', 'mbps'), (v) => v >= 0.9, 'MB/s(stripe2) / MB/s(native)'),
+  ];
+}
+
+const fmt = (x: number | undefined | null, d = 1) => (x === undefined || x === null || !Number.isFinite(x) ? '–' : x >= 100 ? x.toFixed(0) : x.toFixed(d));
+const range = (s: Stat | undefined, d = 1) => (!s ? '–' : s.n > 1 ? `${fmt(s.median, d)} (${fmt(s.min, d)}–${fmt(s.max, d)})` : fmt(s.median, d));
+
+export function markdown(raw: RawResults): string {
+  const L: string[] = [];
+  L.push(`### ${raw.mode}: ${raw.started.slice(0, 16).replace('T', ' ')} UTC, kernel ${raw.kernel || '?'}`);
+  L.push('');
+  L.push(`Command: \`${raw.command}\`. ${raw.repeats} repeat(s) of every configuration (interleaved), fio jobs ${raw.runtime} s, no ramp; medians with (min–max) over the repeats.`);
+  L.push('');
+  for (const w of raw.workloads) {
+    L.push(`#### ${w.name}: ${w.label}`);
+    L.push('');
+    const isFio = w.kind === 'fio';
+    L.push(`| config | p50 µs | p99 µs | ${isFio ? (/128k/.test(w.name) ? 'MB/s' : 'IOPS') : 'ops/s'} | × native p50 | CPU ms / 1k ops | daemon req / op | BPF req / op |`);
+    L.push('|---|---|---|---|---|---|---|---|');
+    for (const c of raw.configs) {
+      if (!raw.results[c.name]?.[w.name]) continue;
+      const thr = /128k/.test(w.name) ? metric(raw, c.name, w.name, 'mbps') : metric(raw, c.name, w.name, 'iops');
+      const program = ['bpf', 'filter', 'stripe2', 'mirror2'].includes(c.name);
+      L.push(`| ${c.name} | ${range(metric(raw, c.name, w.name, 'p50us'))} | ${range(metric(raw, c.name, w.name, 'p99us'))} | ${range(thr, 0)} | ${fmt(ratio(raw, c.name, 'native', w.name, 'p50us'), 2)} | ${fmt(metric(raw, c.name, w.name, 'cpuMsPerKop')?.median)} | ${fmt(metric(raw, c.name, w.name, 'daemonPerOp')?.median, 2)} | ${program ? fmt(metric(raw, c.name, w.name, 'kernelPerOp')?.median, 2) : '–'} |`);
+    }
+    L.push('');
+  }
+  L.push('#### Goals (ratios of medians in this run)');
+  L.push('');
+  L.push('| goal | measured | met |');
+  L.push('|---|---|---|');
+  for (const g of goals(raw)) L.push(`| ${g.text} | ${fmt(g.value, 2)} (${g.how}) | ${g.ok === undefined ? 'not measured' : g.ok ? 'yes' : '**no**'} |`);
+  L.push('');
+  if (raw.errors.length) {
+    L.push('Errors in this run:');
+    L.push('');
+    for (const e of raw.errors) L.push(`- ${e.split('\n')[0]}`);
+    L.push('');
+  }
+  return L.join('\n');
+}
+
+/** A horizontal bar chart of one metric per configuration (median, with the range as a whisker). */
+export function svgBars(raw: RawResults, workload: string, m: Metric, title: string, unit: string): string {
+  const rows = raw.configs.map((c) => ({ name: c.name, s: metric(raw, c.name, workload, m) })).filter((r) => r.s);
+  const W = 640, left = 110, right = 90, bar = 18, gap = 8, top = 34;
+  const H = top + rows.length * (bar + gap) + 10;
+  const max = Math.max(...rows.map((r) => r.s!.max), 1e-9);
+  const x = (v: number) => left + ((W - left - right) * v) / max;
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const out = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<text x="8" y="18" font-size="14" font-weight="bold">${esc(title)}</text>`];
+  rows.forEach((r, i) => {
+    const y = top + i * (bar + gap);
+    const color = r.name === 'native' ? '#888' : ['bpf', 'filter', 'stripe2', 'mirror2'].includes(r.name) ? '#2a7' : '#47c';
+    out.push(`<text x="${left - 6}" y="${y + bar - 5}" text-anchor="end">${esc(r.name)}</text>`);
+    out.push(`<rect x="${left}" y="${y}" width="${Math.max(1, x(r.s!.median) - left).toFixed(1)}" height="${bar}" fill="${color}"/>`);
+    if (r.s!.n > 1) out.push(`<line x1="${x(r.s!.min).toFixed(1)}" x2="${x(r.s!.max).toFixed(1)}" y1="${y + bar / 2}" y2="${y + bar / 2}" stroke="#000"/>`);
+    out.push(`<text x="${(x(r.s!.max) + 4).toFixed(1)}" y="${y + bar - 5}">${fmt(r.s!.median)} ${esc(unit)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,122 @@
+// The workloads: fio (Debian's) for data, metaloop (a fixture: each operation timed on its
+// own) for metadata. Every run also reports guest CPU time (all processes: the daemon's
+// work counts) and the requests the daemon received per operation.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { totals, type MountStats } from '../sdk/stats.ts';
+
+export interface Workload {
+  name: string;
+  label: string;
+  kind: 'fio' | 'meta';
+  /** fio arguments (without filename/runtime/output) or the metaloop op. */
+  args: string[];
+}
+
+export const WORKLOADS: Workload[] = [
+  { name: 'randread4k-direct', label: '4 KiB random read, O_DIRECT, psync, 1 job', kind: 'fio', args: ['--rw=randread', '--bs=4k', '--direct=1'] },
+  { name: 'randread4k-buffered', label: '4 KiB random read, buffered, 1 job', kind: 'fio', args: ['--rw=randread', '--bs=4k', '--direct=0'] },
+  { name: 'randwrite4k-direct', label: '4 KiB random write, O_DIRECT, 1 job', kind: 'fio', args: ['--rw=randwrite', '--bs=4k', '--direct=1'] },
+  { name: 'randread4k-direct-2j', label: '4 KiB random read, O_DIRECT, 2 jobs', kind: 'fio', args: ['--rw=randread', '--bs=4k', '--direct=1', '--numjobs=2'] },
+  { name: 'seqread128k-direct', label: '128 KiB sequential read, O_DIRECT', kind: 'fio', args: ['--rw=read', '--bs=128k', '--direct=1'] },
+  { name: 'seqwrite128k-direct', label: '128 KiB sequential write, O_DIRECT', kind: 'fio', args: ['--rw=write', '--bs=128k', '--direct=1'] },
+  { name: 'stat', label: 'stat(2) of one file (zero entry/attr timeouts)', kind: 'meta', args: ['stat'] },
+  { name: 'open-close', label: 'open(2)+close(2) of one file', kind: 'meta', args: ['open'] },
+  { name: 'create-unlink', label: 'create + unlink', kind: 'meta', args: ['create'] },
+  { name: 'readdir-1k', label: 'readdir of 1000 entries', kind: 'meta', args: ['readdir'] },
+];
+
+export interface Measurement {
+  /** Operations (fio I/Os, metaloop operations) in the measured part. */
+  ops: number;
+  seconds: number;
+  iops: number;
+  mbps: number;
+  p50us: number;
+  p99us: number;
+  /** Guest CPU time (all CPUs, all processes: the daemon's too) per 1000 operations, in ms;
+   *  fio runs without a ramp so that its I/O count and the request counters cover the same span. */
+  cpuMsPerKop: number;
+  /** Requests the daemon received per operation (null: nothing counts them). */
+  daemonPerOp: number | null;
+  /** Requests the BPF program served per operation (null: no program). */
+  kernelPerOp: number | null;
+  /** Per opcode, per operation: what reached the daemon and what the program served. */
+  byOpcode?: Record<string, { daemon: number; kernel: number | null }>;
+}
+
+/** Busy jiffies of all CPUs (/proc/stat), USER_HZ = 100. */
+function cpuBusy(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f;
+  return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) / 100;
+}
+
+export const FIO_SIZE = '16m';
+const META_N: Record<string, number> = { stat: 2000, open: 1000, create: 300, readdir: 30 };
+
+/** Files the workloads use, created through the configuration's directory. */
+export function prepare(dir: string): void {
+  writeFileSync(join(dir, 'meta-file'), 'x');
+  mkdirSync(join(dir, 'meta-dir'), { recursive: true });
+  const big = join(dir, 'dir-1k');
+  mkdirSync(big, { recursive: true });
+  for (let i = 0; i < 1000; i++) writeFileSync(join(big, `e${i}`), '');
+  mkdirSync(join(dir, 'fio'), { recursive: true });
+  // fio's data file, laid out once here rather than inside the first measured job.
+  writeFileSync(join(dir, 'fio', 'data'), Buffer.alloc(parseInt(FIO_SIZE) << 20, 0x5a));
+}
+
+export type Counter = () => Promise<MountStats | undefined>;
+
+export async function runWorkload(w: Workload, dir: string, opts: { runtime: number; metaloop: string; count: Counter }): Promise<Measurement> {
+  const before = await opts.count();
+  const cpu0 = cpuBusy();
+  const t0 = process.hrtime.bigint();
+  let m: Omit<Measurement, 'cpuMsPerKop' | 'daemonPerOp' | 'kernelPerOp' | 'seconds'>;
+  if (w.kind === 'fio') {
+    const r = spawnSync('fio', [
+      `--name=${w.name}`, `--directory=${join(dir, 'fio')}`, `--filename=data`, `--size=${FIO_SIZE}`,
+      '--ioengine=psync', '--iodepth=1', '--time_based', `--runtime=${opts.runtime}`,
+      '--group_reporting', '--output-format=json', '--randrepeat=1', '--random_generator=tausworthe64',
+      ...w.args,
+    ], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    if (r.status !== 0) throw new Error(`fio ${w.name} in ${dir} failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n')}`);
+    const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
+    const side = /write/.test(w.args.join(' ')) ? job.write : job.read;
+    const pct = side.clat_ns.percentile as Record<string, number>;
+    m = {
+      ops: side.total_ios, iops: side.iops, mbps: side.bw_bytes / 1e6,
+      p50us: pct['50.000000']! / 1000, p99us: pct['99.000000']! / 1000,
+    };
+  } else {
+    const target = w.args[0] === 'stat' || w.args[0] === 'open' ? join(dir, 'meta-file') : w.args[0] === 'create' ? join(dir, 'meta-dir') : join(dir, 'dir-1k');
+    const n = META_N[w.args[0]!]!;
+    const r = spawnSync(opts.metaloop, [w.args[0]!, target, String(n)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`metaloop ${w.args[0]} ${target} failed: ${r.stderr.trim()}`);
+    const j = JSON.parse(r.stdout) as { n: number; p50_ns: number; p99_ns: number; mean_ns: number };
+    m = { ops: j.n, iops: 1e9 / j.mean_ns, mbps: 0, p50us: j.p50_ns / 1000, p99us: j.p99_ns / 1000 };
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = cpuBusy() - cpu0;
+  const after = await opts.count();
+  const per = (a: number | null | undefined, b: number | null | undefined) => (a === null || a === undefined || b === null || b === undefined ? null : (a - b) / Math.max(1, m.ops));
+  const [t0s, t1s] = [before && totals(before), after && totals(after)];
+  let byOpcode: Measurement['byOpcode'];
+  if (before && after) {
+    byOpcode = {};
+    for (const [op, v] of Object.entries(after)) {
+      const d = per(v.daemon, before[op]?.daemon ?? 0)!;
+      const k = per(v.kernel, v.kernel === null ? null : before[op]?.kernel ?? 0);
+      if (d > 0.005 || (k ?? 0) > 0.005) byOpcode[op] = { daemon: Number(d.toFixed(3)), kernel: k === null ? null : Number(k.toFixed(3)) };
+    }
+  }
+  return {
+    ...m, seconds,
+    cpuMsPerKop: (cpu * 1e6) / Math.max(1, m.ops),
+    daemonPerOp: per(t1s?.daemon, t0s?.daemon),
+    kernelPerOp: per(t1s?.kernel, t0s?.kernel),
+    byOpcode,
+  };
+}
