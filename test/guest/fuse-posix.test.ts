@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as libc from '../../src/fuse/libc.ts';
 import { mount, type MountHandle } from '../../src/sdk/mount.ts';
+import { guestBuild } from './helpers.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const SERVE = path.join(REPO, 'src/fuse/serve.ts');
@@ -40,14 +41,9 @@ const servers: ChildProcess[] = [];
 const PROGRAM = path.join(REPO, 'bpf/examples/passthrough.bpf.c');
 
 async function startBpf(backing: string, mnt: string): Promise<Server> {
-  if (!fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim().endsWith('-fuse-kfunc')) {
-    throw new Error('the bpf mode needs the patched kernel: run it in the fuse-kfunc VM (npm test)');
-  }
-  const build = process.env.FUSE_KFUNC_BUILD ?? '/root/.cache/fuse-kfunc/builds/current';
-  if (!fs.existsSync(path.join(build, 'bpftool'))) throw new Error(`no kernel build at ${build}: set FUSE_KFUNC_BUILD`);
-  process.env.FUSE_KFUNC_BUILD = fs.realpathSync(build); // the daemon child finds libbpf through it
+  const build = guestBuild();
   let err = '';
-  const h = await mount({ backings: [backing], mountpoint: mnt, program: PROGRAM, buildDir: process.env.FUSE_KFUNC_BUILD, timeout: 0 });
+  const h = await mount({ backings: [backing], mountpoint: mnt, program: PROGRAM, buildDir: build, timeout: 0 });
   servers.push(h.child);
   h.child.stderr!.on('data', (d) => (err += d));
   return {

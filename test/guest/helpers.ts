@@ -1,6 +1,6 @@
 // Shared by guest tests: where the host put the fixtures, and a guard that the tests
 // really are inside the project VM (running them on the host would test the wrong kernel).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 
 export function fixture(name: string): string {
@@ -14,4 +14,18 @@ export function assertInGuest(): void {
   if (!release.endsWith('-fuse-kfunc')) {
     throw new Error(`guest tests must run in the fuse-kfunc VM, but this kernel is ${release}: use \`npm test\``);
   }
+}
+
+/**
+ * The kernel build (libbpf, bpftool, vmlinux.h) the SDK compiles and loads against, after
+ * checking that this is the VM. Exported back to FUSE_KFUNC_BUILD: the daemon children
+ * find libbpf through it.
+ */
+export function guestBuild(): string {
+  assertInGuest();
+  const cand = process.env.FUSE_KFUNC_BUILD ?? '/root/.cache/fuse-kfunc/builds/current';
+  if (!existsSync(join(cand, 'bpftool'))) throw new Error(`no kernel build at ${cand}: set FUSE_KFUNC_BUILD`);
+  const build = realpathSync(cand);
+  process.env.FUSE_KFUNC_BUILD = build;
+  return build;
 }

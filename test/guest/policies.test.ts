@@ -12,6 +12,7 @@ import { mount, type MountHandle } from '../../src/sdk/mount.ts';
 import { makePolicy, type PolicySpec } from '../../src/policy/spec.ts';
 import { runWorkload, treeDigest, type WorkloadResult } from '../../src/testing/workload.ts';
 import type { MountStats } from '../../src/sdk/stats.ts';
+import { guestBuild } from './helpers.ts';
 
 let work = '';
 let build = '';
@@ -20,13 +21,7 @@ const dropCaches = () => fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
 
 test.before(() => {
   if (process.getuid?.() !== 0) throw new Error('policy tests need root');
-  if (!fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim().endsWith('-fuse-kfunc')) {
-    throw new Error('policy tests must run in the fuse-kfunc VM (npm test)');
-  }
-  const cand = process.env.FUSE_KFUNC_BUILD ?? '/root/.cache/fuse-kfunc/builds/current';
-  if (!fs.existsSync(path.join(cand, 'bpftool'))) throw new Error(`no kernel build at ${cand}: set FUSE_KFUNC_BUILD`);
-  build = fs.realpathSync(cand);
-  process.env.FUSE_KFUNC_BUILD = build;
+  build = guestBuild();
   work = fs.mkdtempSync('/tmp/policies-');
 });
 

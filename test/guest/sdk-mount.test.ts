@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { mount, MountError, type MountHandle } from '../../src/sdk/mount.ts';
+import { guestBuild } from './helpers.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 let work = '';
@@ -38,14 +39,7 @@ function t_mounted(mnt: string) {
 
 test.before(() => {
   if (process.getuid?.() !== 0) throw new Error('sdk-mount tests need root');
-  if (!fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim().endsWith('-fuse-kfunc')) {
-    throw new Error('sdk-mount tests must run in the fuse-kfunc VM');
-  }
-  const cand = process.env.FUSE_KFUNC_BUILD ?? '/root/.cache/fuse-kfunc/builds/current';
-  if (!fs.existsSync(path.join(cand, 'bpftool'))) throw new Error(`no kernel build at ${cand}: set FUSE_KFUNC_BUILD`);
-  build = fs.realpathSync(cand);
-  // The daemon child finds libbpf through it.
-  process.env.FUSE_KFUNC_BUILD = build;
+  build = guestBuild();
   work = fs.mkdtempSync('/tmp/sdk-mount-');
 });
 
