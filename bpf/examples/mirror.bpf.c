@@ -9,6 +9,9 @@
  *  WRITE  written to every replica.  The reply is the number of bytes all
  *         replicas took; an error from any replica is returned (after the
  *         others were written, so the healthy ones stay identical).
+ *  GETXATTR of an open file, from replica 0, where the daemon sets
+ *         attributes: the kernel asks for security.capability before
+ *         every write, which would otherwise cost a daemon round trip.
  *  other  sent to the daemon (FUSE_BPF_UPCALL), which owns the namespace
  *         and keeps the replicas' names in step.
  *
@@ -186,6 +189,18 @@ static __always_inline int write_replica(struct fuse_bpf_ctx *fctx,
 	return ret < 0 ? ret : done;
 }
 
+static int mirror_getxattr(struct fuse_bpf_ctx *fctx, struct mirror_node *n)
+{
+	struct fuse_backing *fb = replica_get(fctx, n, 0);
+	int ret;
+
+	if (!fb)
+		return FUSE_BPF_UPCALL;	/* the daemon reads the primary itself */
+	ret = bpf_vfs_getxattr(fctx, fb);
+	bpf_fuse_backing_put(fb);
+	return ret;
+}
+
 static int mirror_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		       struct mirror_node *n)
 {
@@ -269,11 +284,16 @@ int BPF_PROG(mirror_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	struct mirror_node *n;
 	int ret = FUSE_BPF_UPCALL;
 
-	if (op == FUSE_OP_READ || op == FUSE_OP_WRITE) {
+	if (op == FUSE_OP_READ || op == FUSE_OP_WRITE || op == FUSE_OP_GETXATTR) {
 		n = bpf_map_lookup_elem(&nodes, &nodeid);
-		if (n && n->nr > 0 && n->nr <= MIRROR_MAX_REPLICAS)
-			ret = op == FUSE_OP_READ ? mirror_read(fctx, args, n) :
-						   mirror_write(fctx, args, n);
+		if (!n || n->nr < 1 || n->nr > MIRROR_MAX_REPLICAS)
+			ret = FUSE_BPF_UPCALL;
+		else if (op == FUSE_OP_READ)
+			ret = mirror_read(fctx, args, n);
+		else if (op == FUSE_OP_WRITE)
+			ret = mirror_write(fctx, args, n);
+		else
+			ret = mirror_getxattr(fctx, n);
 	}
 
 	os = bpf_map_lookup_elem(&op_stats, &op);
