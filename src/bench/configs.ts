@@ -2,9 +2,9 @@
 // directories in the guest: the backing directory itself (the limit), the daemons, upstream
 // passthrough, and this design's programs.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { mount, type MountHandle } from '../sdk/mount.ts';
+import { mount, mountPoints, type MountHandle } from '../sdk/mount.ts';
 import { makePolicy } from '../policy/spec.ts';
 import type { MountStats } from '../sdk/stats.ts';
 import { umount2Async, MNT_DETACH } from '../fuse/libc.ts';
@@ -14,6 +14,8 @@ export interface Config {
   /** What it is, for the report. */
   label: string;
   backings: number;
+  /** A BPF program serves requests (its counters are the kernel column). */
+  program?: boolean;
 }
 
 export const CONFIGS: Config[] = [
@@ -21,10 +23,10 @@ export const CONFIGS: Config[] = [
   { name: 'userspace', label: 'TypeScript daemon, every request in userspace', backings: 1 },
   { name: 'libfuse-c', label: 'C libfuse3 high-level passthrough daemon (test/guest/fixtures/passthrough_fuse.c)', backings: 1 },
   { name: 'passthrough', label: 'upstream FUSE passthrough (FOPEN_PASSTHROUGH, backing ids)', backings: 1 },
-  { name: 'bpf', label: 'this design: bpf/examples/passthrough.bpf.c (READ/WRITE/GETATTR in BPF)', backings: 1 },
-  { name: 'filter', label: 'the filter policy: fuse-bpf\'s pre/post-filter pipeline on this hook', backings: 1 },
-  { name: 'stripe2', label: 'stripe policy, 64 KiB chunks over 2 backings', backings: 2 },
-  { name: 'mirror2', label: 'mirror policy over 2 replicas, round-robin reads', backings: 2 },
+  { name: 'bpf', label: 'this design: bpf/examples/passthrough.bpf.c (READ/WRITE/GETATTR in BPF)', backings: 1, program: true },
+  { name: 'filter', label: 'the filter policy: fuse-bpf\'s pre/post-filter pipeline on this hook', backings: 1, program: true },
+  { name: 'stripe2', label: 'stripe policy, 64 KiB chunks over 2 backings', backings: 2, program: true },
+  { name: 'mirror2', label: 'mirror policy over 2 replicas, round-robin reads', backings: 2, program: true },
 ];
 
 /** A mounted configuration: where to run the workload, and how to count requests. */
@@ -43,8 +45,6 @@ export interface SetupContext {
   work: string;
 }
 
-const fuseMounted = (mnt: string) => readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
-
 async function libfuseC(ctx: SetupContext, backing: string, mnt: string): Promise<Mounted> {
   // Single-threaded (-s) like the TypeScript daemon's one event loop; zero cache timeouts.
   const child: ChildProcess = spawn(join(ctx.fixtures, 'passthrough_fuse'), [backing, mnt, '-f', '-s'], {
@@ -53,7 +53,7 @@ async function libfuseC(ctx: SetupContext, backing: string, mnt: string): Promis
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
   const deadline = Date.now() + 30_000;
-  while (!fuseMounted(mnt)) {
+  while (!mountPoints().has(mnt)) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`passthrough_fuse did not mount ${mnt}: ${err.trim() || `exit ${child.exitCode}`}`);
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -74,7 +74,7 @@ export function markdown(raw: RawResults): string {
     for (const c of raw.configs) {
       if (!raw.results[c.name]?.[w.name]) continue;
       const thr = /128k/.test(w.name) ? metric(raw, c.name, w.name, 'mbps') : metric(raw, c.name, w.name, 'iops');
-      const program = ['bpf', 'filter', 'stripe2', 'mirror2'].includes(c.name);
+      const program = !!c.program;
       L.push(`| ${c.name} | ${range(metric(raw, c.name, w.name, 'p50us'))} | ${range(metric(raw, c.name, w.name, 'p99us'))} | ${range(thr, 0)} | ${fmt(ratio(raw, c.name, 'native', w.name, 'p50us'), 2)} | ${fmt(metric(raw, c.name, w.name, 'cpuMsPerKop')?.median)} | ${fmt(metric(raw, c.name, w.name, 'daemonPerOp')?.median, 2)} | ${program ? fmt(metric(raw, c.name, w.name, 'kernelPerOp')?.median, 2) : '–'} |`);
     }
     L.push('');
@@ -96,7 +96,7 @@ export function markdown(raw: RawResults): string {
 
 /** A horizontal bar chart of one metric per configuration (median, with the range as a whisker). */
 export function svgBars(raw: RawResults, workload: string, m: Metric, title: string, unit: string): string {
-  const rows = raw.configs.map((c) => ({ name: c.name, s: metric(raw, c.name, workload, m) })).filter((r) => r.s);
+  const rows = raw.configs.map((c) => ({ name: c.name, program: !!c.program, s: metric(raw, c.name, workload, m) })).filter((r) => r.s);
   const W = 640, left = 110, right = 90, bar = 18, gap = 8, top = 34;
   const H = top + rows.length * (bar + gap) + 10;
   const max = Math.max(...rows.map((r) => r.s!.max), 1e-9);
@@ -106,7 +106,7 @@ export function svgBars(raw: RawResults, workload: string, m: Metric, title: str
     `<text x="8" y="18" font-size="14" font-weight="bold">${esc(title)}</text>`];
   rows.forEach((r, i) => {
     const y = top + i * (bar + gap);
-    const color = r.name === 'native' ? '#888' : ['bpf', 'filter', 'stripe2', 'mirror2'].includes(r.name) ? '#2a7' : '#47c';
+    const color = r.name === 'native' ? '#888' : r.program ? '#2a7' : '#47c';
     out.push(`<text x="${left - 6}" y="${y + bar - 5}" text-anchor="end">${esc(r.name)}</text>`);
     out.push(`<rect x="${left}" y="${y}" width="${Math.max(1, x(r.s!.median) - left).toFixed(1)}" height="${bar}" fill="${color}"/>`);
     if (r.s!.n > 1) out.push(`<line x1="${x(r.s!.min).toFixed(1)}" x2="${x(r.s!.max).toFixed(1)}" y1="${y + bar / 2}" y2="${y + bar / 2}" stroke="#000"/>`);

@@ -87,17 +87,12 @@ export abstract class FanOutDaemon {
   /** More handlers (after the generic ones are in place). */
   protected installMore(_s: Session): void {}
 
-  /** Runs `each` on backings 1..n-1 (for subclasses' own fan-out). */
-  protected async eachOther(each: (abs: string, i: number) => Promise<unknown> | unknown, rel: string, ignore: string[] = []): Promise<void> {
-    return this.others(each, rel, ignore);
-  }
-
   protected backingPath(i: number, rel: string): string {
     return rel === '' ? this.opts.backings[i]! : join(this.opts.backings[i]!, rel);
   }
 
   /** Runs `each` on backings 1..n-1 after the primary's handler succeeded. */
-  private async others(each: (abs: string, i: number) => Promise<unknown> | unknown, rel: string, ignore: string[] = []): Promise<void> {
+  protected async others(each: (abs: string, i: number) => Promise<unknown> | unknown, rel: string, ignore: string[] = []): Promise<void> {
     for (let i = 1; i < this.opts.backings.length; i++) {
       try {
         await each(this.backingPath(i, rel), i);

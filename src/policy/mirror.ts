@@ -83,7 +83,7 @@ export class MirrorDaemon extends FanOutDaemon {
       for (const fd of fds) await fd.truncate(size);
     } else {
       await fsp.truncate(this.backingPath(0, rel), size);
-      await this.eachOther((p) => fsp.truncate(p, size), rel, ['ENOENT']);
+      await this.others((p) => fsp.truncate(p, size), rel, ['ENOENT']);
     }
   }
 
