@@ -5,6 +5,7 @@ import { parseArgs, numberFlag, UsageError, type Parsed } from './args.ts';
 import { prepare, exportSeries, worktreeStatus } from '../kernel/worktree.ts';
 import { build, currentArtifacts, currentKey, artifactsIn } from '../kernel/build.ts';
 import { checkTarball, readBase } from '../kernel/base.ts';
+import { buildUnpatched, findUnpatched } from '../kernel/unpatched.ts';
 import { runVm } from '../vm/qemu.ts';
 import { chooseAccel } from '../vm/accel.ts';
 import { runAll, runVmSuites, summarize } from '../testing/suite.ts';
@@ -47,6 +48,11 @@ Run \`fuse-kfunc <command> --help\` for details.`,
                       build bzImage + vmlinux, libbpf, bpftool, vmlinux.h and the series'
                       selftests. Cached by hash of (base, series, config fragment); with
                       unexported changes in the work tree, builds those (incrementally).
+  build --unpatched   the base kernel WITHOUT the series, same config (tinyconfig +
+                      kernel-patch/config.fragment; the options only the series defines
+                      are dropped and tolerated), bzImage only, kept apart in
+                      $FUSE_KFUNC_CACHE/unpatched and never used as the current build:
+                      the reference of \`fuse-kfunc bench --overhead\`.
   export              write the work tree's commits to kernel-patch/ (format-patch, stable
                       names, the cover letter's subject and text kept) and rewrite series.
   status              base version, work-tree state (unexported commits, edits), build cache.`,
@@ -90,6 +96,11 @@ async function kernelCmd(p: Parsed): Promise<number> {
   switch (sub) {
     case 'prepare': await prepare(repo, { force: p.flags.has('force') }); return 0;
     case 'build': {
+      if (p.flags.has('unpatched')) {
+        const u = await buildUnpatched(repo, { force: p.flags.has('force'), jobs: numberFlag(p, 'jobs') });
+        process.stdout.write(`${u.release} (unpatched)\n  bzImage   ${u.bzImage}\n`);
+        return 0;
+      }
       const a = await build(repo, { force: p.flags.has('force'), jobs: numberFlag(p, 'jobs') });
       process.stdout.write(`${a.release}\n  bzImage   ${a.bzImage}\n  vmlinux   ${a.vmlinux}\n  vmlinux.h ${a.vmlinuxH}\n` +
         `  libbpf    ${a.libbpfLib} (headers ${a.libbpfInclude})\n  bpftool   ${a.bpftool}\n` +
@@ -134,6 +145,8 @@ function kernelStatus(repo: string): number {
     const { key } = currentKey(repo);
     const a = artifactsIn(join(cachePaths().builds, key));
     process.stdout.write(`build:     ${a ? `${key} built (${a.release})` : `${key} not built yet (\`fuse-kfunc kernel build\`)`}\n`);
+    const u = findUnpatched(repo);
+    process.stdout.write(`unpatched: ${u ? `${u.key} built (${u.release})` : 'not built (`fuse-kfunc kernel build --unpatched`, for bench --overhead)'}\n`);
   }
   return 0;
 }
