@@ -36,9 +36,18 @@ export interface PassthroughOptions {
  */
 export type AttrHook = (at: { nodeid?: number; rel?: string }, st: BigIntStats, attr: AttrIn) => AttrIn;
 
+/**
+ * Where a path lives, for policies whose names are spread over several directories (route,
+ * union): relative path -> absolute path of the entry (or where it is to be created).
+ */
+export type Resolver = (rel: string) => string;
+
 export class PtContext {
   readonly nodes: NodeTable;
   attrHook: AttrHook | null = null;
+  resolver: Resolver | null = null;
+  /** A directory's names when they come from several directories (merged, hidden ones left out). */
+  lister: ((rel: string) => Promise<string[]>) | null = null;
   readonly handles = new Map<number, FileHandleEntry | DirHandleEntry>();
   private nextFh = 1;
   private readonly umask: number;
@@ -56,6 +65,7 @@ export class PtContext {
   }
 
   abs(rel: string): string {
+    if (this.resolver) return this.resolver(rel);
     return rel === '' ? this.root : `${this.root}/${rel}`;
   }
 

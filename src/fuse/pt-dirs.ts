@@ -27,7 +27,7 @@ export function registerDirOps(s: Session, c: PtContext): void {
     const h = c.dir(a.fh);
     const start = Number(a.offset);
     const dirRel = c.nodes.path(h.node.id);
-    if (start === 0 || h.names === null) h.names = ['.', '..', ...(await fsp.readdir(c.abs(dirRel)))];
+    if (start === 0 || h.names === null) h.names = ['.', '..', ...(await (c.lister ? c.lister(dirRel) : fsp.readdir(c.abs(dirRel))))];
     const names = h.names;
 
     // Pick the window that fits first, so we stat only what we send.

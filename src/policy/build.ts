@@ -10,6 +10,9 @@ import { compileBpf } from './compile.ts';
 import { generateStripe } from './generate/stripe.ts';
 import { generateMirror } from './generate/mirror.ts';
 import { generateFilter } from './generate/filter.ts';
+import { generateTier } from './generate/tier.ts';
+import { generateRoute } from './generate/route.ts';
+import { generateUnion } from './generate/union.ts';
 import { validatePolicy, type PolicySpec } from './spec.ts';
 
 /** The generated C of a policy (validated first). */
@@ -19,6 +22,9 @@ export function generatePolicy(spec: PolicySpec): string {
     case 'stripe': return generateStripe(spec);
     case 'mirror': return generateMirror(spec);
     case 'filter': return generateFilter(spec);
+    case 'tier': return generateTier(spec);
+    case 'route': return generateRoute(spec);
+    case 'union': return generateUnion(spec);
   }
 }
 

@@ -19,7 +19,7 @@ plus the daemon that serves, the same way, what the program sends up.
             ($FUSE_KFUNC_BUILD or ~/.cache/fuse-kfunc/builds/current), cached by content;
             prints the object's path (-o copies it to FILE)
 --backings N is the number of backing directories it will be mounted over (default: the
-policy's smallest, 2 for stripe and mirror, 1 for filter).
+policy's smallest: 1 for filter, 2 for the others).
 Mount one with \`fuse-kfunc mount B1 B2 MNT --policy NAME [PARAMS]\`.
 
 Policies:

@@ -37,12 +37,16 @@ export interface FanOutOptions {
 
 export interface OpenFile {
   refs: number;
-  ready: Promise<{ fds: FileHandle[]; ids: number[] }>;
+  ready: Promise<{ fds: FileHandle[]; ids: number[]; slots: number[] }>;
   /** Round-robin cursor for READs served here. */
   next: number;
   /** The backings' files once `ready` resolved (for synchronous attribute hooks). */
   fds?: FileHandle[];
 }
+
+/** What a policy opened for a file: per backing directory its file, or undefined where the
+ *  policy keeps no copy (a tier's cold file, a route's other directories). */
+export type Backings = (FileHandle | undefined)[];
 
 export abstract class FanOutDaemon {
   protected readonly files = new Map<number, OpenFile>();
@@ -69,7 +73,7 @@ export abstract class FanOutDaemon {
     // The connection may have negotiated FUSE_PASSTHROUGH (needed for backing ids), but the
     // kernel's passthrough would send all I/O to one file: files are opened without it.
     fs.opts.passthrough = false;
-    this.wrapNamespace(session);
+    if (this.namesInStep) this.wrapNamespace(session);
     this.wrapFiles(session);
     this.installMore(session);
   };
@@ -86,6 +90,43 @@ export abstract class FanOutDaemon {
   protected abstract reconcile(rel: string, primary: FileHandle): Promise<FileHandle[]>;
   /** More handlers (after the generic ones are in place). */
   protected installMore(_s: Session): void {}
+  /** Whether the generic handlers keep the same names in every backing directory (mkdir,
+   *  unlink, rename ... repeated in each). A policy whose names live in one directory each
+   *  (route) turns this off and resolves names itself. */
+  protected readonly namesInStep: boolean = true;
+  /** Whether a failure to repeat a name operation in backings 1..n-1 is ignored (a tier's
+   *  fast directory is a cache: a name it lacks is only cold). */
+  protected readonly othersBestEffort: boolean = false;
+
+  /** RENAME in backing i (1..n-1) after the primary's succeeded. */
+  protected renameIn(i: number, from: string, to: string, flags: number): Promise<void> | void {
+    const a = this.backingPath(i, from);
+    return flags ? libc.renameat2(a, this.backingPath(i, to), flags) : fsp.rename(a, this.backingPath(i, to));
+  }
+
+  /**
+   * A regular file's first open: its file in each backing directory (undefined where the
+   * policy keeps none). By default the primary's and, new or truncated, empty copies in all
+   * the others; else what reconcile() makes of them.
+   */
+  protected async openBackings(rel: string, how: { create?: number; trunc?: boolean }): Promise<Backings> {
+    const fds: FileHandle[] = [await fsp.open(this.backingPath(0, rel), fsc.O_RDWR)];
+    try {
+      if (how.create !== undefined || how.trunc) {
+        // New or truncated: every backing's copy is empty, whatever the policy.
+        const mode = how.create ?? Number((await fds[0]!.stat()).mode & 0o7777);
+        for (let i = 1; i < this.opts.backings.length; i++) {
+          fds.push(await fsp.open(this.backingPath(i, rel), fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC, mode));
+        }
+      } else {
+        fds.push(...(await this.reconcile(rel, fds[0]!)));
+      }
+      return fds;
+    } catch (e) {
+      await Promise.allSettled(fds.map((f) => f.close()));
+      throw e;
+    }
+  }
 
   protected backingPath(i: number, rel: string): string {
     return rel === '' ? this.opts.backings[i]! : join(this.opts.backings[i]!, rel);
@@ -97,7 +138,7 @@ export abstract class FanOutDaemon {
       try {
         await each(this.backingPath(i, rel), i);
       } catch (e) {
-        if (!ignore.includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+        if (!this.othersBestEffort && !ignore.includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
       }
     }
   }
@@ -141,7 +182,7 @@ export abstract class FanOutDaemon {
       const from = c.child(req.nodeid, b.cstring()).rel;
       const to = c.child(Number(a.newdir), b.cstring()).rel;
       const r = await orig(req, body(req));
-      await this.others((p, i) => (a.flags ? libc.renameat2(p, this.backingPath(i, to), a.flags) : fsp.rename(p, this.backingPath(i, to))), from, ['ENOENT']);
+      await this.others((_p, i) => this.renameIn(i, from, to, a.flags), from, ['ENOENT']);
       return r;
     };
     this.wrap(s, Op.RENAME, rename(false));
@@ -246,30 +287,50 @@ export abstract class FanOutDaemon {
     return entry.ready;
   }
 
-  private async openAll(nodeid: number, rel: string, how: { create?: number; trunc?: boolean }): Promise<{ fds: FileHandle[]; ids: number[] }> {
+  private async openAll(nodeid: number, rel: string, how: { create?: number; trunc?: boolean }): Promise<{ fds: FileHandle[]; ids: number[]; slots: number[] }> {
+    const opened = await this.openBackings(rel, how);
     const fds: FileHandle[] = [];
+    const slots: number[] = [];
+    opened.forEach((f, i) => {
+      if (f) {
+        fds.push(f);
+        slots.push(i);
+      }
+    });
+    // Published in backing order, 0 (no id) where the policy keeps no file.
     const ids: number[] = [];
     try {
-      fds.push(await fsp.open(this.backingPath(0, rel), fsc.O_RDWR));
-      if (how.create !== undefined || how.trunc) {
-        // New or truncated: every backing's copy is empty, whatever the policy.
-        const mode = how.create ?? Number((await fds[0]!.stat()).mode & 0o7777);
-        for (let i = 1; i < this.opts.backings.length; i++) {
-          fds.push(await fsp.open(this.backingPath(i, rel), fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC, mode));
-        }
-      } else {
-        fds.push(...(await this.reconcile(rel, fds[0]!)));
-      }
       if (this.opts.sink) {
-        for (const f of fds) ids.push(this.dev.backingOpen(f.fd));
-        this.opts.sink.set(nodeid, ids);
+        const byBacking = Array.from({ length: opened.length }, () => 0);
+        for (let k = 0; k < fds.length; k++) {
+          const id = this.dev.backingOpen(fds[k]!.fd);
+          ids.push(id);
+          byBacking[slots[k]!] = id;
+        }
+        this.opts.sink.set(nodeid, byBacking);
       }
-      return { fds, ids };
+      return { fds, ids, slots };
     } catch (e) {
       for (const id of ids) this.closeId(id);
       await Promise.allSettled(fds.map((f) => f.close()));
       throw e;
     }
+  }
+
+  /**
+   * An open file whose backing files changed under it (a union's copy-up): open them again,
+   * publish the new ids (the program sees them from its next request) and drop the old.
+   */
+  protected async refresh(nodeid: number, rel: string): Promise<void> {
+    const have = this.files.get(nodeid);
+    if (!have) return;
+    const old = await have.ready;
+    const next = this.openAll(nodeid, rel, {});
+    await next;
+    have.ready = next;
+    have.fds = (await next).fds;
+    for (const id of old.ids) this.closeId(id);
+    await Promise.allSettled(old.fds.map((f) => f.close()));
   }
 
   private async release(nodeid: number): Promise<void> {

@@ -44,7 +44,40 @@ export interface FilterPolicy {
   attrTimeout: number;
 }
 
-export type PolicySpec = StripePolicy | MirrorPolicy | FilterPolicy;
+export interface TierPolicy {
+  policy: 'tier';
+  /** [0] the slow tier (holds every file: the namespace), [1] the fast tier (a cache). */
+  backings: 2;
+  /** A cold file up to this size is copied to the fast tier at its first open (0: never). */
+  promoteMax: number;
+  attrTimeout: number;
+}
+
+/** Files matching `match` live in backing directory `to`. */
+export interface RouteRule {
+  /** "ext": the name ends with `match` (".log"); "prefix": the path starts with it ("logs/"). */
+  kind: 'ext' | 'prefix';
+  match: string;
+  to: number;
+}
+
+export interface RoutePolicy {
+  policy: 'route';
+  /** Backing directories (2..4); files no rule matches live in the first. */
+  backings: number;
+  /** First match wins. */
+  rules: RouteRule[];
+  attrTimeout: number;
+}
+
+export interface UnionPolicy {
+  policy: 'union';
+  /** [0] the writable upper directory, [1..] read-only lowers, highest first (2..4). */
+  backings: number;
+  attrTimeout: number;
+}
+
+export type PolicySpec = StripePolicy | MirrorPolicy | FilterPolicy | TierPolicy | RoutePolicy | UnionPolicy;
 export type PolicyName = PolicySpec['policy'];
 
 export class PolicyError extends Error {
@@ -76,6 +109,29 @@ export const POLICIES: Record<PolicyName, { summary: string; backings: [number, 
     summary: 'every file on N replicas: WRITE to all, READ from one with fail-over; READ/WRITE/GETATTR/xattr reads in the kernel',
     params: [
       { name: 'read', value: 'round-robin|primary', doc: 'replica a READ tries first', default: 'round-robin' },
+      { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
+    ],
+  },
+  tier: {
+    backings: [2, 2],
+    summary: 'SLOW FAST: READ from the fast tier when the file is there, else from the slow one; the daemon copies cold files up at open; WRITE to both (write-through); READ/WRITE/GETATTR/xattr reads in the kernel',
+    params: [
+      { name: 'promote-max', value: 'SIZE', doc: 'largest cold file copied to the fast tier at its first open; 0: never', default: '64m' },
+      { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
+    ],
+  },
+  route: {
+    backings: [2, MAX_BACKINGS],
+    summary: 'each file in one backing directory chosen by its name (extension or path prefix); directories in all; READ/WRITE/GETATTR/xattr reads in the kernel, counted per directory',
+    params: [
+      { name: 'rules', value: 'RULES', doc: 'comma list of PATTERN=INDEX: ".log=1" by extension, "logs/=2" by path prefix; first match wins, unmatched files in backing 0', default: 'none' },
+      { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
+    ],
+  },
+  union: {
+    backings: [2, MAX_BACKINGS],
+    summary: 'UPPER LOWER...: a writable upper directory over read-only lowers; copy-up before writing, whiteouts hide deletions; READ/WRITE/GETATTR/xattr reads in the kernel, counted per layer',
+    params: [
       { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
     ],
   },
@@ -131,7 +187,13 @@ export function makePolicy(name: string, params: Record<string, string | number 
     return n;
   };
   let spec: PolicySpec;
-  if (name === 'stripe') {
+  if (name === 'union') {
+    spec = { policy: 'union', backings, attrTimeout: seconds('attr-timeout', 1) };
+  } else if (name === 'tier') {
+    spec = { policy: 'tier', backings: 2, promoteMax: size('promote-max', '64m'), attrTimeout: seconds('attr-timeout', 1) };
+  } else if (name === 'route') {
+    spec = { policy: 'route', backings, rules: parseRules(String(params.rules ?? 'none'), backings), attrTimeout: seconds('attr-timeout', 1) };
+  } else if (name === 'stripe') {
     spec = { policy: 'stripe', backings, chunk: size('chunk', '64k'), attrTimeout: seconds('attr-timeout', 1) };
   } else if (name === 'filter') {
     const v = String(params.deny ?? 'none').trim();
@@ -149,6 +211,32 @@ export function makePolicy(name: string, params: Record<string, string | number 
   return spec;
 }
 
+/** ".log=1,logs/=2" -> rules, checked against the number of backing directories. */
+export function parseRules(v: string, backings: number): RouteRule[] {
+  const t = v.trim();
+  if (t === '' || t === 'none') return [];
+  return t.split(',').map((part) => {
+    const m = /^(.+)=(\d+)$/.exec(part.trim());
+    if (!m) throw new PolicyError(`route --rules: "${part}" is not PATTERN=INDEX (e.g. .log=1 or logs/=1)`);
+    const match = m[1]!.trim();
+    const rule: RouteRule = { kind: match.endsWith('/') ? 'prefix' : 'ext', match, to: Number(m[2]) };
+    checkRule(rule, backings);
+    return rule;
+  });
+}
+
+function checkRule(r: RouteRule, backings: number): void {
+  const what = `route rule "${r.match}=${r.to}"`;
+  if (!Number.isInteger(r.to) || r.to < 0 || r.to >= backings) throw new PolicyError(`${what}: backing ${r.to} does not exist (0..${backings - 1} for ${backings} directories)`);
+  if (r.kind === 'prefix') {
+    if (!r.match.endsWith('/') || r.match.startsWith('/') || r.match.split('/').slice(0, -1).some((c) => c === '' || c === '.' || c === '..')) {
+      throw new PolicyError(`${what}: a prefix is a relative directory path ending in "/", without "." or ".." (e.g. logs/ or a/b/)`);
+    }
+  } else if (!/^\.[^/]+$/.test(r.match)) {
+    throw new PolicyError(`${what}: an extension starts with "." and has no "/" (e.g. .log); a directory prefix ends with "/"`);
+  }
+}
+
 export function validatePolicy(spec: PolicySpec): void {
   if (!isPolicyName(spec.policy)) throw new PolicyError(`unknown policy "${(spec as { policy: string }).policy}"`);
   const [lo, hi] = POLICIES[spec.policy].backings;
@@ -156,6 +244,16 @@ export function validatePolicy(spec: PolicySpec): void {
     throw new PolicyError(`${spec.policy} needs ${lo}..${hi} backings, got ${spec.backings}`);
   }
   if (!Number.isInteger(spec.attrTimeout) || spec.attrTimeout < 0) throw new PolicyError(`attrTimeout must be whole seconds >= 0, got ${spec.attrTimeout}`);
+  if (spec.policy === 'union') return;
+  if (spec.policy === 'tier') {
+    if (!Number.isInteger(spec.promoteMax) || spec.promoteMax < 0) throw new PolicyError(`tier --promote-max must be a size >= 0, got ${spec.promoteMax}`);
+    return;
+  }
+  if (spec.policy === 'route') {
+    if (!Array.isArray(spec.rules)) throw new PolicyError('route rules must be a list of { kind, match, to }');
+    for (const r of spec.rules) checkRule(r, spec.backings);
+    return;
+  }
   if (spec.policy === 'filter') {
     for (const d of spec.deny) if (!(DENIABLE as readonly string[]).includes(d)) throw new PolicyError(`filter deny: "${d}" is not one of ${DENIABLE.join(', ')}`);
     return;
@@ -176,7 +274,14 @@ export function formatSize(n: number): string {
   return `${n} bytes`;
 }
 
+export function formatRules(rules: RouteRule[]): string {
+  return rules.map((r) => `${r.match}=${r.to}`).join(',') || 'none';
+}
+
 export function describePolicy(spec: PolicySpec): string {
+  if (spec.policy === 'union') return `union: backing 0 writable over ${spec.backings - 1} read-only lower director${spec.backings > 2 ? 'ies' : 'y'}, copy-up on write, whiteouts for deletions`;
+  if (spec.policy === 'tier') return `tier: READ from the fast tier (backing 1) when the file is there, else the slow tier (backing 0); ${spec.promoteMax ? `cold files up to ${formatSize(spec.promoteMax)} copied up at open` : `cold files never copied up`}; WRITE to both`;
+  if (spec.policy === 'route') return `route: each file in one of ${spec.backings} backing directories by its name (${formatRules(spec.rules)}; else 0)`;
   if (spec.policy === 'filter') return `filter: one backing file per FUSE file, pre- and post-filters around each operation${spec.deny.length ? `, refusing ${spec.deny.join(', ')}` : ''}`;
   if (spec.policy === 'mirror') return `mirror: every file on ${spec.backings} replicas, READ ${spec.read === 'primary' ? 'from the primary' : 'round-robin'} with fail-over, WRITE to all`;
   return `stripe: one FUSE file over ${spec.backings} backing files in ${formatSize(spec.chunk)} chunks (RAID-0)`;
@@ -184,6 +289,7 @@ export function describePolicy(spec: PolicySpec): string {
 
 /** The command that prints this policy's C (in its generated header). */
 export function policyCommand(spec: PolicySpec): string {
-  const own = spec.policy === 'stripe' ? `--chunk ${spec.chunk}` : spec.policy === 'mirror' ? `--read ${spec.read}` : `--deny ${spec.deny.join(',') || 'none'}`;
-  return `fuse-kfunc policy show ${spec.policy} --backings ${spec.backings} ${own} --attr-timeout ${spec.attrTimeout}`;
+  const own = spec.policy === 'stripe' ? `--chunk ${spec.chunk}` : spec.policy === 'mirror' ? `--read ${spec.read}`
+    : spec.policy === 'union' ? '' : spec.policy === 'tier' ? `--promote-max ${spec.promoteMax}` : spec.policy === 'route' ? `--rules ${formatRules(spec.rules)}` : `--deny ${spec.deny.join(',') || 'none'}`;
+  return `fuse-kfunc policy show ${spec.policy} --backings ${spec.backings} ${own ? `${own} ` : ''}--attr-timeout ${spec.attrTimeout}`;
 }

@@ -17,9 +17,12 @@ import type { Link } from '../bpf/object.ts';
 import { VerifierError } from '../bpf/errors.ts';
 import { MirrorDaemon } from '../policy/mirror.ts';
 import { StripeDaemon } from '../policy/stripe.ts';
+import { TierDaemon } from '../policy/tier.ts';
+import { RouteDaemon } from '../policy/route.ts';
+import { UnionDaemon } from '../policy/union.ts';
 import { filterDaemon } from '../policy/filter.ts';
 import type { PolicySpec } from '../policy/spec.ts';
-import { encodeNode, encodeNodeKey, NODE_SIZE } from '../policy/mirror-layout.ts';
+import { decodeReplicaStats, encodeNode, encodeNodeKey, NODE_SIZE, u32Key, type ReplicaCounts } from '../policy/mirror-layout.ts';
 import { STATS_MAP, STATS_VALUE_SIZE, decodeKernelStats, type KernelCounts } from './stats.ts';
 
 export interface ServeConfig {
@@ -38,6 +41,16 @@ export interface ServeStats {
   daemon: Record<string, number>;
   /** undefined: no program; null: the program has no fuse_kfunc_stats map. */
   kernel: Record<string, KernelCounts> | null | undefined;
+  /** A multi-backing policy: what went to each backing directory. */
+  backings?: PerBacking;
+}
+
+/** Per backing directory: moved by the program ("backing_stats" map) and by the daemon. */
+export interface PerBacking {
+  kernel: ReplicaCounts[] | null;
+  daemon: ReplicaCounts[];
+  /** Policy events (a tier's promotions). */
+  events: Record<string, number>;
 }
 
 interface Ipc { send(m: unknown): void }
@@ -128,6 +141,7 @@ async function main(cfg: ServeConfig): Promise<void> {
   const publishes = obj && has('nodes') && obj.map('nodes').valueSize === NODE_SIZE;
 
   let setup: Parameters<typeof mountFuse>[0]['setup'];
+  let perBacking: (() => PerBacking) | undefined;
   let mode: string;
   if (cfg.backings.length > 1) {
     // Several backing directories: the policy's daemon (mirror unless told otherwise) keeps
@@ -138,9 +152,20 @@ async function main(cfg: ServeConfig): Promise<void> {
       delete: (nodeid: number) => void obj!.map('nodes').delete(encodeNodeKey(nodeid)),
     } : undefined;
     const policy = cfg.policy?.policy ?? 'mirror';
-    setup = cfg.policy?.policy === 'stripe'
-      ? new StripeDaemon({ backings: cfg.backings, chunk: cfg.policy.chunk, sink }).install
-      : new MirrorDaemon({ replicas: cfg.backings, sink, read: cfg.policy?.policy === 'mirror' ? cfg.policy.read : undefined }).install;
+    const p = cfg.policy;
+    const d = p?.policy === 'stripe' ? new StripeDaemon({ backings: cfg.backings, chunk: p.chunk, sink })
+      : p?.policy === 'tier' ? new TierDaemon({ backings: cfg.backings, promoteMax: p.promoteMax, sink })
+      : p?.policy === 'route' ? new RouteDaemon({ backings: cfg.backings, rules: p.rules, sink })
+      : p?.policy === 'union' ? new UnionDaemon({ backings: cfg.backings, sink })
+      : new MirrorDaemon({ replicas: cfg.backings, sink, read: p?.policy === 'mirror' ? p.read : undefined });
+    setup = d.install;
+    const kernelMap = obj && has('backing_stats') ? obj.map('backing_stats') : undefined;
+    perBacking = () => ({
+      kernel: kernelMap ? cfg.backings.map((_, i) => decodeReplicaStats(kernelMap.lookup(u32Key(i))!)) : null,
+      daemon: d.counts.map((c) => ({ ...c })),
+      events: (d instanceof TierDaemon ? { promotions: d.promotions, promoteErrors: d.promoteErrors }
+        : d instanceof UnionDaemon ? { copyUps: d.copyUps, whiteouts: d.whiteouts } : {}) as Record<string, number>,
+    });
     mode = `${obj ? 'program' : 'userspace'}+${policy}`;
   } else if (cfg.policy?.policy === 'filter') {
     const publish = obj && publishes ? publishBackingIds(obj) : undefined;
@@ -189,6 +214,7 @@ async function main(cfg: ServeConfig): Promise<void> {
       k.writeUInt32LE(op);
       return obj!.map(STATS_MAP).lookup(k);
     }),
+    backings: perBacking?.(),
   });
   ipc?.send({ ready: true, mode, counting: obj ? !!counting : true, publishes: !!publishes });
   process.on('message', (m: { cmd?: string }) => {

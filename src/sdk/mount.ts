@@ -18,7 +18,7 @@ import { buildPolicy } from '../policy/build.ts';
 import { PolicyError, validatePolicy, type PolicySpec } from '../policy/spec.ts';
 import { scanStructOps } from './elf.ts';
 import { mergeStats, type MountStats } from './stats.ts';
-import type { ServeConfig, ServeStats } from './mount-serve.ts';
+import type { PerBacking, ServeConfig, ServeStats } from './mount-serve.ts';
 
 export interface MountOptions {
   /** Backing directories: [0] holds the namespace; several are kept in step (mirror). */
@@ -45,7 +45,7 @@ export interface MountOptions {
   echo?: boolean;
 }
 
-export type MountMode = 'userspace' | 'passthrough' | 'program' | 'userspace+mirror' | 'program+mirror' | 'userspace+stripe' | 'program+stripe' | 'userspace+filter' | 'program+filter';
+export type MountMode = 'userspace' | 'passthrough' | 'program' | `${'userspace' | 'program'}+${PolicySpec['policy']}`;
 
 export interface MountHandle {
   readonly mountpoint: string;
@@ -61,6 +61,9 @@ export interface MountHandle {
   detach(): Promise<void>;
   /** Attaches the (detached) program again. */
   attach(): Promise<void>;
+  /** A multi-backing policy: per backing directory, what the program and the daemon moved
+   *  (after close(), the final figures). */
+  backings(): Promise<PerBacking | undefined>;
   /** What the daemon holds: known nodes and open file/directory handles (leak checks). */
   tables(): Promise<{ nodes: number; handles: number }>;
   /** Why the daemon stopped ('ENODEV' after an unmount), once `closed` resolved. */
@@ -250,6 +253,7 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
     closed,
     get closeReason() { return closeReason; },
     stats: async () => toStats(await ask()),
+    backings: async () => (await ask()).backings,
     detach: () => program('detach'),
     attach: () => program('attach'),
     tables: async () => (await request('stats')).tables,

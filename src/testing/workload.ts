@@ -28,6 +28,12 @@ export interface WorkloadOptions {
   direct?: boolean;
   /** Between phases (e.g. drop the page cache so READs reach the filesystem). */
   flush?: () => void;
+  /** Extensions new and renamed files get, drawn at random ('' for none): a route policy's
+   *  rules then send them to different backing directories, and renames move them. */
+  exts?: string[];
+  /** Files already there before the run (the caller put them in the backing directories),
+   *  relative to the root, in the root or d0. */
+  initial?: Map<string, Buffer>;
 }
 
 export interface WorkloadResult {
@@ -46,7 +52,8 @@ export function runWorkload(root: string, o: WorkloadOptions): WorkloadResult {
   const rnd = prng(o.seed);
   const int = (n: number) => Math.floor(rnd() * n);
   const pick = <T>(a: T[]): T => a[int(a.length)]!;
-  const files = new Map<string, Buffer>();
+  const files = new Map<string, Buffer>(o.initial ?? []);
+  const ext = () => (o.exts?.length ? pick(o.exts) : '');
   const dirs = ['', 'd0'];
   fs.mkdirSync(path.join(root, 'd0'), { recursive: true });
   const res: WorkloadResult = { log: [], mismatches: [], counts: {}, bytesWritten: 0, bytesRead: 0 };
@@ -89,7 +96,7 @@ export function runWorkload(root: string, o: WorkloadOptions): WorkloadResult {
     const names = [...files.keys()].sort();
     const r = rnd();
     if (names.length < 3 || r < 0.12) {
-      const rel = path.join(pick(dirs), `f${serial++}`);
+      const rel = path.join(pick(dirs), `f${serial++}${ext()}`);
       fs.writeFileSync(abs(rel), '');
       files.set(rel, Buffer.alloc(0));
       const data = bytes(size());
@@ -136,7 +143,7 @@ export function runWorkload(root: string, o: WorkloadOptions): WorkloadResult {
       log('truncate', `truncate ${rel} ${len}`);
     } else if (r < 0.86) {
       const rel = pick(names);
-      const to = path.join(pick(dirs), `r${serial++}`);
+      const to = path.join(pick(dirs), `r${serial++}${ext()}`);
       fs.renameSync(abs(rel), abs(to));
       files.set(to, files.get(rel)!);
       files.delete(rel);

@@ -1,7 +1,8 @@
 // The stripe geometry and the policy parameters, on the host (the C is checked in the VM).
 import test from 'ava';
 import { canonicalSize, logicalSize, pieces } from '../../src/policy/stripe-layout.ts';
-import { makePolicy, parseSize, PolicyError, type StripePolicy } from '../../src/policy/spec.ts';
+import { makePolicy, parseSize, PolicyError, type RoutePolicy, type StripePolicy } from '../../src/policy/spec.ts';
+import { dirRenameReroutes, routeOf } from '../../src/policy/route.ts';
 import { generatePolicy } from '../../src/policy/build.ts';
 import { prng } from '../../src/testing/workload.ts';
 
@@ -88,4 +89,55 @@ test('filter: one backing, --deny parsed and checked', (t) => {
   t.regex(c, /#define FILTER_DENY_WRITE\t\t1\n/);
   t.regex(c, /#define FILTER_DENY_READ\t\t0\n/);
   t.regex(c, /ret = pre_filter\(fctx, args\);/);
+});
+
+test('tier: two backings, promote-max a size', (t) => {
+  t.deepEqual(makePolicy('tier', {}, 2), { policy: 'tier', backings: 2, promoteMax: 64 << 20, attrTimeout: 1 });
+  t.is((makePolicy('tier', { 'promote-max': '0' }, 2) as { promoteMax: number }).promoteMax, 0);
+  t.throws(() => makePolicy('tier', {}, 3), { message: /tier needs 2 backing directories, got 3/ });
+  t.throws(() => makePolicy('tier', { 'promote-max': 'lots' }, 2), { message: /--promote-max: "lots" is not a size/ });
+  const c = generatePolicy(makePolicy('tier', { 'promote-max': '1m' }, 2));
+  t.regex(c, /#define TIER_FAST\t\t1\n/);
+  t.regex(c, /ret = backing_io\(fctx, fast, true, in->offset, ret\);/);
+  t.regex(c, /struct fuse_bpf_ops tier_ops = \{/);
+  t.notRegex(c, /undefined|NaN|\$\{/);
+});
+
+test('route: rules parsed, checked against the backings, first match wins', (t) => {
+  const p = makePolicy('route', { rules: '.log=1, logs/=2' }, 3) as RoutePolicy;
+  t.deepEqual(p.rules, [{ kind: 'ext', match: '.log', to: 1 }, { kind: 'prefix', match: 'logs/', to: 2 }]);
+  t.is(routeOf(p.rules, 'a/b.log'), 1);
+  t.is(routeOf(p.rules, 'logs/x.log'), 1, 'the first rule that matches');
+  t.is(routeOf(p.rules, 'logs/sub/x.txt'), 2);
+  t.is(routeOf(p.rules, 'logsx/y'), 0, 'a prefix is a whole directory');
+  t.is(routeOf(p.rules, 'x.log.gz'), 0);
+  t.is(routeOf([], 'anything.log'), 0);
+  t.throws(() => makePolicy('route', { rules: '.log=3' }, 3), { message: /backing 3 does not exist \(0..2 for 3 directories\)/ });
+  t.throws(() => makePolicy('route', { rules: 'log' }, 2), { message: /"log" is not PATTERN=INDEX/ });
+  t.throws(() => makePolicy('route', { rules: 'log=1' }, 2), { message: /an extension starts with "\."/ });
+  t.throws(() => makePolicy('route', { rules: '../x/=1' }, 2), { message: /without "\." or "\.\."/ });
+  t.throws(() => makePolicy('route', { rules: '/abs/=1' }, 2), { message: /relative directory path/ });
+  t.throws(() => makePolicy('route', { rules: '.log=1' }, 1), { message: /route needs 2..4 backing directories, got 1/ });
+  // Renaming a directory moves files between backings only when a prefix rule is involved.
+  t.false(dirRenameReroutes(p.rules, 'a', 'b'));
+  t.true(dirRenameReroutes(p.rules, 'a', 'logs'));
+  t.true(dirRenameReroutes(p.rules, 'logs/old', 'b'));
+  t.true(dirRenameReroutes([{ kind: 'prefix', match: 'a/b/', to: 1 }], 'a', 'c'), 'a rule inside the moved directory');
+  const c = generatePolicy(p);
+  t.regex(c, /#define PLACED_NR\t\t3\n/);
+  t.regex(c, /names ending in \.log\s+-> backing 1/);
+  t.regex(c, /paths under logs\/\s+-> backing 2/);
+  t.regex(c, /if \(n->backing\[2\]\)\n\t\treturn 2;/);
+  t.notRegex(c, /undefined|NaN|\$\{/);
+});
+
+test('union: an upper over 1..3 lowers; the program refuses writes to a lower layer', (t) => {
+  t.deepEqual(makePolicy('union', {}, 3), { policy: 'union', backings: 3, attrTimeout: 1 });
+  t.throws(() => makePolicy('union', {}, 1), { message: /union needs 2..4 backing directories, got 1/ });
+  t.throws(() => makePolicy('union', { chunk: '4k' }, 2), { message: /union has no parameter "chunk"/ });
+  const c = generatePolicy(makePolicy('union', {}, 2));
+  t.regex(c, /if \(i != 0\)\n\t\treturn -EROFS;/);
+  t.regex(c, /struct fuse_bpf_ops union_ops = \{/);
+  t.notRegex(generatePolicy(makePolicy('route', {}, 2)), /EROFS/, 'route writes wherever the file is');
+  t.notRegex(c, /undefined|NaN|\$\{/);
 });

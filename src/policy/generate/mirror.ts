@@ -2,7 +2,7 @@
 // or the primary), failing over on error; WRITE to all. bpf/examples/mirror.bpf.c is the
 // hand-written ancestor (with a kptr cache); this is the generated, parameterised form.
 import type { MirrorPolicy } from '../spec.ts';
-import { backingStats, fileHeader, nodesMap, xattrHelper } from './common.ts';
+import { backingIo, backingStats, fileHeader, nodesMap, xattrHelper } from './common.ts';
 
 export function generateMirror(spec: MirrorPolicy): string {
   const ids = Array.from({ length: spec.backings }, (_, i) => i);
@@ -20,8 +20,6 @@ directory, publishes an open file's backing ids in "nodes", and serves
 what comes up the same way.`)}
 #define MIRROR_NR		${spec.backings}
 #define MIRROR_ROUND_ROBIN	${spec.read === 'round-robin' ? 1 : 0}
-/* Calls to move one request: a regular file is short only at its end */
-#define MIRROR_MAX_CALLS	16
 /* Seconds the kernel may cache the attributes GETATTR returns */
 #define MIRROR_ATTR_VALID	${spec.attrTimeout}
 #define EIO			5
@@ -31,38 +29,7 @@ ${backingStats()}
 /* Round-robin cursor; racy on purpose: a lost update only skews the balance */
 static __u32 next_replica;
 
-/*
- * Move the request's @size bytes at @pos to or from backing id @id.
- * Returns the bytes moved (short at the end of the file) or -errno.
- */
-static int replica_io(struct fuse_bpf_ctx *fctx, __u32 id, bool write,
-		      __u64 pos, __u32 size)
-{
-	struct fuse_backing *fb;
-	__u32 done = 0;
-	int c, ret = 0;
-
-	fb = bpf_fuse_backing_get(fctx, id);
-	if (!fb)
-		return -EIO;	/* id closed behind our back */
-	/*
-	 * A plain bounded loop: the verifier walks its 16 rounds, where
-	 * bpf_for() would have to prove rounds with different byte counts
-	 * equivalent, and does not.
-	 */
-	for (c = 0; c < MIRROR_MAX_CALLS && done < size; c++) {
-		if (write)
-			ret = bpf_vfs_write(fctx, fb, pos + done, done, size - done);
-		else
-			ret = bpf_vfs_read(fctx, fb, pos + done, done, size - done);
-		if (ret <= 0)
-			break;
-		done += ret;
-	}
-	bpf_fuse_backing_put(fb);
-	return ret < 0 ? ret : done;
-}
-
+${backingIo()}
 /*
  * The ids are read into registers once and chosen by comparison: indexing
  * n->backing[r] would make the verifier track the cursor precisely.
@@ -83,7 +50,7 @@ ${ids.map((i) => `\tbarrier_var(id${i});`).join('\n')}
 	for (i = 0; i < MIRROR_NR; i++) {
 		r = (first + i) % MIRROR_NR;
 		id = ${choose('r')};
-		ret = replica_io(fctx, id, false, in->offset, in->size);
+		ret = backing_io(fctx, id, false, in->offset, in->size);
 		count_io(r, false, ret);
 		if (ret >= 0) {
 			/* A replica that failed may have filled more of the reply */
@@ -106,7 +73,7 @@ static int mirror_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		return FUSE_BPF_UPCALL;
 	written = in->size;
 	for (i = 0; i < MIRROR_NR; i++) {
-		ret = replica_io(fctx, n->backing[i], true, in->offset, in->size);
+		ret = backing_io(fctx, n->backing[i], true, in->offset, in->size);
 		count_io(i, true, ret);
 		if (ret < 0) {
 			if (!err)

@@ -1,0 +1,204 @@
+// The route policy, daemon side: every file lives in exactly one backing directory, chosen
+// by its name (rules by extension or path prefix, first match wins, else backing 0), and
+// every directory lives in all of them (backing 0's is the one whose attributes count).
+//
+// Where a name lives is a function of the name, so the passthrough handlers work unchanged
+// once paths resolve through the rules (PtContext.resolver), listings merge the backings
+// (PtContext.lister), and the operations that make or move directories do so in every
+// backing. A rename that changes a file's route moves it between backing directories (one
+// rename(2) when they share a filesystem, else EXDEV, which mv turns into a copy). The
+// program (generated/route.ts) serves the data path of open files from the one backing file
+// the daemon publishes, counting per backing directory.
+import fs from 'node:fs';
+import fsp, { type FileHandle } from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import { basename } from 'node:path';
+import { BodyReader, MKDIR_IN, Op, RENAME2_IN, RENAME_IN, type Request } from '../fuse/protocol.ts';
+import { Errno, type Handler, type HandlerResult, type Session } from '../fuse/session.ts';
+import * as libc from '../fuse/libc.ts';
+import { FanOutDaemon, type Backings, type BackingSink, type OpenFile } from './fanout.ts';
+import { zeroReplica, type ReplicaCounts } from './mirror-layout.ts';
+import type { RouteRule } from './spec.ts';
+
+export interface RouteOptions {
+  backings: string[];
+  rules: RouteRule[];
+  sink?: BackingSink;
+}
+
+/** The backing directory a non-directory at `rel` lives in. */
+export function routeOf(rules: RouteRule[], rel: string): number {
+  const name = basename(rel);
+  for (const r of rules) {
+    if (r.kind === 'ext' ? name.endsWith(r.match) : rel.startsWith(r.match)) return r.to;
+  }
+  return 0;
+}
+
+/** Whether renaming directory `from` to `to` would change the route of a file under it. */
+export function dirRenameReroutes(rules: RouteRule[], from: string, to: string): boolean {
+  const touches = (dir: string) => rules.some((r) => r.kind === 'prefix' && (r.match.startsWith(`${dir}/`) || `${dir}/`.startsWith(r.match)));
+  return touches(from) || touches(to);
+}
+
+export class RouteDaemon extends FanOutDaemon {
+  /** READ/WRITE served by the daemon, per backing directory. */
+  readonly counts: ReplicaCounts[];
+  protected readonly namesInStep = false;
+  /** Names being made or moved as directories: they resolve to backing 0. */
+  private readonly asDir = new Set<string>();
+
+  constructor(private readonly r: RouteOptions) {
+    super({ backings: r.backings, sink: r.sink }, 'route', 2);
+    this.counts = r.backings.map(zeroReplica);
+  }
+
+  route(rel: string): number {
+    return routeOf(this.r.rules, rel);
+  }
+
+  private isDir(abs: string): boolean {
+    return fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory() ?? false;
+  }
+
+  private resolve = (rel: string): string => {
+    const home = this.backingPath(0, rel);
+    if (rel === '') return home;
+    const i = this.route(rel);
+    if (i === 0 || this.asDir.has(rel) || this.isDir(home)) return home;
+    return this.backingPath(i, rel);
+  };
+
+  /** Backing 0's directories and its own files, and each other backing's own files. */
+  private list = async (rel: string): Promise<string[]> => {
+    const names: string[] = [];
+    for (let i = 0; i < this.opts.backings.length; i++) {
+      const ents = await fsp.readdir(this.backingPath(i, rel), { withFileTypes: true }).catch((e) => {
+        if (i > 0 && e.code === 'ENOENT') return [];
+        throw e;
+      });
+      for (const d of ents) {
+        const child = rel === '' ? d.name : `${rel}/${d.name}`;
+        if (d.isDirectory() ? i === 0 : this.route(child) === i) names.push(d.name);
+      }
+    }
+    return names;
+  };
+
+  protected async openBackings(rel: string): Promise<Backings> {
+    const out: Backings = Array.from({ length: this.opts.backings.length }, () => undefined);
+    out[this.route(rel)] = await fsp.open(this.resolve(rel), fsc.O_RDWR);
+    return out;
+  }
+
+  protected async read(open: OpenFile, fds: FileHandle[], offset: number, size: number): Promise<Buffer> {
+    const i = (await open.ready).slots[0]!;
+    const buf = Buffer.allocUnsafe(size);
+    const { bytesRead } = await fds[0]!.read(buf, 0, size, offset);
+    this.counts[i]!.reads++;
+    this.counts[i]!.readBytes += bytesRead;
+    return buf.subarray(0, bytesRead);
+  }
+
+  protected async write(open: OpenFile, fds: FileHandle[], offset: number, data: Buffer): Promise<number> {
+    const i = (await open.ready).slots[0]!;
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await fds[0]!.write(data, done, data.length - done, offset + done);
+      if (bytesWritten === 0) break;
+      done += bytesWritten;
+    }
+    this.counts[i]!.writes++;
+    this.counts[i]!.writeBytes += done;
+    return done;
+  }
+
+  // Names are resolved, not kept in step: the generic SETATTR and first-open paths that
+  // call these are not installed for this policy.
+  protected async truncate(_fds: FileHandle[] | null, rel: string, size: number): Promise<void> {
+    await fsp.truncate(this.resolve(rel), size);
+  }
+
+  protected async reconcile(): Promise<FileHandle[]> {
+    return [];
+  }
+
+  protected installMore(s: Session): void {
+    this.c.resolver = this.resolve;
+    this.c.lister = this.list;
+    const c = this.c;
+    const body = (req: Request) => new BodyReader(req.body, 'route');
+    const wrap = (op: number, f: (orig: Handler, req: Request) => Promise<HandlerResult>) => {
+      const orig = s.handler(op)!;
+      s.on(op, (req) => f(orig, req));
+    };
+    const asDir = async <T>(rels: string[], f: () => Promise<T>): Promise<T> => {
+      for (const r of rels) this.asDir.add(r);
+      try {
+        return await f();
+      } finally {
+        for (const r of rels) this.asDir.delete(r);
+      }
+    };
+
+    // A directory is made in backing 0 (the reply's attributes), then in the others.
+    wrap(Op.MKDIR, async (orig, req) => {
+      const b = body(req);
+      const { mode } = b.struct(MKDIR_IN);
+      const { rel } = c.child(req.nodeid, b.cstring());
+      const r = await asDir([rel], async () => orig(req, body(req)));
+      for (let i = 1; i < this.opts.backings.length; i++) {
+        await fsp.mkdir(this.backingPath(i, rel), { recursive: true, mode: mode & 0o7777 });
+      }
+      return r;
+    });
+
+    // Only an empty directory goes: the others first (their files are the directory's too).
+    wrap(Op.RMDIR, async (orig, req) => {
+      const { rel } = c.child(req.nodeid, body(req).cstring());
+      const removed: number[] = [];
+      try {
+        for (let i = 1; i < this.opts.backings.length; i++) {
+          try {
+            await fsp.rmdir(this.backingPath(i, rel));
+            removed.push(i);
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+          }
+        }
+        return await orig(req, body(req));
+      } catch (e) {
+        for (const i of removed) await fsp.mkdir(this.backingPath(i, rel)).catch(() => undefined);
+        throw e;
+      }
+    });
+
+    const rename = (two: boolean) => async (orig: Handler, req: Request) => {
+      const b = body(req);
+      const a = two ? b.struct(RENAME2_IN) : { ...b.struct(RENAME_IN), flags: 0 };
+      const from = c.child(req.nodeid, b.cstring()).rel;
+      const to = c.child(Number(a.newdir), b.cstring()).rel;
+      if (!this.isDir(this.backingPath(0, from))) {
+        if ((a.flags & libc.RENAME_EXCHANGE) && (this.isDir(this.backingPath(0, to)) || this.route(from) !== this.route(to))) {
+          throw new Errno('EXDEV', 'route: exchanging names with different routes');
+        }
+        return orig(req, body(req)); // rename(2) from the file's backing to the new name's
+      }
+      if (a.flags & libc.RENAME_EXCHANGE) throw new Errno('EXDEV', 'route: exchanging directories is not supported');
+      if (dirRenameReroutes(this.r.rules, from, to)) throw new Errno('EXDEV', `route: renaming ${from} to ${to} would move files between backing directories`);
+      // Replacing a directory: empty in the merged view, not just in backing 0.
+      for (let i = 1; i < this.opts.backings.length && this.isDir(this.backingPath(0, to)); i++) {
+        if ((await fsp.readdir(this.backingPath(i, to)).catch(() => [])).length) throw new Errno('ENOTEMPTY');
+      }
+      const r = await asDir([from, to], async () => orig(req, body(req)));
+      for (let i = 1; i < this.opts.backings.length; i++) {
+        const src = this.backingPath(i, from);
+        if (fs.existsSync(src)) await fsp.rename(src, this.backingPath(i, to));
+        else await fsp.mkdir(this.backingPath(i, to), { recursive: true });
+      }
+      return r;
+    };
+    wrap(Op.RENAME, rename(false));
+    wrap(Op.RENAME2, rename(true));
+  }
+}
