@@ -107,7 +107,7 @@ const cases: Case[] = [
   { spec: makePolicy('stripe', { chunk: '16k' }, 3), unit: 16384, seeds: [3], ops: 90 },
   { spec: makePolicy('mirror', {}, 2), unit: 16384, seeds: [4], ops: 90 },
   { spec: makePolicy('mirror', { read: 'primary' }, 3), unit: 4096, seeds: [5], ops: 60 },
-  { spec: makePolicy('filter', {}, 1), unit: 16384, seeds: [6], ops: 90 },
+  { spec: makePolicy('filter', {}, 1), unit: 16384, seeds: [6, 13], ops: 90 },
   // Cold files on the slow tier, some larger than promote-max (read from the slow tier).
   { spec: makePolicy('tier', { 'promote-max': '32k' }, 2), unit: 16384, seeds: [7, 8], ops: 90, initial: [0.2, 1, 1.5, 2.5, 4, 0.5, 3] },
   // Extensions and a prefix spread files over three directories; renames move them.
