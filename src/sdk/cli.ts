@@ -5,7 +5,7 @@ import { realpathSync } from 'node:fs';
 import { mount, MountError } from './mount.ts';
 import { makePolicy, PolicyError, POLICIES } from '../policy/spec.ts';
 import { parseMountArgs, parseStatsArgs } from './args.ts';
-import { STATS_DIR, formatStats, statsFileName, type StatsFile } from './stats.ts';
+import { STATS_DIR, formatPerBacking, formatStats, statsFileName, type StatsFile } from './stats.ts';
 
 export const MOUNT_HELP = `Usage: fuse-kfunc mount BACKING... MOUNTPOINT [--program OBJ|SRC] [--struct-ops NAME]
                         [--policy NAME [PARAMS]] [--userspace] [--passthrough] [--timeout SEC]
@@ -78,7 +78,7 @@ export async function mountCmd(argv: string[]): Promise<number> {
     try {
       const s: StatsFile = {
         mountpoint: h.mountpoint, backings: a.backings.map((b) => resolve(b)), mode: h.mode, program: h.object,
-        pid: process.pid, updated: Date.now(), stats: await h.stats(),
+        pid: process.pid, updated: Date.now(), stats: await h.stats(), perBacking: await h.backings(),
       };
       writeFileSync(`${file}.tmp`, JSON.stringify(s, null, 1) + '\n');
       renameSync(`${file}.tmp`, file);
@@ -99,8 +99,10 @@ export async function mountCmd(argv: string[]): Promise<number> {
   await h.closed;
   clearInterval(timer);
   const final = await h.close();
+  const per = await h.backings().catch(() => undefined);
   rmSync(file, { force: true });
-  process.stdout.write(`fuse-kfunc: ${h.mountpoint} unmounted\n${final ? formatStats(final) + '\n' : ''}`);
+  process.stdout.write(`fuse-kfunc: ${h.mountpoint} unmounted\n${final ? formatStats(final) + '\n' : ''}` +
+    `${per ? formatPerBacking(per, a.backings) + '\n' : ''}`);
   return 0;
 }
 
@@ -136,5 +138,6 @@ export function statsCmd(argv: string[]): number {
   const age = ((Date.now() - s.updated) / 1000).toFixed(1);
   process.stdout.write(`${s.mountpoint}: ${s.mode}${s.program ? ` (${s.program})` : ''}, backing ${s.backings.join(' + ')}, pid ${s.pid}, ${age} s ago\n`);
   process.stdout.write(formatStats(s.stats) + '\n');
+  if (s.perBacking) process.stdout.write(`\nper backing directory:\n${formatPerBacking(s.perBacking, s.backings)}\n`);
   return 0;
 }

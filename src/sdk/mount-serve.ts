@@ -22,8 +22,8 @@ import { RouteDaemon } from '../policy/route.ts';
 import { UnionDaemon } from '../policy/union.ts';
 import { filterDaemon } from '../policy/filter.ts';
 import type { PolicySpec } from '../policy/spec.ts';
-import { decodeReplicaStats, encodeNode, encodeNodeKey, NODE_SIZE, u32Key, type ReplicaCounts } from '../policy/mirror-layout.ts';
-import { STATS_MAP, STATS_VALUE_SIZE, decodeKernelStats, type KernelCounts } from './stats.ts';
+import { decodeReplicaStats, encodeNode, encodeNodeKey, NODE_SIZE, u32Key } from '../policy/mirror-layout.ts';
+import { STATS_MAP, STATS_VALUE_SIZE, decodeKernelStats, type KernelCounts, type PerBacking } from './stats.ts';
 
 export interface ServeConfig {
   backings: string[];
@@ -45,13 +45,7 @@ export interface ServeStats {
   backings?: PerBacking;
 }
 
-/** Per backing directory: moved by the program ("backing_stats" map) and by the daemon. */
-export interface PerBacking {
-  kernel: ReplicaCounts[] | null;
-  daemon: ReplicaCounts[];
-  /** Policy events (a tier's promotions). */
-  events: Record<string, number>;
-}
+export type { PerBacking };
 
 interface Ipc { send(m: unknown): void }
 

@@ -7,6 +7,7 @@
 //   kernel, so kernel is 0; with a program lacking that map it is null ("unknown"): the
 //   daemon cannot see requests that never reached it, and nothing else counts them.
 import { opName } from '../fuse/protocol.ts';
+import type { ReplicaCounts } from '../policy/mirror-layout.ts';
 
 export const STATS_MAP = 'fuse_kfunc_stats';
 export const STATS_OP_MAX = 64;
@@ -82,6 +83,30 @@ export function formatStats(s: MountStats): string {
   return [line(head), ...rows.map(line)].join('\n');
 }
 
+/** Per backing directory: moved by the program ("backing_stats" map) and by the daemon. */
+export interface PerBacking {
+  kernel: ReplicaCounts[] | null;
+  daemon: ReplicaCounts[];
+  /** Policy events (a tier's promotions, a union's copy-ups and whiteouts). */
+  events: Record<string, number>;
+}
+
+const human = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
+
+/** One line per backing directory: reads and writes the program and the daemon made there. */
+export function formatPerBacking(p: PerBacking, dirs: string[]): string {
+  const rows = p.daemon.map((d, i) => {
+    const k = p.kernel?.[i];
+    return [String(i), dirs[i] ?? '', k ? `${k.reads} (${human(k.readBytes)})` : '-', k ? `${k.writes} (${human(k.writeBytes)})` : '-',
+      `${d.reads} (${human(d.readBytes)})`, `${d.writes} (${human(d.writeBytes)})`];
+  });
+  const head = ['#', 'backing', 'kernel reads', 'kernel writes', 'daemon reads', 'daemon writes'];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => (i < 2 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
+  const ev = Object.entries(p.events).map(([k, v]) => `${k} ${v}`).join(', ');
+  return [line(head), ...rows.map(line), ...(ev ? [ev] : [])].join('\n');
+}
+
 /** Where a running `fuse-kfunc mount` publishes its stats: one JSON file per mountpoint. */
 export const STATS_DIR = '/run/fuse-kfunc';
 
@@ -98,4 +123,6 @@ export interface StatsFile {
   /** ms since the epoch of the last write. */
   updated: number;
   stats: MountStats;
+  /** Multi-backing policies: per backing directory. */
+  perBacking?: PerBacking;
 }

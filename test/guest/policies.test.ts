@@ -237,6 +237,7 @@ test.serial('CLI: mount --policy stripe --chunk 64k, pieces in both backings, ke
   t.is(s.status, 0, s.stderr);
   t.log(s.stdout);
   t.regex(s.stdout, /WRITE\s+[1-9]\d*\s+0/);
+  t.regex(s.stdout, /per backing directory:\n#.*\n0 .*b0 +\d+ \([^)]*\) +[1-9]\d* .*\n1 .*b1 +\d+ \([^)]*\) +[1-9]\d* /, 'the program wrote pieces to both backings');
   const exited = new Promise((r) => p.on('exit', r));
   p.kill('SIGTERM');
   await exited;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  decodeKernelStats, decodeKernelValue, formatStats, mergeStats, statsFileName, totals,
+  decodeKernelStats, decodeKernelValue, formatPerBacking, formatStats, mergeStats, statsFileName, totals,
 } from '../../src/sdk/stats.ts';
 import { scanStructOps } from '../../src/sdk/elf.ts';
 
@@ -61,4 +61,20 @@ const canCompile = existsSync(join(build, 'vmlinux.h')) && existsSync(join(build
   execFileSync('clang-19', ['-O2', '-g', '--target=bpf', '-D__TARGET_ARCH_x86', '-Wall', '-Werror', '-I', out,
     '-I', join(build, 'libbpf/include'), '-I', join(REPO, 'bpf/include'), '-c', join(REPO, 'bpf/examples/passthrough.bpf.c'), '-o', o]);
   t.deepEqual(scanStructOps(readFileSync(o)), { maps: ['passthrough_ops'], fuseBpfOps: true });
+});
+
+test('per backing directory: one row each, program and daemon side by side, events after', (t) => {
+  const z = { reads: 0, readBytes: 0, writes: 0, writeBytes: 0, errors: 0, cached: 0 };
+  const out = formatPerBacking({
+    kernel: [{ ...z, reads: 3, readBytes: 12288, writes: 1, writeBytes: 100 }, { ...z, reads: 7, readBytes: 3 << 20 }],
+    daemon: [{ ...z }, { ...z, writes: 2, writeBytes: 10 }],
+    events: { promotions: 4 },
+  }, ['/srv/slow', '/srv/fast']);
+  const lines = out.split('\n');
+  t.is(lines.length, 4);
+  t.regex(lines[0]!, /^#\s+backing\s+kernel reads\s+kernel writes\s+daemon reads\s+daemon writes$/);
+  t.regex(lines[1]!, /^0\s+\/srv\/slow\s+3 \(12\.0 KiB\)\s+1 \(100 B\)\s+0 \(0 B\)\s+0 \(0 B\)$/);
+  t.regex(lines[2]!, /^1\s+\/srv\/fast\s+7 \(3\.0 MiB\)\s+0 \(0 B\)\s+0 \(0 B\)\s+2 \(10 B\)$/);
+  t.is(lines[3], 'promotions 4');
+  t.regex(formatPerBacking({ kernel: null, daemon: [z, z], events: {} }, ['a', 'b']).split('\n')[1]!, /^0\s+a\s+-\s+-/, 'no program: no kernel column');
 });
