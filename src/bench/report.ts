@@ -1,7 +1,7 @@
 // Raw measurements -> medians and ranges, ratios measured side by side in one run, the goals
 // of issue 7 checked against them, a markdown report and SVG bar charts.
 import type { RawResults } from './guest.ts';
-import type { Measurement } from './workloads.ts';
+import type { Measurement, Phase } from './workloads.ts';
 
 export interface Stat {
   median: number;
@@ -56,8 +56,8 @@ export function goals(raw: RawResults): Goal[] {
   ];
 }
 
-const fmt = (x: number | undefined | null, d = 1) => (x === undefined || x === null || !Number.isFinite(x) ? '–' : x >= 100 ? x.toFixed(0) : x.toFixed(d));
-const range = (s: Stat | undefined, d = 1) => (!s ? '–' : s.n > 1 ? `${fmt(s.median, d)} (${fmt(s.min, d)}–${fmt(s.max, d)})` : fmt(s.median, d));
+export const fmt = (x: number | undefined | null, d = 1) => (x === undefined || x === null || !Number.isFinite(x) ? '–' : x >= 100 ? x.toFixed(0) : x.toFixed(d));
+export const range = (s: Stat | undefined, d = 1) => (!s ? '–' : s.n > 1 ? `${fmt(s.median, d)} (${fmt(s.min, d)}–${fmt(s.max, d)})` : fmt(s.median, d));
 
 export function markdown(raw: RawResults): string {
   const L: string[] = [];
@@ -68,6 +68,10 @@ export function markdown(raw: RawResults): string {
   for (const w of raw.workloads) {
     L.push(`#### ${w.name}: ${w.label}`);
     L.push('');
+    if (w.kind === 'job') {
+      L.push(...jobTable(raw, w.name), '');
+      continue;
+    }
     const isFio = w.kind === 'fio';
     L.push(`| config | p50 µs | p99 µs | ${isFio ? (/128k/.test(w.name) ? 'MB/s' : 'IOPS') : 'ops/s'} | × native p50 | CPU ms / 1k ops | daemon req / op | BPF req / op |`);
     L.push('|---|---|---|---|---|---|---|---|');
@@ -92,6 +96,49 @@ export function markdown(raw: RawResults): string {
     L.push('');
   }
   return L.join('\n');
+}
+
+/** Median of one phase's field over the repeats. */
+function phaseStat(raw: RawResults, config: string, workload: string, phase: string, f: (p: Phase) => number | null): Stat | undefined {
+  const xs = (raw.results[config]?.[workload] ?? []).map((m) => m.phases?.find((p) => p.name === phase))
+    .map((p) => (p ? f(p) : null)).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+  return xs.length ? stat(xs) : undefined;
+}
+
+/** Share of the FUSE requests that reached the daemon (BPF-served ones are the rest). */
+export function daemonShare(m: Measurement): number | null {
+  if (m.daemonPerOp === null) return null;
+  const k = m.kernelPerOp ?? 0;
+  const all = m.daemonPerOp + k;
+  return all > 0 ? m.daemonPerOp / all : null;
+}
+
+/** A job's table: seconds per phase, CPU, requests, the share that reached userspace. */
+export function jobTable(raw: RawResults, workload: string): string[] {
+  const L = ['| config | untar s | grep s | total s | × native | CPU s | daemon requests | BPF-served requests | share at the daemon |',
+    '|---|---|---|---|---|---|---|---|---|'];
+  for (const c of raw.configs) {
+    const runs = raw.results[c.name]?.[workload];
+    if (!runs?.length) continue;
+    const total = metric(raw, c.name, workload, 'seconds');
+    const nat = metric(raw, 'native', workload, 'seconds');
+    const cpu = stat(runs.map((m) => (m.phases ?? []).reduce((a, p) => a + p.cpuSeconds, 0)));
+    const req = (f: (p: Phase) => number | null) => {
+      const xs = runs.map((m) => (m.phases ?? []).reduce<number | null>((a, p) => (a === null || f(p) === null ? null : a + f(p)!), 0))
+        .filter((x): x is number => x !== null);
+      return xs.length ? stat(xs) : undefined;
+    };
+    const shares = runs.map(daemonShare).filter((x): x is number => x !== null);
+    const share = shares.length ? stat(shares) : undefined;
+    L.push(`| ${c.name} | ${range(phaseStat(raw, c.name, workload, 'untar', (p) => p.seconds), 2)} | ${range(phaseStat(raw, c.name, workload, 'grep', (p) => p.seconds), 2)} | ` +
+      `${range(total, 2)} | ${fmt(total && nat ? total.median / nat.median : undefined, 2)} | ${fmt(cpu.median, 2)} | ` +
+      `${c.name === 'native' || c.name === 'libfuse-c' ? '–' : fmt(req((p) => p.daemon)?.median, 0)} | ${c.program ? fmt(req((p) => p.kernel)?.median, 0) : '–'} | ` +
+      `${share ? `${(share.median * 100).toFixed(share.median < 0.1 ? 1 : 0)} %` : '–'} |`);
+  }
+  const files = raw.results.native?.[workload]?.[0]?.ops ?? Object.values(raw.results).find((r) => r[workload])?.[workload]?.[0]?.ops;
+  L.push('', `${files ?? '?'} files. Requests are FUSE requests (what \`fuse-kfunc stats\` counts); upstream passthrough's READ/WRITE ` +
+    'bypass the request path and appear in neither column. The share is daemon / (daemon + BPF-served).');
+  return L;
 }
 
 /** A horizontal bar chart of one metric per configuration (median, with the range as a whisker). */

@@ -1,16 +1,18 @@
 // The workloads: fio (Debian's) for data, metaloop (a fixture: each operation timed on its
-// own) for metadata. Every run also reports guest CPU time (all processes: the daemon's
-// work counts) and the requests the daemon received per operation.
+// own) for metadata, and one job a user would run (untar a source tree, grep it). Every
+// run also reports guest CPU time (all processes: the daemon's work counts) and the
+// requests the daemon received per operation.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { totals, type MountStats } from '../sdk/stats.ts';
 
 export interface Workload {
   name: string;
   label: string;
-  kind: 'fio' | 'meta';
-  /** fio arguments (without filename/runtime/output) or the metaloop op. */
+  kind: 'fio' | 'meta' | 'job';
+  /** fio arguments (without filename/runtime/output), the metaloop op and its directory,
+   *  or the job's name. */
   args: string[];
 }
 
@@ -25,7 +27,18 @@ export const WORKLOADS: Workload[] = [
   { name: 'open-close', label: 'open(2)+close(2) of one file', kind: 'meta', args: ['open'] },
   { name: 'create-unlink', label: 'create + unlink', kind: 'meta', args: ['create'] },
   { name: 'readdir-1k', label: 'readdir of 1000 entries', kind: 'meta', args: ['readdir'] },
+  { name: 'readdir-10k', label: 'readdir of 10000 entries', kind: 'meta', args: ['readdir', 'dir-10k'] },
+  { name: 'untar-grep', label: 'untar a source tree (lib/ of the base kernel: 570 files, 8 MB, uncompressed tar), then grep -r it', kind: 'job', args: ['untar-grep'] },
 ];
+
+/** One phase of a job: its own time, CPU and request counts (not per operation). */
+export interface Phase {
+  name: string;
+  seconds: number;
+  cpuSeconds: number;
+  daemon: number | null;
+  kernel: number | null;
+}
 
 export interface Measurement {
   /** Operations (fio I/Os, metaloop operations) in the measured part. */
@@ -44,6 +57,8 @@ export interface Measurement {
   kernelPerOp: number | null;
   /** Per opcode, per operation: what reached the daemon and what the program served. */
   byOpcode?: Record<string, { daemon: number; kernel: number | null }>;
+  /** Jobs only: per phase (untar, grep). */
+  phases?: Phase[];
 }
 
 /** Busy jiffies of all CPUs (/proc/stat), USER_HZ = 100. */
@@ -54,7 +69,25 @@ function cpuBusy(): number {
 }
 
 export const FIO_SIZE = '16m';
-const META_N: Record<string, number> = { stat: 2000, open: 1000, create: 300, readdir: 30 };
+const META_N: Record<string, number> = { stat: 2000, open: 1000, create: 300, readdir: 30, 'dir-10k': 5 };
+
+/** Entries of the 10k-entry directory. */
+export const DIR_10K = 10_000;
+
+/**
+ * The 10k-entry directory, made in every backing directory itself rather than through the
+ * mount: 10000 creates through the TypeScript daemon under TCG take minutes per
+ * configuration, and readdir (what is measured) reads the backing directory either way.
+ * Empty files in every backing are a valid state of every configuration (a mirror's
+ * replicas all hold the file; a stripe's pieces of an empty file are empty).
+ */
+export function seedBackings(backings: string[]): void {
+  for (const b of backings) {
+    const d = join(b, 'dir-10k');
+    mkdirSync(d, { recursive: true });
+    for (let i = 0; i < DIR_10K; i++) closeSync(openSync(join(d, `e${i}`), 'w'));
+  }
+}
 
 /** Files the workloads use, created through the configuration's directory. */
 export function prepare(dir: string): void {
@@ -70,7 +103,63 @@ export function prepare(dir: string): void {
 
 export type Counter = () => Promise<MountStats | undefined>;
 
-export async function runWorkload(w: Workload, dir: string, opts: { runtime: number; metaloop: string; count: Counter }): Promise<Measurement> {
+export interface RunOptions {
+  runtime: number;
+  metaloop: string;
+  count: Counter;
+  /** The job's source tarball, in guest memory (untar-grep). */
+  tarball?: string;
+}
+
+/** Sum of daemon / kernel counts between two snapshots (null where nothing counts). */
+function delta(a: MountStats | undefined, b: MountStats | undefined): { daemon: number | null; kernel: number | null } {
+  if (!a || !b) return { daemon: null, kernel: null };
+  const [x, y] = [totals(a), totals(b)];
+  return { daemon: y.daemon - x.daemon, kernel: y.kernel === null || x.kernel === null ? null : y.kernel - x.kernel };
+}
+
+/**
+ * untar, then grep -r, each timed with its CPU and requests. The tree goes to a fresh
+ * directory; grep reads every file to its end (-c counts, it does not stop at a match).
+ */
+async function untarGrep(dir: string, o: RunOptions): Promise<{ phases: Phase[]; files: number }> {
+  if (!o.tarball) throw new Error('untar-grep needs the source tarball (FUSE_KFUNC_SRCTREE, made by `fuse-kfunc bench` on the host)');
+  const target = join(dir, `job-${process.hrtime.bigint()}`);
+  mkdirSync(target);
+  const steps: [string, string, string[]][] = [
+    ['untar', 'tar', ['-xf', o.tarball, '-C', target]],
+    ['grep', 'grep', ['-r', '-c', '-F', 'static', target]],
+  ];
+  const phases: Phase[] = [];
+  let files = 0;
+  for (const [name, cmd, args] of steps) {
+    const s0 = await o.count();
+    const c0 = cpuBusy();
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const cpuSeconds = cpuBusy() - c0;
+    // grep exits 1 when no file matched, which would mean it read nothing useful.
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join('\n')}`);
+    if (name === 'grep') files = r.stdout.split('\n').filter(Boolean).length;
+    phases.push({ name, seconds, cpuSeconds, ...delta(s0, await o.count()) });
+  }
+  return { phases, files };
+}
+
+export async function runWorkload(w: Workload, dir: string, opts: RunOptions): Promise<Measurement> {
+  if (w.kind === 'job') {
+    const { phases, files } = await untarGrep(dir, opts);
+    const sum = (f: (p: Phase) => number | null) => phases.some((p) => f(p) === null) ? null : phases.reduce((a, p) => a + f(p)!, 0);
+    const seconds = phases.reduce((a, p) => a + p.seconds, 0);
+    const d = sum((p) => p.daemon);
+    const k = sum((p) => p.kernel);
+    return {
+      ops: files, seconds, iops: files / seconds, mbps: 0, p50us: NaN, p99us: NaN,
+      cpuMsPerKop: (phases.reduce((a, p) => a + p.cpuSeconds, 0) * 1e6) / Math.max(1, files),
+      daemonPerOp: d === null ? null : d / Math.max(1, files), kernelPerOp: k === null ? null : k / Math.max(1, files), phases,
+    };
+  }
   const before = await opts.count();
   const cpu0 = cpuBusy();
   const t0 = process.hrtime.bigint();
@@ -91,8 +180,8 @@ export async function runWorkload(w: Workload, dir: string, opts: { runtime: num
       p50us: pct['50.000000']! / 1000, p99us: pct['99.000000']! / 1000,
     };
   } else {
-    const target = w.args[0] === 'stat' || w.args[0] === 'open' ? join(dir, 'meta-file') : w.args[0] === 'create' ? join(dir, 'meta-dir') : join(dir, 'dir-1k');
-    const n = META_N[w.args[0]!]!;
+    const target = w.args[0] === 'stat' || w.args[0] === 'open' ? join(dir, 'meta-file') : w.args[0] === 'create' ? join(dir, 'meta-dir') : join(dir, w.args[1] ?? 'dir-1k');
+    const n = META_N[w.args[1] ?? w.args[0]!]!;
     const r = spawnSync(opts.metaloop, [w.args[0]!, target, String(n)], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`metaloop ${w.args[0]} ${target} failed: ${r.stderr.trim()}`);
     const j = JSON.parse(r.stdout) as { n: number; p50_ns: number; p99_ns: number; mean_ns: number };

@@ -1,0 +1,153 @@
+// "Overhead when unused": the daemon-only configurations on the patched kernel (no program
+// attached anywhere, so the hook's static key is off) against the unpatched base kernel
+// built with the same config. Boots alternate between the two kernels; each repeat is one
+// boot of each, adjacent, and the figure is the ratio patched / base within that pair, so
+// a drift of the host (or of anything else between boots) hits both sides of every ratio.
+import type { Config } from './configs.ts';
+import type { Measurement, Workload } from './workloads.ts';
+import { fmt, stat, type Stat } from './report.ts';
+
+export type Side = 'patched' | 'base';
+
+export interface OverheadResults {
+  started: string;
+  mode: string;
+  command: string;
+  repeats: number;
+  runtime: number;
+  /** Release strings as each guest reported them (os.release()). */
+  kernels: Record<Side, string>;
+  /** The boots in the order they ran. */
+  boots: { side: Side; repeat: number; seconds: number; exitCode: number }[];
+  configs: Config[];
+  workloads: Workload[];
+  /** results[side][config][workload][repeat] */
+  results: Record<Side, Record<string, Record<string, Measurement[]>>>;
+  errors: string[];
+}
+
+/**
+ * Boot order: an ABBA sequence (patched, base, base, patched, ...). Each repeat is still one
+ * adjacent pair, and a steady drift over the run favours neither kernel.
+ */
+export function bootOrder(repeats: number): { side: Side; repeat: number }[] {
+  const out: { side: Side; repeat: number }[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const pair: Side[] = r % 2 === 0 ? ['patched', 'base'] : ['base', 'patched'];
+    for (const side of pair) out.push({ side, repeat: r });
+  }
+  return out;
+}
+
+export const DEFAULT_OVERHEAD_WORKLOADS = ['randread4k-direct', 'randwrite4k-direct', 'seqread128k-direct', 'stat', 'open-close', 'create-unlink', 'readdir-1k'];
+
+/** Time-like quantities of a measurement: larger is slower on both. */
+export const timePerOp = (m: Measurement) => (m.iops > 0 ? 1 / m.iops : NaN);
+
+/** Per repeat, patched / base of f; only repeats where both sides measured. */
+export function pairedRatios(raw: OverheadResults, config: string, workload: string, f: (m: Measurement) => number): number[] {
+  const p = raw.results.patched[config]?.[workload] ?? [];
+  const b = raw.results.base[config]?.[workload] ?? [];
+  const out: number[] = [];
+  for (let i = 0; i < Math.min(p.length, b.length); i++) {
+    // A repeat one side lacks (a failed boot or workload) is a hole (null in the JSON).
+    if (!p[i] || !b[i]) continue;
+    const x = f(p[i]!);
+    const y = f(b[i]!);
+    if (Number.isFinite(x) && Number.isFinite(y) && y > 0) out.push(x / y);
+  }
+  return out;
+}
+
+export interface OverheadCell {
+  config: string;
+  workload: string;
+  /** patched / base, time per operation (1 / ops per second), per repeat. */
+  time?: Stat;
+  /** patched / base, p50 latency. */
+  p50?: Stat;
+  /** patched / base, guest CPU per operation. */
+  cpu?: Stat;
+}
+
+export function overheadCells(raw: OverheadResults): OverheadCell[] {
+  const cells: OverheadCell[] = [];
+  const s = (xs: number[]) => (xs.length ? stat(xs) : undefined);
+  for (const w of raw.workloads) {
+    for (const c of raw.configs) {
+      cells.push({
+        config: c.name, workload: w.name,
+        time: s(pairedRatios(raw, c.name, w.name, timePerOp)),
+        p50: s(pairedRatios(raw, c.name, w.name, (m) => m.p50us)),
+        cpu: s(pairedRatios(raw, c.name, w.name, (m) => m.cpuMsPerKop)),
+      });
+    }
+  }
+  return cells;
+}
+
+export const OVERHEAD_LIMIT = 0.01;
+
+/** The goal per cell: the median paired time ratio within 1 % of 1. */
+export function withinGoal(s: Stat | undefined): boolean | undefined {
+  return s ? Math.abs(s.median - 1) <= OVERHEAD_LIMIT : undefined;
+}
+
+const pct = (x: number) => `${x >= 1 ? '+' : '−'}${Math.abs((x - 1) * 100).toFixed(2)} %`;
+const ratioCell = (s: Stat | undefined) => (!s ? '–' : s.n > 1 ? `${s.median.toFixed(4)} (${s.min.toFixed(4)}–${s.max.toFixed(4)})` : s.median.toFixed(4));
+
+export interface OverheadSummary {
+  measured: number;
+  met: number;
+  /** The native rows: no FUSE at all, so their spread is the noise floor of a boot pair. */
+  nativeSpread: number | undefined;
+  worst?: OverheadCell;
+}
+
+export function summarize(cells: OverheadCell[]): OverheadSummary {
+  const fuse = cells.filter((c) => c.config !== 'native' && c.time);
+  const nat = cells.filter((c) => c.config === 'native' && c.time);
+  const dev = (c: OverheadCell) => Math.abs(c.time!.median - 1);
+  const worst = [...fuse].sort((a, b) => dev(b) - dev(a))[0];
+  return {
+    measured: fuse.length,
+    met: fuse.filter((c) => withinGoal(c.time)).length,
+    nativeSpread: nat.length ? Math.max(...nat.map((c) => Math.max(Math.abs(c.time!.max - 1), Math.abs(c.time!.min - 1)))) : undefined,
+    worst,
+  };
+}
+
+export function overheadMarkdown(raw: OverheadResults): string {
+  const L: string[] = [];
+  const cells = overheadCells(raw);
+  L.push(`### overhead when unused (${raw.mode}): ${raw.started.slice(0, 16).replace('T', ' ')} UTC`);
+  L.push('');
+  L.push(`Command: \`${raw.command}\`. Kernels: patched \`${raw.kernels.patched || '?'}\` (no program attached: the hook's static key is off), ` +
+    `unpatched base \`${raw.kernels.base || '?'}\` (same tinyconfig + kernel-patch/config.fragment). ` +
+    `${raw.repeats} repeat(s), each one boot of each kernel, adjacent, in the order ${raw.boots.map((b) => b.side[0]!.toUpperCase()).join('')} ` +
+    `(P patched, B base); fio jobs ${raw.runtime} s. Each figure is patched ÷ base **within a repeat's pair of boots**, then the median ` +
+    '(min–max) over the repeats; > 1 means the patched kernel is slower. "time/op" is 1 / (IOPS or ops/s); the native rows do not ' +
+    'touch FUSE and show the noise of a pair of boots.');
+  L.push('');
+  L.push('| workload | config | time/op patched ÷ base | p50 patched ÷ base | CPU/op patched ÷ base | within 1 % |');
+  L.push('|---|---|---|---|---|---|');
+  for (const c of cells) {
+    if (!c.time && !c.p50) continue;
+    const ok = withinGoal(c.time);
+    L.push(`| ${c.workload} | ${c.config} | ${ratioCell(c.time)} | ${ratioCell(c.p50)} | ${ratioCell(c.cpu)} | ` +
+      `${c.config === 'native' ? 'control' : ok === undefined ? '–' : ok ? `yes (${pct(c.time!.median)})` : `**no** (${pct(c.time!.median)})`} |`);
+  }
+  L.push('');
+  const s = summarize(cells);
+  L.push(`Goal "unused hook: ≤ 1 % difference from the unpatched kernel": ${s.met} of ${s.measured} FUSE rows have a median time/op ratio within 1 %` +
+    `${s.worst ? `; the largest deviation is ${s.worst.workload} / ${s.worst.config}, ${pct(s.worst.time!.median)}` : ''}` +
+    `${s.nativeSpread !== undefined ? `; the native control rows spread up to ${fmt(s.nativeSpread * 100, 2)} % from 1` : ''}.`);
+  L.push('');
+  if (raw.errors.length) {
+    L.push('Errors in this run:');
+    L.push('');
+    for (const e of raw.errors) L.push(`- ${e.split('\n')[0]}`);
+    L.push('');
+  }
+  return L.join('\n');
+}
