@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { repoRoot, cacheDir } from '../util/paths.ts';
 import { parseArgs, numberFlag, UsageError, type Parsed } from './args.ts';
 import { prepare, exportSeries, worktreeStatus } from '../kernel/worktree.ts';
-import { build, currentArtifacts, currentKey, artifactsIn } from '../kernel/build.ts';
+import { build, currentArtifacts, currentKey, artifactsIn, findVariant, DEBUG_VARIANT } from '../kernel/build.ts';
+import { runDebugKernel } from '../testing/debug-kernel.ts';
 import { checkTarball, readBase } from '../kernel/base.ts';
 import { buildUnpatched, findUnpatched } from '../kernel/unpatched.ts';
 import { runVm } from '../vm/qemu.ts';
@@ -26,6 +27,7 @@ Commands:
   vm shell                             an interactive shell in the guest
   selftest                             build and run the kernel selftests in the VM
   test [--unit|--vm]                   everything npm test runs (unit, guest, selftests)
+  test --debug-kernel                  selftests + hook suites on a KASAN/lockdep kernel
   demo [--kernel PATH]                 the mirror policy end to end in the VM
   mount BACKING... MOUNTPOINT [--program OBJ|SRC | --policy NAME] [--userspace] [--passthrough]
                                        mount with the FUSE daemon (+ a BPF program), foreground
@@ -53,6 +55,10 @@ Run \`fuse-kfunc <command> --help\` for details.`,
                       are dropped and tolerated), bzImage only, kept apart in
                       $FUSE_KFUNC_CACHE/unpatched and never used as the current build:
                       the reference of \`fuse-kfunc bench --overhead\`.
+  build --debug       the patched kernel with kernel-patch/debug.fragment on top (KASAN,
+                      lockdep, PROVE_RCU, DEBUG_ATOMIC_SLEEP, DEBUG_LIST), in its own
+                      $FUSE_KFUNC_CACHE/debug (object dir, tools, artifacts; keys debug-…),
+                      never the current build: what \`test --debug-kernel\` boots.
   export              write the work tree's commits to kernel-patch/ (format-patch, stable
                       names, the cover letter's subject and text kept) and rewrite series.
   status              base version, work-tree state (unexported commits, edits), build cache.`,
@@ -79,10 +85,18 @@ Builds the kernel (cached) with the series' selftests
 (tools/testing/selftests/filesystems/fuse_bpf) and runs them in one VM boot, printing
 their TAP lines and a "N passed, N failed" summary.`,
   test: `Usage: fuse-kfunc test [--unit] [--vm]
+       fuse-kfunc test --debug-kernel [--timeout SEC] [--jobs N]
 
 Runs the host unit tests (ava), builds or reuses the kernel, then boots it once to run the
 guest suite (ava in the guest) and the kernel selftests. The last line is
-"N passed, N failed" over all of them. --unit runs only host tests, --vm only the VM part.`,
+"N passed, N failed" over all of them. --unit runs only host tests, --vm only the VM part.
+
+--debug-kernel (npm run test:debug-kernel; on demand, not in npm test or CI): builds or
+reuses the debug kernel (\`kernel build --debug\`; a cold build takes 20-40 minutes on 2
+cores), boots it once with 4 GB and runs the kernel selftests and the guest suites
+fuse-posix, policies and reliability (those committed). Any KASAN, lockdep, RCU, list,
+atomic-sleep report or WARN in the console fails the run and is printed whole.
+--timeout bounds the guest run (default 4 h).`,
 };
 
 function help(topic: string): void {
@@ -96,6 +110,12 @@ async function kernelCmd(p: Parsed): Promise<number> {
   switch (sub) {
     case 'prepare': await prepare(repo, { force: p.flags.has('force') }); return 0;
     case 'build': {
+      if (p.flags.has('debug')) {
+        const a = await build(repo, { force: p.flags.has('force'), jobs: numberFlag(p, 'jobs'), variant: DEBUG_VARIANT });
+        process.stdout.write(`${a.release} (debug)\n  bzImage   ${a.bzImage}\n  config    ${join(a.dir, 'config')}\n` +
+          `  selftests ${a.selftests ?? '(none in this series)'}\n`);
+        return 0;
+      }
       if (p.flags.has('unpatched')) {
         const u = await buildUnpatched(repo, { force: p.flags.has('force'), jobs: numberFlag(p, 'jobs') });
         process.stdout.write(`${u.release} (unpatched)\n  bzImage   ${u.bzImage}\n`);
@@ -147,6 +167,8 @@ function kernelStatus(repo: string): number {
     process.stdout.write(`build:     ${a ? `${key} built (${a.release})` : `${key} not built yet (\`fuse-kfunc kernel build\`)`}\n`);
     const u = findUnpatched(repo);
     process.stdout.write(`unpatched: ${u ? `${u.key} built (${u.release})` : 'not built (`fuse-kfunc kernel build --unpatched`, for bench --overhead)'}\n`);
+    const d = findVariant(repo, DEBUG_VARIANT);
+    process.stdout.write(`debug:     ${d ? `${d.key} built (${d.release})` : 'not built (`fuse-kfunc kernel build --debug`, for test --debug-kernel)'}\n`);
   }
   return 0;
 }
@@ -203,6 +225,7 @@ async function main(argv: string[]): Promise<number> {
     case 'selftest': return selftestCmd(p);
     case 'test':
       if (p.flags.has('help')) { help('test'); return 0; }
+      if (p.flags.has('debug-kernel')) return runDebugKernel(repoRoot(), { timeoutSec: numberFlag(p, 'timeout'), jobs: numberFlag(p, 'jobs'), force: p.flags.has('force') });
       return runAll(repoRoot(), { unit: !p.flags.has('vm') || p.flags.has('unit'), vm: !p.flags.has('unit') || p.flags.has('vm') });
     case 'demo': {
       if (p.flags.has('help')) { process.stdout.write(DEMO_HELP + '\n'); return 0; }

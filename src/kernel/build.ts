@@ -11,7 +11,7 @@ import { fmtDuration } from '../util/progress.ts';
 import { checkTarball, readBase } from './base.ts';
 import { buildKey, readSeries } from './series.ts';
 import { prepare, worktreeStatus } from './worktree.ts';
-import { checkConfig, parseFragment } from './config.ts';
+import { checkFragments, type FragmentFile } from './config.ts';
 
 export interface Artifacts {
   key: string;
@@ -50,14 +50,66 @@ export function currentArtifacts(cache?: string): Artifacts | undefined {
   return artifactsIn(join(cachePaths(cache).builds, 'current'));
 }
 
+/**
+ * A kernel of the same tree with more config on top (the debug kernel): its own object,
+ * tools and artifact dirs under `<cache>/<name>/` and keys `<name>-…`, so building it never
+ * recompiles the normal object dir, and it is never linked as `builds/current`.
+ */
+export interface BuildVariant {
+  name: string;
+  /** Repo-relative fragments applied after kernel-patch/config.fragment, in order. */
+  fragments: string[];
+}
+
+export const DEBUG_VARIANT: BuildVariant = { name: 'debug', fragments: ['kernel-patch/debug.fragment'] };
+
+const MAIN_FRAGMENT = 'kernel-patch/config.fragment';
+
 export interface BuildOptions {
   force?: boolean;
   cache?: string;
   jobs?: number;
+  variant?: BuildVariant;
+}
+
+export function variantPaths(cache: string | undefined, v: BuildVariant | undefined): { obj: string; tools: string; builds: string } {
+  const cp = cachePaths(cache);
+  if (!v) return { obj: cp.obj, tools: cp.tools, builds: cp.builds };
+  const root = join(cp.root, v.name);
+  return { obj: join(root, 'obj'), tools: join(root, 'tools'), builds: join(root, 'builds') };
+}
+
+/**
+ * The variant's key: the normal build's key (base, series, work-tree edits, main fragment)
+ * plus the variant's name and its fragments' names and text.
+ */
+export function variantKey(baseKey: string, dev: boolean, v: BuildVariant, fragments: FragmentFile[]): string {
+  const h = createHash('sha256').update(`variant ${v.name}\0key ${baseKey}\0`);
+  for (const f of fragments) h.update(`${f.file}\0${f.text}\0`);
+  return `${v.name}-${dev ? 'dev-' : ''}${h.digest('hex').slice(0, 16)}`;
+}
+
+function readFragments(repo: string, v: BuildVariant | undefined): FragmentFile[] {
+  return [MAIN_FRAGMENT, ...(v?.fragments ?? [])].map((file) => {
+    const p = join(repo, file);
+    if (!existsSync(p)) throw new Error(`${file} not found (the ${v?.name ?? 'kernel'} build needs it): restore it from git`);
+    return { file, text: readFileSync(p, 'utf8') };
+  });
+}
+
+/** The cached build of a variant for the repo as it is now, if there is one. */
+export function findVariant(repo: string, v: BuildVariant, cache?: string): Artifacts | undefined {
+  const { key } = currentKey(repo, cache, v);
+  return artifactsIn(join(variantPaths(cache, v).builds, key));
 }
 
 /** Inputs and key for the repo as it is now (work-tree changes included). */
-export function currentKey(repo: string, cache?: string): { key: string; dev: boolean } {
+export function currentKey(repo: string, cache?: string, variant?: BuildVariant): { key: string; dev: boolean } {
+  const k = patchedKey(repo, cache);
+  return variant ? { key: variantKey(k.key, k.dev, variant, readFragments(repo, variant).slice(1)), dev: k.dev } : k;
+}
+
+function patchedKey(repo: string, cache?: string): { key: string; dev: boolean } {
   const base = readBase(repo);
   const check = checkTarball(base);
   if (!check.found) throw new Error(check.message);
@@ -76,14 +128,18 @@ export function currentKey(repo: string, cache?: string): { key: string; dev: bo
 
 export async function build(repo: string, opts: BuildOptions = {}): Promise<Artifacts> {
   const cp = cachePaths(opts.cache);
-  const { key, dev } = currentKey(repo, opts.cache);
-  const out = join(cp.builds, key);
+  const v = opts.variant;
+  const vp = variantPaths(opts.cache, v);
+  const what = v ? `${v.name} build` : 'build';
+  const { key, dev } = currentKey(repo, opts.cache, v);
+  const out = join(vp.builds, key);
   const cached = artifactsIn(out);
   if (cached && !opts.force) {
-    process.stderr.write(`kernel: reusing build ${key} (${cached.release})\n`);
-    linkCurrent(cp.builds, key);
+    process.stderr.write(`kernel: reusing ${what} ${key} (${cached.release})\n`);
+    if (!v) linkCurrent(vp.builds, key);
     return cached;
   }
+  mkdirSync(vp.builds, { recursive: true });
   const t0 = Date.now();
   const st = worktreeStatus(repo, opts.cache);
   if (dev) {
@@ -100,42 +156,47 @@ export async function build(repo: string, opts: BuildOptions = {}): Promise<Arti
 
   // Configure only when the fragment changed: olddefconfig touches .config and would
   // otherwise defeat the incremental build.
-  const fragmentText = readFileSync(join(repo, 'kernel-patch', 'config.fragment'), 'utf8');
-  const fragHash = createHash('sha256').update(fragmentText).digest('hex');
-  const stamp = join(cp.obj, '.fuse-kfunc-fragment');
-  mkdirSync(cp.obj, { recursive: true });
-  if (!existsSync(join(cp.obj, '.config')) || !existsSync(stamp) || readFileSync(stamp, 'utf8') !== fragHash) {
-    await runLogged('make', ['-C', wt, `O=${cp.obj}`, 'tinyconfig'], { log, env, phase: 'configure: tinyconfig' });
-    await runLogged(join(wt, 'scripts/kconfig/merge_config.sh'), ['-m', '-O', cp.obj, join(cp.obj, '.config'), join(repo, 'kernel-patch', 'config.fragment')],
-      { log, env, cwd: wt, phase: 'configure: merge fragment' });
-    await runLogged('make', ['-C', wt, `O=${cp.obj}`, 'olddefconfig'], { log, env, phase: 'configure: olddefconfig' });
-    const missing = checkConfig(parseFragment(fragmentText), readFileSync(join(cp.obj, '.config'), 'utf8'));
+  const fragments = readFragments(repo, v);
+  const fragHash = createHash('sha256').update(fragments.map((f) => `${f.file}\0${f.text}`).join('\0')).digest('hex');
+  const obj = vp.obj;
+  const stamp = join(obj, '.fuse-kfunc-fragment');
+  const tag = v ? ` (${v.name})` : '';
+  mkdirSync(obj, { recursive: true });
+  if (!existsSync(join(obj, '.config')) || !existsSync(stamp) || readFileSync(stamp, 'utf8') !== fragHash) {
+    await runLogged('make', ['-C', wt, `O=${obj}`, 'tinyconfig'], { log, env, phase: `configure${tag}: tinyconfig` });
+    await runLogged(join(wt, 'scripts/kconfig/merge_config.sh'), ['-m', '-O', obj, join(obj, '.config'), ...fragments.map((f) => join(repo, f.file))],
+      { log, env, cwd: wt, phase: `configure${tag}: merge ${fragments.map((f) => f.file.replace(/^kernel-patch\//, '')).join(' + ')}` });
+    await runLogged('make', ['-C', wt, `O=${obj}`, 'olddefconfig'], { log, env, phase: `configure${tag}: olddefconfig` });
+    const missing = checkFragments(fragments, readFileSync(join(obj, '.config'), 'utf8'));
     if (missing.length) {
-      throw new Error('kernel-patch/config.fragment asks for options Kconfig did not keep ' +
-        '(a dependency is missing from the fragment):\n' + missing.map((m) => `  ${m}`).join('\n'));
+      throw new Error(`the ${what}'s config lost options the fragments ask for (Kconfig dropped them: a dependency ` +
+        'is missing from the fragment, or another option excludes them; add or turn off that one too):\n' +
+        missing.map((m) => `  ${m}`).join('\n'));
     }
     writeFileSync(stamp, fragHash);
   }
-  await runLogged('make', ['-C', wt, `O=${cp.obj}`, `-j${jobs}`, 'bzImage'], { log, env, phase: 'build kernel (bzImage + vmlinux)' });
+  await runLogged('make', ['-C', wt, `O=${obj}`, `-j${jobs}`, 'bzImage'], { log, env, phase: `build kernel${tag} (bzImage + vmlinux)` });
   const warnings = readFileSync(log, 'utf8').split('\n').filter((l) => /resolve_btfids.*unresolved|warning: /.test(l));
   if (warnings.length) {
     process.stderr.write(`kernel: ${warnings.length} build warning(s), first ones:\n${warnings.slice(0, 5).map((w) => `  ${w}`).join('\n')}\n`);
   }
 
-  const libbpfOut = join(cp.tools, 'libbpf');
-  const root = join(cp.tools, 'root');
+  const libbpfOut = join(vp.tools, 'libbpf');
+  const root = join(vp.tools, 'root');
   mkdirSync(libbpfOut, { recursive: true });
   await runLogged('make', ['-C', join(wt, 'tools/lib/bpf'), `OUTPUT=${libbpfOut}/`, `DESTDIR=${root}`, 'prefix=/usr', `-j${jobs}`, 'install_headers', 'install'],
     { log, env, phase: 'build libbpf' });
-  const bpftoolOut = join(cp.tools, 'bpftool');
+  const bpftoolOut = join(vp.tools, 'bpftool');
   mkdirSync(bpftoolOut, { recursive: true });
   await runLogged('make', ['-C', join(wt, 'tools/bpf/bpftool'), `OUTPUT=${bpftoolOut}/`, `-j${jobs}`], { log, env, phase: 'build bpftool' });
 
   const tmp = `${out}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(join(tmp, 'libbpf'), { recursive: true });
-  cpSync(join(cp.obj, 'arch/x86/boot/bzImage'), join(tmp, 'bzImage'));
-  cpSync(join(cp.obj, 'vmlinux'), join(tmp, 'vmlinux'));
+  cpSync(join(obj, 'arch/x86/boot/bzImage'), join(tmp, 'bzImage'));
+  cpSync(join(obj, 'vmlinux'), join(tmp, 'vmlinux'));
+  // The config the fragments produced, to read back what a report came from.
+  cpSync(join(obj, '.config'), join(tmp, 'config'));
   cpSync(join(bpftoolOut, 'bpftool'), join(tmp, 'bpftool'));
   cpSync(join(root, 'usr/include'), join(tmp, 'libbpf/include'), { recursive: true });
   const libdir = existsSync(join(root, 'usr/lib64')) ? join(root, 'usr/lib64') : join(root, 'usr/lib');
@@ -149,15 +210,16 @@ export async function build(repo: string, opts: BuildOptions = {}): Promise<Arti
     { log, env, phase: 'build kernel selftests' });
   }
 
-  const release = readFileSync(join(cp.obj, 'include/config/kernel.release'), 'utf8').trim();
+  const release = readFileSync(join(obj, 'include/config/kernel.release'), 'utf8').trim();
   writeFileSync(join(tmp, 'build.json'), JSON.stringify({
-    key, dev, release, builtAt: new Date().toISOString(), seconds: Math.round((Date.now() - t0) / 1000),
+    key, dev, release, ...(v ? { variant: v.name, fragments: fragments.map((f) => f.file) } : {}), builtAt: new Date().toISOString(), seconds: Math.round((Date.now() - t0) / 1000),
     series: readSeries(repo).map((p) => p.name), log,
   }, null, 2) + '\n');
   rmSync(out, { recursive: true, force: true });
   renameSync(tmp, out);
-  linkCurrent(cp.builds, key);
-  prune(cp.builds, 4);
+  if (!v) linkCurrent(vp.builds, key);
+  // A variant keeps fewer: it is rebuilt on demand only, and its vmlinux is larger.
+  prune(vp.builds, v ? 2 : 4);
   process.stderr.write(`kernel: built ${release} as ${key} in ${fmtDuration(Date.now() - t0)}; artifacts in ${out}\n`);
   return artifactsIn(out)!;
 }

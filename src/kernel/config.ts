@@ -33,3 +33,30 @@ export function checkConfig(wanted: FragmentOption[], dotConfig: string): string
   }
   return out;
 }
+
+export interface FragmentFile {
+  file: string;   // as named in messages, e.g. kernel-patch/debug.fragment
+  text: string;
+}
+
+/**
+ * Several fragments applied in order, as merge_config.sh does: a later fragment's value
+ * of an option replaces an earlier one's, so only the last is checked, and each option
+ * remembers which file asked for it (the message must name the file to edit).
+ */
+export function mergeFragments(files: FragmentFile[]): (FragmentOption & { file: string })[] {
+  const last = new Map<string, FragmentOption & { file: string }>();
+  for (const f of files) {
+    let opts: FragmentOption[];
+    try { opts = parseFragment(f.text); } catch (e) { throw new Error(`${f.file}: ${(e as Error).message}`); }
+    for (const o of opts) { last.delete(o.name); last.set(o.name, { ...o, file: f.file }); }
+  }
+  return [...last.values()];
+}
+
+/** checkConfig over merged fragments; each line names the fragment that asked. */
+export function checkFragments(files: FragmentFile[], dotConfig: string): string[] {
+  const wanted = mergeFragments(files);
+  const byName = new Map(wanted.map((w) => [w.name, w.file]));
+  return checkConfig(wanted, dotConfig).map((m) => `${byName.get(m.slice(0, m.indexOf(':')))}: ${m}`);
+}

@@ -6,6 +6,7 @@ import { PassThrough } from 'node:stream';
 import { build, type Artifacts } from '../kernel/build.ts';
 import { cacheDir } from '../util/paths.ts';
 import { runVm } from '../vm/qemu.ts';
+import { reportBlocks } from '../vm/console.ts';
 import { chooseAccel } from '../vm/accel.ts';
 import { countTap, verdict } from './tap.ts';
 import { buildFixtures } from './fixtures.ts';
@@ -39,18 +40,30 @@ function fromTap(suite: string, text: string, code: number): SuiteResult {
   return { suite, ...v, notes };
 }
 
+/** What one VM boot runs; the defaults are `npm test`'s. */
+export interface VmSuiteOptions {
+  timeoutSec?: number;
+  memMB?: number;
+  /** Guest ava files or globs, repo-relative. */
+  guestFiles?: string[];
+  /** ava's inactivity timeout in the guest. */
+  avaTimeout?: string;
+  /** Extra TAP-printing sections: `before` runs first, `after` after the selftests. */
+  before?: { name: string; script: string }[];
+  after?: { name: string; script: string }[];
+  env?: Record<string, string>;
+}
+
+const section = (name: string, script: string) => [`echo "### section ${name}"`, script, `echo "### end ${name} rc=$?"`];
+
 /** The guest side of the run: sections delimited by markers the host splits on. */
-export function guestScript(repo: string, a: Artifacts): string[] {
-  const lines = [
-    'set +e',
-    `cd ${repo}`,
-    'echo "### section guest"',
-    `${process.execPath} ${AVA(repo)} --tap --timeout=10m 'test/guest/**/*.test.ts'`,
-    'echo "### end guest rc=$?"',
-  ];
-  if (a.selftests) {
-    lines.push('echo "### section selftests"', `cd ${a.selftests} && ./fuse_bpf_test`, 'echo "### end selftests rc=$?"');
-  }
+export function guestScript(repo: string, a: Artifacts, o: VmSuiteOptions = {}): string[] {
+  const files = (o.guestFiles ?? ['test/guest/**/*.test.ts']).map((f) => `'${f}'`).join(' ');
+  const lines = ['set +e', `cd ${repo}`];
+  for (const s of o.before ?? []) lines.push(...section(s.name, s.script));
+  lines.push(...section('guest', `${process.execPath} ${AVA(repo)} --tap --timeout=${o.avaTimeout ?? '10m'} ${files}`));
+  if (a.selftests) lines.push(...section('selftests', `cd ${a.selftests} && ./fuse_bpf_test`));
+  for (const s of o.after ?? []) lines.push(...section(s.name, s.script));
   return ['sh', '-c', lines.join('\n')];
 }
 
@@ -75,7 +88,7 @@ export function splitSections(text: string): Map<string, { body: string; rc?: nu
   return out;
 }
 
-export async function runVmSuites(repo: string, a: Artifacts, opts: { timeoutSec?: number } = {}): Promise<SuiteResult[]> {
+export async function runVmSuites(repo: string, a: Artifacts, opts: VmSuiteOptions = {}): Promise<SuiteResult[]> {
   const cache = cacheDir();
   const fixtures = await buildFixtures(repo, a, cache);
   const accel = await chooseAccel(a.bzImage, repo, a.dir);
@@ -84,13 +97,14 @@ export async function runVmSuites(repo: string, a: Artifacts, opts: { timeoutSec
   tee.on('data', (b) => { text += b.toString(); process.stdout.write(b); });
   process.stderr.write(`==> booting ${a.release} (${accel}) for the guest suite${a.selftests ? ' and kernel selftests' : ''}\n`);
   const r = await runVm({
-    kernel: a.bzImage, repo, accel, command: guestScript(repo, a), stdout: tee,
-    timeoutSec: opts.timeoutSec ?? 2400, memMB: 3072,
-    env: { FUSE_KFUNC_FIXTURES: fixtures, FUSE_KFUNC_BUILD: a.dir, CI: process.env.CI ?? '' },
+    kernel: a.bzImage, repo, accel, command: guestScript(repo, a, opts), stdout: tee,
+    timeoutSec: opts.timeoutSec ?? 2400, memMB: opts.memMB ?? 3072,
+    env: { FUSE_KFUNC_FIXTURES: fixtures, FUSE_KFUNC_BUILD: a.dir, CI: process.env.CI ?? '', ...(opts.env ?? {}) },
   });
+  process.stderr.write(`==> the guest run took ${Math.round(r.seconds)}s\n`);
   const sections = splitSections(text.replace(/\r/g, ''));
   const results: SuiteResult[] = [];
-  const expected = ['guest', ...(a.selftests ? ['selftests'] : [])];
+  const expected = [...(opts.before ?? []).map((s) => s.name), 'guest', ...(a.selftests ? ['selftests'] : []), ...(opts.after ?? []).map((s) => s.name)];
   for (const name of expected) {
     const s = sections.get(name);
     if (!s) { results.push({ suite: name, passed: 0, failed: 1, notes: [`${name}: never ran (the VM stopped first)`] }); continue; }
@@ -98,7 +112,14 @@ export async function runVmSuites(repo: string, a: Artifacts, opts: { timeoutSec
   }
   if (r.failure) {
     process.stderr.write(`vm: ${r.message}\n`);
-    results.push({ suite: 'vm', passed: 0, failed: 1, notes: [`vm: ${r.failure}: ${r.message?.split('\n')[0]}`] });
+    const notes = [`vm: ${r.failure}: ${r.message?.split('\n')[0]}`];
+    // Every report in full, not only the first line: the second splat is often the cause.
+    const blocks = reportBlocks(r.console, r.report.problems.filter((p) => p.kind !== 'boot'));
+    for (const [i, b] of blocks.entries()) {
+      process.stderr.write(`\n--- kernel report ${i + 1}/${blocks.length} (${b.kind}) ---\n${b.lines.join('\n')}\n---\n`);
+      if (i > 0) notes.push(`vm: ${b.kind}: ${b.lines[0]}`);
+    }
+    results.push({ suite: 'vm', passed: 0, failed: 1, notes });
   }
   return results;
 }

@@ -11,7 +11,8 @@ export function fixture(name: string): string {
 
 export function assertInGuest(): void {
   const release = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
-  if (!release.endsWith('-fuse-kfunc')) {
+  // -debug: the same patched kernel with KASAN and lockdep (`npm run test:debug-kernel`).
+  if (!/-fuse-kfunc(-debug)?$/.test(release)) {
     throw new Error(`guest tests must run in the fuse-kfunc VM, but this kernel is ${release}: use \`npm test\``);
   }
 }
