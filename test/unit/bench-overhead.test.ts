@@ -1,7 +1,7 @@
 // The overhead-when-unused run: boot order, paired ratios, the goal per row, the report,
 // its arguments; the untar-grep job's table.
 import test from 'ava';
-import { bootOrder, overheadCells, overheadMarkdown, pairedRatios, summarize, withinGoal, type OverheadResults } from '../../src/bench/overhead.ts';
+import { bootOrder, overheadCells, overheadMarkdown, pairedRatios, summarize, verdict, withinGoal, type OverheadResults } from '../../src/bench/overhead.ts';
 import { daemonShare, jobTable, markdown, stat } from '../../src/bench/report.ts';
 import type { RawResults } from '../../src/bench/guest.ts';
 import type { Measurement } from '../../src/bench/workloads.ts';
@@ -48,6 +48,10 @@ test('the goal: median within 1 % of 1', (t) => {
   t.false(withinGoal(stat([1.02, 1.03, 0.99])));
   t.true(withinGoal(stat([0.995])));
   t.is(withinGoal(undefined), undefined);
+  t.is(verdict(stat([1.005, 1.02, 1.002])), 'yes');
+  t.is(verdict(stat([0.95, 1.03, 1.05])), 'noise');
+  t.is(verdict(stat([1.02, 1.03, 1.05])), 'no');
+  t.is(verdict(stat([1.05])), 'no');
   const cells = overheadCells(overhead());
   const s = summarize(cells);
   t.is(s.measured, 1);
@@ -63,7 +67,13 @@ test('the overhead report carries the command, the kernels, ranges and the verdi
   t.regex(md, /\| stat \| libfuse-c \| 1\.0050 \(1\.0020–1\.0200\) \|/);
   t.regex(md, /\| stat \| native \| .* \| control \|/);
   t.regex(md, /yes \(\+0\.50 %\)/);
-  t.regex(md, /1 of 1 FUSE rows/);
+  t.regex(md, /1 of 1 FUSE rows have a median time\/op ratio within 1 %, 0 more .*, 0 differ on one side/);
+  // 10 ms of CPU per 1000 ops over 1000 ops = 0.01 s: below what /proc/stat resolves
+  t.regex(md, /\| stat \| libfuse-c \| 1\.0050 \(1\.0020–1\.0200\) \| [^|]+ \| – \|/);
+  t.notRegex(md, /planned boots/);
+  const cut = overhead();
+  cut.boots = cut.boots.slice(0, 4);
+  t.regex(overheadMarkdown(cut), /order PBBP \(only 4 of the 6 planned boots ran\)/);
 });
 
 test('bench --overhead arguments: daemon-only configurations, icount by default', async (t) => {
