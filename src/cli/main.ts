@@ -85,7 +85,7 @@ Builds the kernel (cached) with the series' selftests
 (tools/testing/selftests/filesystems/fuse_bpf) and runs them in one VM boot, printing
 their TAP lines and a "N passed, N failed" summary.`,
   test: `Usage: fuse-kfunc test [--unit] [--vm]
-       fuse-kfunc test --debug-kernel [--timeout SEC] [--jobs N]
+       fuse-kfunc test --debug-kernel [--guest FILE,...] [--timeout SEC] [--jobs N]
 
 Runs the host unit tests (ava), builds or reuses the kernel, then boots it once to run the
 guest suite (ava in the guest) and the kernel selftests. The last line is
@@ -96,7 +96,8 @@ reuses the debug kernel (\`kernel build --debug\`; a cold build takes 20-40 minu
 cores), boots it once with 4 GB and runs the kernel selftests and the guest suites
 fuse-posix, policies and reliability (those committed). Any KASAN, lockdep, RCU, list,
 atomic-sleep report or WARN in the console fails the run and is printed whole.
---timeout bounds the guest run (default 4 h).`,
+--guest runs the named guest files instead (committed or not); --timeout bounds the
+guest run (default 4 h).`,
 };
 
 function help(topic: string): void {
@@ -208,7 +209,7 @@ async function selftestCmd(p: Parsed): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const p = parseArgs(argv, ['kernel', 'timeout', 'mem', 'cpus', 'accel', 'cwd', 'jobs', 'repeats', 'runtime', 'configs', 'workloads', 'out', 'mode', 'command']);
+  const p = parseArgs(argv, ['kernel', 'timeout', 'mem', 'cpus', 'accel', 'cwd', 'jobs', 'repeats', 'runtime', 'configs', 'workloads', 'out', 'mode', 'command', 'guest']);
   const cmd = p.positional[0];
   if (!cmd) { help('main'); return p.flags.has('help') ? 0 : 2; }
   switch (cmd) {
@@ -225,7 +226,12 @@ async function main(argv: string[]): Promise<number> {
     case 'selftest': return selftestCmd(p);
     case 'test':
       if (p.flags.has('help')) { help('test'); return 0; }
-      if (p.flags.has('debug-kernel')) return runDebugKernel(repoRoot(), { timeoutSec: numberFlag(p, 'timeout'), jobs: numberFlag(p, 'jobs'), force: p.flags.has('force') });
+      if (p.flags.has('debug-kernel')) {
+        const g = p.flags.get('guest');
+        if (g === true || g === '') throw new UsageError('--guest wants a comma-separated list of guest test files');
+        return runDebugKernel(repoRoot(), { timeoutSec: numberFlag(p, 'timeout'), jobs: numberFlag(p, 'jobs'), force: p.flags.has('force'),
+          guestFiles: g?.split(',').map((f) => f.trim()).filter(Boolean) });
+      }
       return runAll(repoRoot(), { unit: !p.flags.has('vm') || p.flags.has('unit'), vm: !p.flags.has('unit') || p.flags.has('vm') });
     case 'demo': {
       if (p.flags.has('help')) { process.stdout.write(DEMO_HELP + '\n'); return 0; }

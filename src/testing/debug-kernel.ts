@@ -58,7 +58,13 @@ const AFTER = {
   ].join('\n'),
 };
 
-export interface DebugRunOptions { timeoutSec?: number; jobs?: number; force?: boolean }
+export interface DebugRunOptions {
+  timeoutSec?: number;
+  jobs?: number;
+  force?: boolean;
+  /** Guest files to run instead of DEBUG_GUEST_FILES, committed or not (must exist). */
+  guestFiles?: string[];
+}
 
 export async function runDebugKernel(repo: string, o: DebugRunOptions = {}): Promise<number> {
   const t0 = Date.now();
@@ -72,8 +78,13 @@ export async function runDebugKernel(repo: string, o: DebugRunOptions = {}): Pro
     results.push({ suite: 'kernel-build', passed: 0, failed: 1, notes: ['debug kernel build failed (see above)'] });
   }
   if (a) {
-    const pick = selectGuestFiles(DEBUG_GUEST_FILES, committed(repo) ?? ((f) => existsSync(join(repo, f))));
-    if (pick.skipped.length) process.stderr.write(`note: not committed yet, not run: ${pick.skipped.join(', ')}\n`);
+    const pick = o.guestFiles
+      ? selectGuestFiles(o.guestFiles, (f) => existsSync(join(repo, f)))
+      : selectGuestFiles(DEBUG_GUEST_FILES, committed(repo) ?? ((f) => existsSync(join(repo, f))));
+    if (o.guestFiles && pick.skipped.length) {
+      throw new Error(`--guest names files that do not exist: ${pick.skipped.join(', ')} (paths are relative to ${repo})`);
+    }
+    if (pick.skipped.length) process.stderr.write(`note: not committed yet, not run: ${pick.skipped.join(', ')} (name them with --guest to run them anyway)\n`);
     process.stderr.write(`==> guest suites under the debug kernel: ${pick.run.join(', ')}\n`);
     try {
       results.push(...await runVmSuites(repo, a, {
