@@ -122,7 +122,7 @@ function delta(a: MountStats | undefined, b: MountStats | undefined): { daemon: 
  * untar, then grep -r, each timed with its CPU and requests. The tree goes to a fresh
  * directory; grep reads every file to its end (-c counts, it does not stop at a match).
  */
-async function untarGrep(dir: string, o: RunOptions): Promise<{ phases: Phase[]; files: number }> {
+async function untarGrep(dir: string, o: RunOptions): Promise<{ phases: Phase[]; files: number; before?: MountStats; after?: MountStats }> {
   if (!o.tarball) throw new Error('untar-grep needs the source tarball (FUSE_KFUNC_SRCTREE, made by `fuse-kfunc bench` on the host)');
   const target = join(dir, `job-${process.hrtime.bigint()}`);
   mkdirSync(target);
@@ -135,6 +135,7 @@ async function untarGrep(dir: string, o: RunOptions): Promise<{ phases: Phase[];
   // tar and grep come from the host's root over 9p: the first exec reads them from there,
   // which would be billed to whichever configuration runs first.
   for (const [, cmd] of steps) spawnSync(cmd, ['--version'], { stdio: 'ignore' });
+  const before = await o.count();
   for (const [name, cmd, args] of steps) {
     const s0 = await o.count();
     const c0 = cpuBusy();
@@ -147,12 +148,24 @@ async function untarGrep(dir: string, o: RunOptions): Promise<{ phases: Phase[];
     if (name === 'grep') files = r.stdout.split('\n').filter(Boolean).length;
     phases.push({ name, seconds, cpuSeconds, ...delta(s0, await o.count()) });
   }
-  return { phases, files };
+  return { phases, files, before, after: await o.count() };
+}
+
+/** Per opcode, per operation: what reached the daemon and what the program served. */
+function perOpcode(before: MountStats | undefined, after: MountStats | undefined, ops: number): Measurement['byOpcode'] {
+  if (!before || !after) return undefined;
+  const out: NonNullable<Measurement['byOpcode']> = {};
+  for (const [op, v] of Object.entries(after)) {
+    const d = (v.daemon - (before[op]?.daemon ?? 0)) / Math.max(1, ops);
+    const k = v.kernel === null ? null : (v.kernel - (before[op]?.kernel ?? 0)) / Math.max(1, ops);
+    if (d > 0.005 || (k ?? 0) > 0.005) out[op] = { daemon: Number(d.toFixed(3)), kernel: k === null ? null : Number(k.toFixed(3)) };
+  }
+  return out;
 }
 
 export async function runWorkload(w: Workload, dir: string, opts: RunOptions): Promise<Measurement> {
   if (w.kind === 'job') {
-    const { phases, files } = await untarGrep(dir, opts);
+    const { phases, files, before, after } = await untarGrep(dir, opts);
     const sum = (f: (p: Phase) => number | null) => phases.some((p) => f(p) === null) ? null : phases.reduce((a, p) => a + f(p)!, 0);
     const seconds = phases.reduce((a, p) => a + p.seconds, 0);
     const d = sum((p) => p.daemon);
@@ -161,6 +174,7 @@ export async function runWorkload(w: Workload, dir: string, opts: RunOptions): P
       ops: files, seconds, iops: files / seconds, mbps: 0, p50us: NaN, p99us: NaN,
       cpuMsPerKop: (phases.reduce((a, p) => a + p.cpuSeconds, 0) * 1e6) / Math.max(1, files),
       daemonPerOp: d === null ? null : d / Math.max(1, files), kernelPerOp: k === null ? null : k / Math.max(1, files), phases,
+      byOpcode: perOpcode(before, after, files),
     };
   }
   const before = await opts.count();
