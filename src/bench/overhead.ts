@@ -120,6 +120,10 @@ export interface OverheadSummary {
   noise: number;
   /** The native rows: no FUSE at all, so their spread is the noise floor of a boot pair. */
   nativeSpread: number | undefined;
+  /** The same on p50, which one slow operation in a loop does not move (the mean does). */
+  nativeSpreadP50: number | undefined;
+  /** FUSE rows whose median p50 ratio is within 1 %. */
+  metP50: number;
   worst?: OverheadCell;
 }
 
@@ -133,6 +137,8 @@ export function summarize(cells: OverheadCell[]): OverheadSummary {
     met: fuse.filter((c) => withinGoal(c.time)).length,
     noise: fuse.filter((c) => verdict(c.time) === 'noise').length,
     nativeSpread: nat.length ? Math.max(...nat.map((c) => Math.max(Math.abs(c.time!.max - 1), Math.abs(c.time!.min - 1)))) : undefined,
+    nativeSpreadP50: nat.some((c) => c.p50) ? Math.max(...nat.filter((c) => c.p50).map((c) => Math.max(Math.abs(c.p50!.max - 1), Math.abs(c.p50!.min - 1)))) : undefined,
+    metP50: fuse.filter((c) => withinGoal(c.p50)).length,
     worst,
   };
 }
@@ -164,7 +170,9 @@ export function overheadMarkdown(raw: OverheadResults): string {
   L.push(`Goal "unused hook: ≤ 1 % difference from the unpatched kernel": ${s.met} of ${s.measured} FUSE rows have a median time/op ratio within 1 %, ` +
     `${s.noise} more differ by more than 1 % with repeats on both sides of 1 (within noise), ${s.measured - s.met - s.noise} differ on one side` +
     `${s.worst ? `; the largest deviation is ${s.worst.workload} / ${s.worst.config}, ${pct(s.worst.time!.median)}` : ''}` +
-    `${s.nativeSpread !== undefined ? `; the native control rows spread up to ${fmt(s.nativeSpread * 100, 2)} % from 1` : ''}.`);
+    `${s.nativeSpread !== undefined ? `; the native control rows spread up to ${fmt(s.nativeSpread * 100, 2)} % from 1` : ''}. ` +
+    `On p50 (one slow operation moves a loop's mean, not its median): ${s.metP50} of ${s.measured} FUSE rows within 1 %` +
+    `${s.nativeSpreadP50 !== undefined ? `, native control spread ${fmt(s.nativeSpreadP50 * 100, 2)} %` : ''}.`);
   L.push('');
   if (raw.errors.length) {
     L.push('Errors in this run:');

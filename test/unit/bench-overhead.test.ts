@@ -67,6 +67,7 @@ test('the overhead report carries the command, the kernels, ranges and the verdi
   t.regex(md, /\| stat \| libfuse-c \| 1\.0050 \(1\.0020–1\.0200\) \|/);
   t.regex(md, /\| stat \| native \| .* \| control \|/);
   t.regex(md, /yes \(\+0\.50 %\)/);
+  t.regex(md, /On p50 .*: 1 of 1 FUSE rows within 1 %, native control spread/);
   t.regex(md, /1 of 1 FUSE rows have a median time\/op ratio within 1 %, 0 more .*, 0 differ on one side/);
   // 10 ms of CPU per 1000 ops over 1000 ops = 0.01 s: below what /proc/stat resolves
   t.regex(md, /\| stat \| libfuse-c \| 1\.0050 \(1\.0020–1\.0200\) \| [^|]+ \| – \|/);
