@@ -10,14 +10,13 @@
 // program (generated/route.ts) serves the data path of open files from the one backing file
 // the daemon publishes, counting per backing directory.
 import fs from 'node:fs';
-import fsp, { type FileHandle } from 'node:fs/promises';
-import { constants as fsc } from 'node:fs';
+import fsp from 'node:fs/promises';
 import { basename } from 'node:path';
 import { BodyReader, MKDIR_IN, Op, RENAME2_IN, RENAME_IN, type Request } from '../fuse/protocol.ts';
 import { Errno, type Handler, type HandlerResult, type Session } from '../fuse/session.ts';
 import * as libc from '../fuse/libc.ts';
-import { FanOutDaemon, type Backings, type BackingSink, type OpenFile } from './fanout.ts';
-import { zeroReplica, type ReplicaCounts } from './mirror-layout.ts';
+import type { BackingSink } from './fanout.ts';
+import { PlacedDaemon } from './placed.ts';
 import type { RouteRule } from './spec.ts';
 
 export interface RouteOptions {
@@ -41,16 +40,12 @@ export function dirRenameReroutes(rules: RouteRule[], from: string, to: string):
   return touches(from) || touches(to);
 }
 
-export class RouteDaemon extends FanOutDaemon {
-  /** READ/WRITE served by the daemon, per backing directory. */
-  readonly counts: ReplicaCounts[];
-  protected readonly namesInStep = false;
+export class RouteDaemon extends PlacedDaemon {
   /** Names being made or moved as directories: they resolve to backing 0. */
   private readonly asDir = new Set<string>();
 
   constructor(private readonly r: RouteOptions) {
-    super({ backings: r.backings, sink: r.sink }, 'route', 2);
-    this.counts = r.backings.map(zeroReplica);
+    super({ backings: r.backings, sink: r.sink }, 'route');
   }
 
   route(rel: string): number {
@@ -85,42 +80,8 @@ export class RouteDaemon extends FanOutDaemon {
     return names;
   };
 
-  protected async openBackings(rel: string): Promise<Backings> {
-    const out: Backings = Array.from({ length: this.opts.backings.length }, () => undefined);
-    out[this.route(rel)] = await fsp.open(this.resolve(rel), fsc.O_RDWR);
-    return out;
-  }
-
-  protected async read(open: OpenFile, fds: FileHandle[], offset: number, size: number): Promise<Buffer> {
-    const i = (await open.ready).slots[0]!;
-    const buf = Buffer.allocUnsafe(size);
-    const { bytesRead } = await fds[0]!.read(buf, 0, size, offset);
-    this.counts[i]!.reads++;
-    this.counts[i]!.readBytes += bytesRead;
-    return buf.subarray(0, bytesRead);
-  }
-
-  protected async write(open: OpenFile, fds: FileHandle[], offset: number, data: Buffer): Promise<number> {
-    const i = (await open.ready).slots[0]!;
-    let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await fds[0]!.write(data, done, data.length - done, offset + done);
-      if (bytesWritten === 0) break;
-      done += bytesWritten;
-    }
-    this.counts[i]!.writes++;
-    this.counts[i]!.writeBytes += done;
-    return done;
-  }
-
-  // Names are resolved, not kept in step: the generic SETATTR and first-open paths that
-  // call these are not installed for this policy.
-  protected async truncate(_fds: FileHandle[] | null, rel: string, size: number): Promise<void> {
-    await fsp.truncate(this.resolve(rel), size);
-  }
-
-  protected async reconcile(): Promise<FileHandle[]> {
-    return [];
+  protected placeOf(rel: string): number {
+    return this.route(rel);
   }
 
   protected installMore(s: Session): void {

@@ -21,8 +21,8 @@ import { basename, dirname } from 'node:path';
 import { BodyReader, CREATE_IN, LINK_IN, MKDIR_IN, MKNOD_IN, OPEN_IN, Op, RENAME2_IN, RENAME_IN, SETATTR_IN, type Request } from '../fuse/protocol.ts';
 import { Errno, type Handler, type HandlerResult, type Session } from '../fuse/session.ts';
 import * as libc from '../fuse/libc.ts';
-import { FanOutDaemon, type Backings, type BackingSink, type OpenFile } from './fanout.ts';
-import { zeroReplica, type ReplicaCounts } from './mirror-layout.ts';
+import type { BackingSink, OpenFile } from './fanout.ts';
+import { PlacedDaemon } from './placed.ts';
 
 export const UPPER = 0;
 export const WHITEOUT = '.wh.';
@@ -38,17 +38,13 @@ const parentOf = (rel: string) => (rel.includes('/') ? dirname(rel) : '');
 const join2 = (dir: string, name: string) => (dir === '' ? name : `${dir}/${name}`);
 const WRITE_FLAGS = fsc.O_WRONLY | fsc.O_RDWR | fsc.O_TRUNC;
 
-export class UnionDaemon extends FanOutDaemon {
-  /** READ/WRITE served by the daemon, per layer. */
-  readonly counts: ReplicaCounts[];
+export class UnionDaemon extends PlacedDaemon {
   /** Files and directories copied up, whiteouts made. */
   copyUps = 0;
   whiteouts = 0;
-  protected readonly namesInStep = false;
 
   constructor(opts: UnionOptions) {
-    super({ backings: opts.backings, sink: opts.sink }, 'union', 2);
-    this.counts = opts.backings.map(zeroReplica);
+    super({ backings: opts.backings, sink: opts.sink }, 'union');
   }
 
   private lstat(layer: number, rel: string): fs.Stats | undefined {
@@ -198,48 +194,17 @@ export class UnionDaemon extends FanOutDaemon {
     fs.rmSync(this.backingPath(UPPER, join2(parentOf(rel), WHITEOUT + basename(rel))), { force: true });
   }
 
-  protected async openBackings(rel: string): Promise<Backings> {
-    const out: Backings = Array.from({ length: this.opts.backings.length }, () => undefined);
-    const layer = this.layers(rel)[0] ?? UPPER;
-    out[layer] = await fsp.open(this.backingPath(layer, rel), layer === UPPER ? fsc.O_RDWR : fsc.O_RDONLY);
-    return out;
+  protected placeOf(rel: string): number {
+    return this.layers(rel)[0] ?? UPPER;
   }
 
-  private async layerOf(open: OpenFile): Promise<number> {
-    return (await open.ready).slots[0]!;
-  }
-
-  protected async read(open: OpenFile, fds: FileHandle[], offset: number, size: number): Promise<Buffer> {
-    const i = await this.layerOf(open);
-    const buf = Buffer.allocUnsafe(size);
-    const { bytesRead } = await fds[0]!.read(buf, 0, size, offset);
-    this.counts[i]!.reads++;
-    this.counts[i]!.readBytes += bytesRead;
-    return buf.subarray(0, bytesRead);
+  protected writable(layer: number): boolean {
+    return layer === UPPER;
   }
 
   protected async write(open: OpenFile, fds: FileHandle[], offset: number, data: Buffer): Promise<number> {
-    const i = await this.layerOf(open);
-    if (i !== UPPER) throw new Errno('EROFS', 'union: a lower layer is read-only');
-    let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await fds[0]!.write(data, done, data.length - done, offset + done);
-      if (bytesWritten === 0) break;
-      done += bytesWritten;
-    }
-    this.counts[i]!.writes++;
-    this.counts[i]!.writeBytes += done;
-    return done;
-  }
-
-  // SETATTR is wrapped here (copy-up first), not by the fan-out's in-step handlers.
-  protected async truncate(_fds: FileHandle[] | null, rel: string, size: number): Promise<void> {
-    await this.copyUp(rel);
-    await fsp.truncate(this.backingPath(UPPER, rel), size);
-  }
-
-  protected async reconcile(): Promise<FileHandle[]> {
-    return [];
+    if ((await this.placeOfOpen(open)) !== UPPER) throw new Errno('EROFS', 'union: a lower layer is read-only');
+    return super.write(open, fds, offset, data);
   }
 
   protected installMore(s: Session): void {

@@ -149,3 +149,29 @@ static int backing_io(struct fuse_bpf_ctx *fctx, __u32 id, bool write,
 }
 `;
 }
+
+/** GETATTR of an open file from one backing file. */
+export function getattrHelper(): string {
+  return `/* GETATTR from backing @id; the kernel may cache the result @valid seconds */
+static int serve_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+			 __u32 id, __u64 valid)
+{
+	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
+	struct fuse_backing *fb;
+	int ret;
+
+	if (!out)
+		return FUSE_BPF_UPCALL;
+	fb = bpf_fuse_backing_get(fctx, id);
+	if (!fb)
+		return -EIO;
+	ret = bpf_vfs_getattr(fctx, fb, &out->attr, sizeof(out->attr));
+	bpf_fuse_backing_put(fb);
+	if (ret)
+		return ret;
+	out->attr_valid = valid;
+	out->attr_valid_nsec = 0;
+	return 0;
+}
+`;
+}

@@ -3,7 +3,7 @@
 // daemon publishes the file's backing id at that directory's index (0 elsewhere), so the
 // program knows where each request goes and counts it there.
 import type { RoutePolicy, UnionPolicy } from '../spec.ts';
-import { backingIo, backingStats, fileHeader, nodesMap, xattrHelper } from './common.ts';
+import { backingIo, backingStats, fileHeader, getattrHelper, nodesMap, xattrHelper } from './common.ts';
 
 export function placedProgram(spec: RoutePolicy | UnionPolicy, doc: string, opts: { writeGuard?: string } = {}): string {
   const p = spec.policy;
@@ -59,27 +59,7 @@ ${writeGuard}	ret = backing_io(fctx, id, true, in->offset, in->size);
 	return 0;
 }
 
-static int ${p}_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			 __u32 id)
-{
-	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
-	struct fuse_backing *fb;
-	int ret;
-
-	if (!out)
-		return FUSE_BPF_UPCALL;
-	fb = bpf_fuse_backing_get(fctx, id);
-	if (!fb)
-		return -EIO;
-	ret = bpf_vfs_getattr(fctx, fb, &out->attr, sizeof(out->attr));
-	bpf_fuse_backing_put(fb);
-	if (ret)
-		return ret;
-	out->attr_valid = PLACED_ATTR_VALID;
-	out->attr_valid_nsec = 0;
-	return 0;
-}
-
+${getattrHelper()}
 ${xattrHelper()}
 SEC("struct_ops.s/request")
 int BPF_PROG(${p}_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
@@ -104,7 +84,7 @@ int BPF_PROG(${p}_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	else if (op == FUSE_OP_WRITE)
 		ret = ${p}_write(fctx, args, i, id);
 	else if (op == FUSE_OP_GETATTR)
-		ret = ${p}_getattr(fctx, args, id);
+		ret = serve_getattr(fctx, args, id, PLACED_ATTR_VALID);
 	else
 		ret = serve_xattr(fctx, id, op == FUSE_OP_LISTXATTR);
 	return FUSE_KFUNC_COUNT(fctx, ret);

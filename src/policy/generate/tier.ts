@@ -2,7 +2,7 @@
 // and the fast tier's (when the daemon has one); the program reads from the fast one and
 // writes through to both.
 import type { TierPolicy } from '../spec.ts';
-import { backingIo, backingStats, fileHeader, nodesMap, xattrHelper } from './common.ts';
+import { backingIo, backingStats, fileHeader, getattrHelper, nodesMap, xattrHelper } from './common.ts';
 
 export function generateTier(spec: TierPolicy): string {
   return `${fileHeader(spec, `
@@ -78,27 +78,7 @@ static int tier_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return 0;
 }
 
-static int tier_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			struct tier_node *n)
-{
-	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
-	struct fuse_backing *fb;
-	int ret;
-
-	if (!out)
-		return FUSE_BPF_UPCALL;
-	fb = bpf_fuse_backing_get(fctx, n->backing[TIER_SLOW]);
-	if (!fb)
-		return -EIO;
-	ret = bpf_vfs_getattr(fctx, fb, &out->attr, sizeof(out->attr));
-	bpf_fuse_backing_put(fb);
-	if (ret)
-		return ret;
-	out->attr_valid = TIER_ATTR_VALID;
-	out->attr_valid_nsec = 0;
-	return 0;
-}
-
+${getattrHelper()}
 ${xattrHelper()}
 SEC("struct_ops.s/request")
 int BPF_PROG(tier_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
@@ -119,7 +99,7 @@ int BPF_PROG(tier_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	else if (op == FUSE_OP_WRITE)
 		ret = tier_write(fctx, args, n);
 	else if (op == FUSE_OP_GETATTR)
-		ret = tier_getattr(fctx, args, n);
+		ret = serve_getattr(fctx, args, n->backing[TIER_SLOW], TIER_ATTR_VALID);
 	else
 		ret = serve_xattr(fctx, n->backing[TIER_SLOW], op == FUSE_OP_LISTXATTR);
 	return FUSE_KFUNC_COUNT(fctx, ret);
