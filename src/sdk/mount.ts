@@ -19,6 +19,7 @@ import { PolicyError, validatePolicy, type PolicySpec } from '../policy/spec.ts'
 import { scanStructOps } from './elf.ts';
 import { mergeStats, type MountStats } from './stats.ts';
 import type { PerBacking, ServeConfig, ServeStats } from './mount-serve.ts';
+import { umount2Async, MNT_DETACH } from '../fuse/libc.ts';
 
 export interface MountOptions {
   /** Backing directories: [0] holds the namespace; several are kept in step (mirror). */
@@ -224,7 +225,11 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
     if (/EBUSY|ENOTDIR|EACCES|EPERM/.test(m)) throw new MountError(`cannot mount on ${mountpoint}: ${m}`, 'mount');
     throw new MountError(m, ready.name === 'BpfError' ? 'bpf' : 'daemon', ready.log);
   }
-  const closed = exited.then(() => undefined);
+  // A daemon that died (killed, crashed) leaves an aborted mount (ENOTCONN) in the tree:
+  // take it away, so nothing stale is left behind.
+  const closed = exited.then(async () => {
+    if (mountPoints().get(mountpoint)?.startsWith('fuse')) await umount2Async(mountpoint, MNT_DETACH).catch(() => undefined);
+  });
   const request = async (cmd: string): Promise<any> => {
     if (child.exitCode !== null || !child.connected) throw new MountError(`the mount on ${mountpoint} is gone`, 'closed');
     const p = next();
@@ -264,7 +269,7 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
         const m = await p;
         if (m?.stats) last = m.stats;
       }
-      await exited;
+      await closed;
       return last ? toStats(last) : undefined;
     },
   };
