@@ -49,7 +49,8 @@ configuration on every workload, repeated (interleaved); writes
                      kernel (same config; built by \`fuse-kfunc kernel build --unpatched\`,
                      here if missing, 10-18 min), one boot of each per repeat, alternated;
                      reports patched / base per workload -> docs/bench/raw-overhead.json.
-                     Runs in --icount mode unless --wallclock; default workloads:
+                     Runs in --icount mode unless --wallclock, fio jobs 2 s unless
+                     --runtime; default workloads:
                      ${DEFAULT_OVERHEAD_WORKLOADS.join(', ')}
 
 Takes about (configs × workloads × repeats × (runtime + 3) s) under TCG; 8 × 10 × 3 × 7 s
