@@ -5,7 +5,7 @@
 // a drift of the host (or of anything else between boots) hits both sides of every ratio.
 import type { Config } from './configs.ts';
 import type { Measurement, Workload } from './workloads.ts';
-import { fmt, stat, type Stat } from './report.ts';
+import { errorLines, fmt, stat, type Stat } from './report.ts';
 
 export type Side = 'patched' | 'base';
 
@@ -174,11 +174,6 @@ export function overheadMarkdown(raw: OverheadResults): string {
     `On p50 (one slow operation moves a loop's mean, not its median): ${s.metP50} of ${s.measured} FUSE rows within 1 %` +
     `${s.nativeSpreadP50 !== undefined ? `, native control spread ${fmt(s.nativeSpreadP50 * 100, 2)} %` : ''}.`);
   L.push('');
-  if (raw.errors.length) {
-    L.push('Errors in this run:');
-    L.push('');
-    for (const e of raw.errors) L.push(`- ${e.split('\n')[0]}`);
-    L.push('');
-  }
+  L.push(...errorLines(raw.errors));
   return L.join('\n');
 }

@@ -89,13 +89,13 @@ export function markdown(raw: RawResults): string {
   L.push('|---|---|---|');
   for (const g of goals(raw)) L.push(`| ${g.text} | ${fmt(g.value, 2)} (${g.how}) | ${g.ok === undefined ? 'not measured' : g.ok ? 'yes' : '**no**'} |`);
   L.push('');
-  if (raw.errors.length) {
-    L.push('Errors in this run:');
-    L.push('');
-    for (const e of raw.errors) L.push(`- ${e.split('\n')[0]}`);
-    L.push('');
-  }
+  L.push(...errorLines(raw.errors));
   return L.join('\n');
+}
+
+/** The run's errors, first line of each, as a markdown list (nothing when there were none). */
+export function errorLines(errors: string[]): string[] {
+  return errors.length ? ['Errors in this run:', '', ...errors.map((e) => `- ${e.split('\n')[0]}`), ''] : [];
 }
 
 /** Median of one phase's field over the repeats. */

@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import fsp, { type FileHandle } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { BodyReader, CREATE_IN, LINK_IN, MKDIR_IN, MKNOD_IN, OPEN_IN, Op, RENAME2_IN, RENAME_IN, SETATTR_IN, type Request } from '../fuse/protocol.ts';
+import { BodyReader, CREATE_IN, LINK_IN, MKDIR_IN, MKNOD_IN, OPEN_IN, Op, RENAME2_IN, RENAME_IN, type Request } from '../fuse/protocol.ts';
 import { Errno, type Handler, type HandlerResult, type Session } from '../fuse/session.ts';
 import * as libc from '../fuse/libc.ts';
 import type { BackingSink, OpenFile } from './fanout.ts';
@@ -340,10 +340,7 @@ export class UnionDaemon extends PlacedDaemon {
       if (await this.copyUp(rel)) await this.refresh(req.nodeid, rel);
       return orig(req, body(req));
     };
-    wrap(Op.SETATTR, async (orig, req) => {
-      body(req).struct(SETATTR_IN);
-      return copyUpFirst(orig, req);
-    });
+    wrap(Op.SETATTR, copyUpFirst);
     wrap(Op.SETXATTR, copyUpFirst);
     wrap(Op.REMOVEXATTR, copyUpFirst);
   }

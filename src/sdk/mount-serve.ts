@@ -45,7 +45,6 @@ export interface ServeStats {
   backings?: PerBacking;
 }
 
-export type { PerBacking };
 
 interface Ipc { send(m: unknown): void }
 

@@ -18,7 +18,8 @@ import { buildPolicy } from '../policy/build.ts';
 import { PolicyError, validatePolicy, type PolicySpec } from '../policy/spec.ts';
 import { scanStructOps } from './elf.ts';
 import { mergeStats, type MountStats } from './stats.ts';
-import type { PerBacking, ServeConfig, ServeStats } from './mount-serve.ts';
+import type { ServeConfig, ServeStats } from './mount-serve.ts';
+import type { PerBacking } from './stats.ts';
 import { umount2Async, MNT_DETACH } from '../fuse/libc.ts';
 
 export interface MountOptions {

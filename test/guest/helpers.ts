@@ -1,6 +1,6 @@
 // Shared by guest tests: where the host put the fixtures, and a guard that the tests
 // really are inside the project VM (running them on the host would test the wrong kernel).
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 
 export function fixture(name: string): string {
@@ -29,4 +29,13 @@ export function guestBuild(): string {
   const build = realpathSync(cand);
   process.env.FUSE_KFUNC_BUILD = build;
   return build;
+}
+
+/** Backing directories b0..b{n-1} and a mountpoint under work/name, created. */
+export function mountDirs(work: string, name: string, n: number): { b: string[]; mnt: string } {
+  const base = join(work, name);
+  const b = Array.from({ length: n }, (_, i) => join(base, `b${i}`));
+  const mnt = join(base, 'mnt');
+  for (const d of [...b, mnt]) mkdirSync(d, { recursive: true });
+  return { b, mnt };
 }

@@ -13,9 +13,9 @@ import { mount, type MountHandle } from '../../src/sdk/mount.ts';
 import { formatRules, makePolicy, type PolicySpec } from '../../src/policy/spec.ts';
 import { routeOf } from '../../src/policy/route.ts';
 import { prng, runWorkload, treeDigest, type WorkloadResult } from '../../src/testing/workload.ts';
-import type { PerBacking } from '../../src/sdk/mount-serve.ts';
+import type { PerBacking } from '../../src/sdk/stats.ts';
 import type { MountStats } from '../../src/sdk/stats.ts';
-import { guestBuild } from './helpers.ts';
+import { guestBuild, mountDirs } from './helpers.ts';
 
 let work = '';
 let build = '';
@@ -67,10 +67,7 @@ function initialFiles(c: Case, seed: number): Map<string, Buffer> {
 
 async function runOn(name: string, c: Case, userspace: boolean, seed: number): Promise<Run> {
   const { spec, unit, ops } = c;
-  const base = path.join(work, name);
-  const backings = Array.from({ length: spec.backings }, (_, i) => path.join(base, `b${i}`));
-  const mnt = path.join(base, 'mnt');
-  for (const d of [...backings, mnt]) fs.mkdirSync(d, { recursive: true });
+  const { b: backings, mnt } = mountDirs(work, name, spec.backings);
   const initial = initialFiles(c, seed);
   const home = backings[c.initialIn ?? 0]!;
   if (initial.size) fs.mkdirSync(path.join(home, 'd0'));
@@ -244,14 +241,7 @@ test.serial('CLI: mount --policy stripe --chunk 64k, pieces in both backings, ke
   t.regex(out, /unmounted/);
 });
 
-/** A fresh directory set under the work directory for one named test. */
-function dirs(name: string, n: number): { b: string[]; mnt: string } {
-  const base = path.join(work, name);
-  const b = Array.from({ length: n }, (_, i) => path.join(base, `b${i}`));
-  const mnt = path.join(base, 'mnt');
-  for (const d of [...b, mnt]) fs.mkdirSync(d, { recursive: true });
-  return { b, mnt };
-}
+const dirs = (name: string, n: number) => mountDirs(work, name, n);
 
 test.serial('union over two lowers: shadowing, copy-up, whiteouts, opaque directories, EXDEV for lower directories', async (t) => {
   const { b, mnt } = dirs('union-semantics', 3);

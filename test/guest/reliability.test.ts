@@ -14,7 +14,7 @@ import { makePolicy, type PolicySpec } from '../../src/policy/spec.ts';
 import { checkFiles, runStress } from '../../src/testing/stress.ts';
 import type { FuzzResult } from '../../src/testing/fuzz.ts';
 import { mount as sysMount, umount2Async, MNT_DETACH } from '../../src/fuse/libc.ts';
-import { guestBuild } from './helpers.ts';
+import { guestBuild, mountDirs } from './helpers.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const PASSTHROUGH = path.join(REPO, 'bpf/examples/passthrough.bpf.c');
@@ -40,13 +40,7 @@ test.after.always(async () => {
   for (const m of mounts.reverse()) await umount2Async(m, MNT_DETACH).catch(() => undefined);
 });
 
-function dirs(name: string, n: number): { b: string[]; mnt: string } {
-  const base = path.join(work, name);
-  const b = Array.from({ length: n }, (_, i) => path.join(base, `b${i}`));
-  const mnt = path.join(base, 'mnt');
-  for (const d of [...b, mnt]) fs.mkdirSync(d, { recursive: true });
-  return { b, mnt };
-}
+const dirs = (name: string, n: number) => mountDirs(work, name, n);
 
 async function start(o: Parameters<typeof mount>[0]): Promise<MountHandle> {
   const h = await mount({ buildDir: build, timeout: 0, ...o });
