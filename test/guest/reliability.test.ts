@@ -245,6 +245,31 @@ test.serial('a mirror replica on a full filesystem: the write fails with ENOSPC 
   await h.close();
 });
 
+test.serial('a union copy-up that runs out of space: the open fails with ENOSPC, no half copy is left, the lower file is untouched and still served', async (t) => {
+  const base = path.join(work, 'union-copyup-full');
+  const [upper, lower, mnt] = ['upper', 'lower', 'mnt'].map((d) => path.join(base, d)) as [string, string, string];
+  smallFs(upper, '256k');
+  fs.mkdirSync(lower, { recursive: true });
+  fs.mkdirSync(mnt, { recursive: true });
+  const big = randomBytes(1 << 20);
+  fs.writeFileSync(path.join(lower, 'big'), big);
+  fs.writeFileSync(path.join(lower, 'small'), 'small from the lower layer');
+  const h = await start({ backings: [upper, lower], mountpoint: mnt, policy: makePolicy('union', {}, 2) });
+
+  t.throws(() => fs.openSync(path.join(mnt, 'big'), 'r+'), { code: 'ENOSPC' }, 'the failed copy-up is the open\'s error');
+  t.deepEqual(fs.readdirSync(upper), [], 'no half copy and no temporary file in the upper layer');
+  t.is(sha(fs.readFileSync(path.join(lower, 'big'))), sha(big), 'the lower file is untouched');
+  t.is(sha(fs.readFileSync(path.join(mnt, 'big'))), sha(big), 'and still read through the union');
+  t.deepEqual(fs.readdirSync(mnt).sort(), ['big', 'small'], 'the listing is unchanged');
+
+  fs.appendFileSync(path.join(mnt, 'small'), ' + appended');
+  t.is(fs.readFileSync(path.join(upper, 'small'), 'utf8'), 'small from the lower layer + appended', 'a copy-up that fits still works');
+  t.is(fs.readFileSync(path.join(lower, 'small'), 'utf8'), 'small from the lower layer');
+  const per = await h.backings();
+  t.is(per?.events.copyUps, 1, `one copy-up counted, the failed one not (${JSON.stringify(per?.events)})`);
+  await h.close();
+});
+
 test.serial('a backing file removed behind the mount: an open file keeps working, a new open gets ENOENT', async (t) => {
   const { b, mnt } = dirs('removed', 1);
   const data = randomBytes(100_000);
