@@ -26,20 +26,43 @@
 
 /* FUSE opcodes (include/uapi/linux/fuse.h; enums are not always in BTF) */
 #define FUSE_OP_LOOKUP		1
+#define FUSE_OP_FORGET		2
 #define FUSE_OP_GETATTR		3
 #define FUSE_OP_SETATTR		4
+#define FUSE_OP_READLINK	5
+#define FUSE_OP_SYMLINK		6
+#define FUSE_OP_MKNOD		8
+#define FUSE_OP_MKDIR		9
+#define FUSE_OP_UNLINK		10
+#define FUSE_OP_RMDIR		11
+#define FUSE_OP_RENAME		12
+#define FUSE_OP_LINK		13
 #define FUSE_OP_OPEN		14
 #define FUSE_OP_READ		15
 #define FUSE_OP_WRITE		16
 #define FUSE_OP_STATFS		17
 #define FUSE_OP_RELEASE		18
 #define FUSE_OP_FSYNC		20
+#define FUSE_OP_SETXATTR	21
 #define FUSE_OP_GETXATTR	22
 #define FUSE_OP_LISTXATTR	23
+#define FUSE_OP_REMOVEXATTR	24
 #define FUSE_OP_FLUSH		25
+#define FUSE_OP_OPENDIR		27
+#define FUSE_OP_READDIR		28
+#define FUSE_OP_RELEASEDIR	29
+#define FUSE_OP_FSYNCDIR	30
+#define FUSE_OP_ACCESS		34
 #define FUSE_OP_CREATE		35
+#define FUSE_OP_IOCTL		39
+#define FUSE_OP_POLL		40
 #define FUSE_OP_FALLOCATE	43
+#define FUSE_OP_READDIRPLUS	44
+#define FUSE_OP_RENAME2		45
 #define FUSE_OP_LSEEK		46
+#define FUSE_OP_COPY_FILE_RANGE	47
+#define FUSE_OP_TMPFILE		51
+#define FUSE_OP_STATX		52
 #define FUSE_OP_MAX		64	/* opcodes below this fit a counter array */
 
 /* ---- Request arguments ------------------------------------------------ */
@@ -145,12 +168,85 @@ extern int bpf_vfs_listxattr(struct fuse_bpf_ctx *ctx,
  * bpf_fuse_backing_open_at() opens one entry of @dir (no symlink following,
  * @dir's credentials; O_RDONLY/O_WRONLY/O_RDWR, optionally O_DIRECTORY) as a
  * new backing file, or returns NULL with *@err set.  bpf_vfs_readdir() fills
- * a READDIR reply from @dir starting at @pos: bytes filled, 0 at the end.
+ * a READDIR or READDIRPLUS reply from @dir starting at @pos: bytes filled, 0
+ * at the end (READDIRPLUS entries carry no node id).
  */
 extern struct fuse_backing *
 bpf_fuse_backing_open_at(struct fuse_backing *dir, const char *name,
 			 __u32 name__sz, __u32 flags, int *err) __ksym;
 extern int bpf_vfs_readdir(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
 			   __u64 pos) __ksym;
+
+/* ---- Namespace: a tree served without the daemon ------------------------ */
+
+/*
+ * Node ids with this bit belong to the program: it answers LOOKUP (CREATE,
+ * MKNOD, MKDIR, SYMLINK, LINK) with them, keeps what it needs per node, and
+ * receives their FORGET as a FUSE_FORGET request (struct fuse_forget_in,
+ * from a worker, return value ignored).  The daemon never sees them.
+ */
+#define FUSE_BPF_NODEID		(1ULL << 63)
+
+/*
+ * Names are one path component, NUL terminated within name__sz: not empty,
+ * not "." or "..", no '/'.  Lookups follow no final symlink and enter no
+ * mount (-EXDEV), so nothing outside the backing directories is reachable.
+ * Everything runs with the backing directory's registered credentials.
+ *
+ * bpf_vfs_lookup(): the entry as an O_PATH node (getattr, setattr, xattrs,
+ * readlink, further lookups, bpf_vfs_open()).  bpf_vfs_fill_entry(): the
+ * request's fuse_entry_out from a node (nodeid, generation, attributes).
+ * bpf_vfs_open(): a node opened for I/O (O_ACCMODE, O_TRUNC, O_DIRECTORY).
+ * bpf_vfs_create(): serve CREATE (mode, flags from the request).
+ */
+extern struct fuse_backing *bpf_vfs_lookup(struct fuse_backing *dir,
+					   const char *name, __u32 name__sz,
+					   int *err) __ksym;
+extern int bpf_vfs_fill_entry(struct fuse_bpf_ctx *ctx,
+			      struct fuse_backing *fb, __u64 nodeid) __ksym;
+extern struct fuse_backing *bpf_vfs_open(struct fuse_backing *node,
+					 __u32 flags, int *err) __ksym;
+extern struct fuse_backing *bpf_vfs_create(struct fuse_bpf_ctx *ctx,
+					   struct fuse_backing *dir,
+					   const char *name, __u32 name__sz,
+					   int *err) __ksym;
+extern int bpf_vfs_mkdir(struct fuse_backing *dir, const char *name,
+			 __u32 name__sz, __u32 mode) __ksym;
+extern int bpf_vfs_mknod(struct fuse_backing *dir, const char *name,
+			 __u32 name__sz, __u32 mode, __u32 rdev) __ksym;
+extern int bpf_vfs_symlink(struct fuse_backing *dir, const char *name,
+			   __u32 name__sz, const char *target,
+			   __u32 target__sz) __ksym;
+extern int bpf_vfs_link(struct fuse_backing *node, struct fuse_backing *dir,
+			const char *name, __u32 name__sz) __ksym;
+extern int bpf_vfs_unlink(struct fuse_backing *dir, const char *name,
+			  __u32 name__sz) __ksym;
+extern int bpf_vfs_rmdir(struct fuse_backing *dir, const char *name,
+			 __u32 name__sz) __ksym;
+/* @names: "old\0new\0"; RENAME_NOREPLACE/EXCHANGE/WHITEOUT; -EXDEV across mounts */
+extern int bpf_vfs_rename(struct fuse_backing *olddir,
+			  struct fuse_backing *newdir, const char *names,
+			  __u32 names__sz, __u32 flags) __ksym;
+extern int bpf_vfs_readlink(struct fuse_bpf_ctx *ctx,
+			    struct fuse_backing *node) __ksym;
+extern int bpf_vfs_setxattr(struct fuse_bpf_ctx *ctx,
+			    struct fuse_backing *fb) __ksym;
+extern int bpf_vfs_removexattr(struct fuse_bpf_ctx *ctx,
+			       struct fuse_backing *fb) __ksym;
+
+/*
+ * Building a listing entry by entry: merge directories, hide entries.  The
+ * entry from _next() is valid until the next call; bpf_fuse_dir_emit()
+ * appends it to a READDIR(PLUS) reply with the offset to continue from
+ * (-ENOSPC: the reply is full).
+ */
+extern int bpf_iter_fuse_dir_new(struct bpf_iter_fuse_dir *it,
+				 struct fuse_backing *dir, __u64 pos) __ksym;
+extern struct fuse_bpf_dirent *
+bpf_iter_fuse_dir_next(struct bpf_iter_fuse_dir *it) __ksym;
+extern void bpf_iter_fuse_dir_destroy(struct bpf_iter_fuse_dir *it) __ksym;
+extern int bpf_fuse_dir_emit(struct fuse_bpf_ctx *ctx,
+			     struct bpf_iter_fuse_dir *it__iter,
+			     __u64 off) __ksym;
 
 #endif /* __FUSE_KFUNC_H */

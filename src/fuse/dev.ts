@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import * as libc from './libc.ts';
-import { BACKING_MAP, FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN, encodeStruct } from './protocol.ts';
+import { BACKING_MAP, FUSE_BACKING_DIR, FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN, encodeStruct } from './protocol.ts';
 
 // Readers are plain threads doing blocking read(2): a read on /dev/fuse sleeps until the
 // kernel has a request, which would pin a libuv threadpool thread forever (and starve the
@@ -128,9 +128,10 @@ export class FuseDevice {
     }
   }
 
-  /** FUSE_DEV_IOC_BACKING_OPEN: needs INIT with PASSTHROUGH and CAP_SYS_ADMIN. */
-  backingOpen(fd: number): number {
-    return libc.ioctlPtr(this.fd, FUSE_DEV_IOC_BACKING_OPEN, encodeStruct(BACKING_MAP, { fd, flags: 0 }));
+  /** FUSE_DEV_IOC_BACKING_OPEN: needs INIT with PASSTHROUGH and CAP_SYS_ADMIN. `dir`: a
+   *  directory for BPF programs (FUSE_BACKING_DIR), which passthrough opens refuse. */
+  backingOpen(fd: number, opts: { dir?: boolean } = {}): number {
+    return libc.ioctlPtr(this.fd, FUSE_DEV_IOC_BACKING_OPEN, encodeStruct(BACKING_MAP, { fd, flags: opts.dir ? FUSE_BACKING_DIR : 0 }));
   }
 
   backingClose(id: number): void {

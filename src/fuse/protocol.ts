@@ -157,6 +157,8 @@ export function ioc(dir: number, type: number, nr: number, size: number): number
 }
 export const FUSE_DEV_IOC_MAGIC = 229;
 export const FUSE_DEV_IOC_CLONE = ioc(IOC_READ, FUSE_DEV_IOC_MAGIC, 0, 4);
+/** fuse_backing_map.flags: a backing directory, for BPF programs (the series' uapi). */
+export const FUSE_BACKING_DIR = 1;
 export const FUSE_DEV_IOC_BACKING_OPEN = ioc(IOC_WRITE, FUSE_DEV_IOC_MAGIC, 1, BACKING_MAP.size);
 export const FUSE_DEV_IOC_BACKING_CLOSE = ioc(IOC_WRITE, FUSE_DEV_IOC_MAGIC, 2, 4);
 

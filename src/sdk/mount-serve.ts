@@ -6,12 +6,14 @@
 // {attached} (the program leaves or rejoins the connection; the mount stays), and
 // {cmd:'close'} by unmounting, then
 // reports {closed}. Losing the parent (IPC disconnect) unmounts too: no orphan mounts.
+import fs from 'node:fs';
 import { decodeStruct } from '../fuse/layout.ts';
 import { OPEN_OUT, Op, RELEASE_IN } from '../fuse/protocol.ts';
 import { mountFuse, type FuseHandle } from '../fuse/index.ts';
 import type { Session, Handler } from '../fuse/session.ts';
 import type { PtContext, FileHandleEntry } from '../fuse/pt-context.ts';
-import { BpfObjectSpec, type LoadedObject } from '../bpf/object.ts';
+import { BpfObjectSpec, type BpfMap, type LoadedObject } from '../bpf/object.ts';
+import type { FuseDevice } from '../fuse/dev.ts';
 import { attachToFuse, detachFromFuse } from '../bpf/attach.ts';
 import type { Link } from '../bpf/object.ts';
 import { VerifierError } from '../bpf/errors.ts';
@@ -107,6 +109,26 @@ function publishBackingIds(obj: LoadedObject) {
   };
 }
 
+/**
+ * A program with a "roots" map (u32 index -> u32 backing id) serves trees itself: register
+ * each backing directory with FUSE_BACKING_DIR and publish its id, the root's at index 0.
+ * The program then answers for the root node and hands out node ids of its own below it.
+ */
+function publishRoots(device: FuseDevice, roots: BpfMap, backings: string[]): void {
+  if (roots.valueSize !== 4) throw new Error(`the program's "roots" map must have u32 values (backing ids), not ${roots.valueSize} bytes`);
+  backings.forEach((dir, i) => {
+    const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      const id = device.backingOpen(fd, { dir: true });
+      const v = Buffer.alloc(4);
+      v.writeUInt32LE(id);
+      roots.update(u32Key(i), v);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+}
+
 async function main(cfg: ServeConfig): Promise<void> {
   const ipc = process.send ? (process as unknown as Ipc) : undefined;
   const fail = async (e: unknown): Promise<never> => {
@@ -132,6 +154,7 @@ async function main(cfg: ServeConfig): Promise<void> {
   const has = (n: string) => mapNames.includes(n);
   const counting = obj && has(STATS_MAP) && obj.map(STATS_MAP).valueSize === STATS_VALUE_SIZE;
   const publishes = obj && has('nodes') && obj.map('nodes').valueSize === NODE_SIZE;
+  const roots = obj && has('roots') ? obj.map('roots') : undefined;
 
   let setup: Parameters<typeof mountFuse>[0]['setup'];
   let perBacking: (() => PerBacking) | undefined;
@@ -182,7 +205,7 @@ async function main(cfg: ServeConfig): Promise<void> {
       mountpoint: cfg.mountpoint,
       // A program gets a connection with FUSE_PASSTHROUGH (backing ids); publishBackingIds
       // and the mirror daemon keep files off FOPEN_PASSTHROUGH.
-      passthrough: cfg.passthrough || (!!obj && (publishes || cfg.backings.length > 1)),
+      passthrough: cfg.passthrough || (!!obj && (publishes || !!roots || cfg.backings.length > 1)),
       timeout: cfg.timeout,
       setup,
     });
@@ -193,6 +216,7 @@ async function main(cfg: ServeConfig): Promise<void> {
   if (obj) {
     try {
       // After INIT (the kernel refuses programs on a connection before it).
+      if (roots) publishRoots(h.device, roots, cfg.backings);
       link = obj.attachStructOps(cfg.structOps!);
       attachToFuse(h.device.fd, link);
     } catch (e) {

@@ -1,0 +1,120 @@
+// bpf/examples/tree.bpf.c through the SDK (issue 4): a program that serves a whole backing
+// tree with the namespace kfuncs. Real tools run on the mount; the daemon's own counters
+// must not move, and the backing tree must show what the tools did.
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { mount, type MountHandle } from '../../src/sdk/mount.ts';
+import type { MountStats } from '../../src/sdk/stats.ts';
+import { guestBuild, mountDirs } from './helpers.ts';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const TREE = path.join(REPO, 'bpf/examples/tree.bpf.c');
+let work = '';
+let build = '';
+const handles: MountHandle[] = [];
+
+test.before(() => {
+  build = guestBuild();
+  work = fs.mkdtempSync('/tmp/tree-');
+});
+
+test.after.always(async () => {
+  for (const h of handles) await h.close().catch(() => undefined);
+});
+
+function sh(cmd: string[], cwd?: string): string {
+  const r = spawnSync(cmd[0]!, cmd.slice(1), { cwd, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Opcodes whose daemon count grew between two snapshots. */
+function daemonGrowth(a: MountStats, b: MountStats): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [op, s] of Object.entries(b)) {
+    const d = s.daemon - (a[op]?.daemon ?? 0);
+    if (d) out[op] = d;
+  }
+  return out;
+}
+
+const served = (s: MountStats, op: string) => s[op]?.kernel ?? 0;
+
+function populate(dir: string): Buffer {
+  const big = randomBytes(300_000);
+  fs.mkdirSync(path.join(dir, 'src/sub/deep'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'src/a.txt'), 'alpha\n');
+  fs.writeFileSync(path.join(dir, 'src/sub/b.bin'), big);
+  fs.writeFileSync(path.join(dir, 'src/sub/deep/c.txt'), 'gamma\n');
+  fs.symlinkSync('sub/b.bin', path.join(dir, 'src/b-link'));
+  return big;
+}
+
+test.serial('tree.bpf.c: ls -lR, find, cp -r, mv, rm -rf, ln -s on the mount with no daemon round trip after mounting', async (t) => {
+  const { b, mnt } = mountDirs(work, 'tools', 1);
+  const big = populate(b[0]!);
+  const h = await mount({ backings: b, mountpoint: mnt, program: TREE, buildDir: build, timeout: 0 });
+  handles.push(h);
+  t.is(h.mode, 'program');
+  const before = await h.stats();
+
+  const ls = sh(['ls', '-lR', mnt]);
+  t.regex(ls, /b-link -> sub\/b\.bin/, 'ls -l shows the symlink target (READLINK)');
+  t.regex(ls, /300000 .* b\.bin/, 'and sizes from the backing files');
+  const found = sh(['find', mnt]).trim().split('\n').map((l) => path.relative(mnt, l)).sort();
+  t.deepEqual(found, ['', 'src', 'src/a.txt', 'src/b-link', 'src/sub', 'src/sub/b.bin', 'src/sub/deep', 'src/sub/deep/c.txt']);
+
+  sh(['cp', '-r', path.join(mnt, 'src'), path.join(mnt, 'copy')]);
+  sh(['diff', '-r', path.join(mnt, 'src'), path.join(mnt, 'copy')]);
+  t.true(fs.readFileSync(path.join(b[0]!, 'copy/sub/b.bin')).equals(big), 'cp -r wrote the data into the backing tree');
+  t.is(fs.readlinkSync(path.join(b[0]!, 'copy/b-link')), 'sub/b.bin', 'and copied the symlink as a symlink');
+
+  sh(['mv', path.join(mnt, 'copy'), path.join(mnt, 'moved')]);
+  t.false(fs.existsSync(path.join(b[0]!, 'copy')));
+  t.is(fs.readFileSync(path.join(b[0]!, 'moved/sub/deep/c.txt'), 'utf8'), 'gamma\n', 'mv renamed the directory in place');
+
+  sh(['ln', '-s', 'moved/a.txt', path.join(mnt, 'lnk')]);
+  t.is(fs.readlinkSync(path.join(b[0]!, 'lnk')), 'moved/a.txt');
+  t.is(fs.readFileSync(path.join(mnt, 'lnk'), 'utf8'), 'alpha\n', 'the new link is followed through the mount');
+  sh(['ln', path.join(mnt, 'src/a.txt'), path.join(mnt, 'hard')]);
+  t.is(fs.statSync(path.join(b[0]!, 'hard')).ino, fs.statSync(path.join(b[0]!, 'src/a.txt')).ino, 'ln made a hard link');
+
+  sh(['rm', '-rf', path.join(mnt, 'moved'), path.join(mnt, 'lnk'), path.join(mnt, 'hard')]);
+  t.deepEqual(fs.readdirSync(b[0]!).sort(), ['src'], 'rm -rf removed everything it was given');
+  t.is(fs.readFileSync(path.join(b[0]!, 'src/a.txt'), 'utf8'), 'alpha\n', 'and nothing else');
+
+  const after = await h.stats();
+  t.deepEqual(daemonGrowth(before, after), {}, 'no request reached the daemon');
+  for (const op of ['LOOKUP', 'GETATTR', 'READDIR', 'READLINK', 'CREATE', 'WRITE', 'READ', 'MKDIR', 'SYMLINK', 'LINK', 'UNLINK', 'RMDIR'])
+    t.true(served(after, op) > served(before, op), `${op} served by the program`);
+  t.true(served(after, 'RENAME') + served(after, 'RENAME2') > 0, 'mv: RENAME served by the program');
+  t.log(Object.entries(after).filter(([, s]) => s.kernel).map(([op, s]) => `${op} ${s.kernel}`).join(', '));
+  await h.close();
+});
+
+test.serial('tree.bpf.c: create/unlink churn and dropped caches: every FORGET reaches the program, none the daemon', async (t) => {
+  const { b, mnt } = mountDirs(work, 'churn', 1);
+  const h = await mount({ backings: b, mountpoint: mnt, program: TREE, buildDir: build, timeout: 0 });
+  handles.push(h);
+  for (let i = 0; i < 300; i++) {
+    const f = path.join(mnt, `f${i}`);
+    fs.writeFileSync(f, String(i));
+    fs.statSync(f);
+    if (i % 2) fs.unlinkSync(f);
+  }
+  fs.writeFileSync('/proc/sys/vm/drop_caches', '2');
+  let s = await h.stats();
+  for (let i = 0; i < 50 && served(s, 'FORGET') < 150; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    s = await h.stats();
+  }
+  t.true(served(s, 'FORGET') >= 150, `FORGETs delivered to the program: ${served(s, 'FORGET')}`);
+  t.is(s.FORGET?.daemon ?? 0, 0, 'none reached the daemon');
+  t.is(s.BATCH_FORGET?.daemon ?? 0, 0);
+  t.deepEqual(fs.readdirSync(mnt).length, 150, 'the files not unlinked are still there');
+  await h.close();
+});
