@@ -119,7 +119,15 @@ function publishRoots(device: FuseDevice, roots: BpfMap, backings: string[]): vo
   backings.forEach((dir, i) => {
     const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
     try {
-      const id = device.backingOpen(fd, { dir: true });
+      let id: number;
+      try {
+        id = device.backingOpen(fd, { dir: true });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+        throw new Error(`cannot register ${dir} as the program's backing directory (${code})` +
+          (/ELOOP/.test(code) ? ': it is on a FUSE mount, and serving it from this one would stack past the kernel\'s limit ' +
+            '(or re-enter this very mount); use a directory on a regular filesystem' : ''));
+      }
       const v = Buffer.alloc(4);
       v.writeUInt32LE(id);
       roots.update(u32Key(i), v);

@@ -14,6 +14,8 @@ import { makePolicy, type PolicySpec } from '../../src/policy/spec.ts';
 import { checkFiles, runStress } from '../../src/testing/stress.ts';
 import type { FuzzResult } from '../../src/testing/fuzz.ts';
 import { mount as sysMount, umount2Async, MNT_DETACH } from '../../src/fuse/libc.ts';
+
+const MS_BIND = 4096;
 import { guestBuild, mountDirs } from './helpers.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -268,6 +270,35 @@ test.serial('a union copy-up that runs out of space: the open fails with ENOSPC,
   const per = await h.backings();
   t.is(per?.events.copyUps, 1, `one copy-up counted, the failed one not (${JSON.stringify(per?.events)})`);
   await h.close();
+});
+
+test.serial('a tree program stays beneath its backing directory: a bind mount inside is not entered (EXDEV), a backing directory on a FUSE mount is refused (ELOOP), nothing is left mounted', async (t) => {
+  const TREE = path.join(REPO, 'bpf/examples/tree.bpf.c');
+  const { b, mnt } = dirs('escape', 1);
+  const root = b[0]!;
+  fs.writeFileSync(path.join(root, 'inside'), 'inside\n');
+  fs.mkdirSync(path.join(root, 'sub'));
+  fs.mkdirSync(path.join(root, 'bound'));
+  // /etc bound into the backing directory: reachable through the backing tree, not through the program
+  sysMount('/etc', path.join(root, 'bound'), '', MS_BIND, '');
+  mounts.push(path.join(root, 'bound'));
+  fs.symlinkSync('../../../etc', path.join(root, 'up'));
+  const h = await start({ backings: b, mountpoint: mnt, program: TREE });
+
+  t.is(fs.readFileSync(path.join(mnt, 'inside'), 'utf8'), 'inside\n');
+  t.throws(() => fs.statSync(path.join(mnt, 'bound')), { code: 'EXDEV' }, 'the program cannot look up a mount point');
+  t.throws(() => fs.readFileSync(path.join(mnt, 'bound', 'hostname')), { code: 'EXDEV' });
+  t.is(fs.readlinkSync(path.join(mnt, 'up')), '../../../etc', 'a symlink is served as a link, not followed in the backing tree');
+
+  const mnt2 = path.join(work, 'escape', 'mnt2');
+  fs.mkdirSync(mnt2);
+  for (const dir of [mnt, path.join(mnt, 'sub')]) {
+    const err = await t.throwsAsync(start({ backings: [dir], mountpoint: mnt2, program: TREE }));
+    t.regex(err!.message, /ELOOP.*stack past the kernel's limit/, `a backing directory on the FUSE mount (${path.relative(work, dir)}) is refused with a clear error`);
+    t.false(fuseMounted(mnt2), 'and nothing is left mounted');
+  }
+  const s = (await h.close())!;
+  t.is(s.LOOKUP?.daemon ?? 0, 0, 'the refused lookups were the program\'s, not the daemon\'s');
 });
 
 test.serial('a backing file removed behind the mount: an open file keeps working, a new open gets ENOENT', async (t) => {
