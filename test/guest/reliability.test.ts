@@ -301,6 +301,38 @@ test.serial('a tree program stays beneath its backing directory: a bind mount in
   t.is(s.LOOKUP?.daemon ?? 0, 0, 'the refused lookups were the program\'s, not the daemon\'s');
 });
 
+test.serial('a mirror replica whose reads fail: every read is served from the other replica, with the right bytes', async (t) => {
+  const base = path.join(work, 'mirror-readerr');
+  const [b0, bad, badMnt, mnt] = ['b0', 'bad', 'bad-mnt', 'mnt'].map((d) => path.join(base, d)) as [string, string, string, string];
+  for (const d of [b0, bad, badMnt, mnt]) fs.mkdirSync(d, { recursive: true });
+  // Replica 1 lives on a FUSE mount whose daemon refuses every READ (EPERM): a failing disk
+  // without a block device. Writes and everything else still work there.
+  const faulty = await start({ backings: [bad], mountpoint: badMnt, userspace: true, policy: makePolicy('filter', { deny: 'read' }, 1) });
+  const h = await start({ backings: [b0, badMnt], mountpoint: mnt, policy: makePolicy('mirror', {}, 2) });
+  const data = randomBytes(1 << 20);
+  fs.writeFileSync(path.join(mnt, 'f'), data);
+  t.true(fs.readFileSync(path.join(bad, 'f')).equals(data), 'the write reached the faulty replica');
+  const faultyBefore = (await faulty.stats()).READ?.daemon ?? 0;
+
+  const fd = fs.openSync(path.join(mnt, 'f'), fs.constants.O_RDONLY | fs.constants.O_DIRECT);
+  const buf = Buffer.alloc(64 << 10);
+  let bad0 = 0;
+  for (let pass = 0; pass < 2; pass++) {
+    for (let off = 0; off < data.length; off += buf.length) {
+      const n = fs.readSync(fd, buf, 0, buf.length, off);
+      if (n !== buf.length || !buf.equals(data.subarray(off, off + n))) bad0++;
+    }
+  }
+  fs.closeSync(fd);
+  t.is(bad0, 0, 'all 32 reads returned the right bytes');
+  const failed = ((await faulty.stats()).READ?.daemon ?? 0) - faultyBefore;
+  t.true(failed > 0, `reads were tried on the faulty replica and failed there (${failed} refused)`);
+  const per = await h.backings();
+  t.log(`kernel reads per replica: ${JSON.stringify(per?.kernel?.map((k) => k.reads))}, faulty replica refused ${failed}`);
+  await h.close();
+  await faulty.close();
+});
+
 test.serial('a backing file removed behind the mount: an open file keeps working, a new open gets ENOENT', async (t) => {
   const { b, mnt } = dirs('removed', 1);
   const data = randomBytes(100_000);
