@@ -49,8 +49,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define PATH_SZ		4096	/* PATH_MAX: symbolic link targets */
 #define MAX_NODES	65536
 #define MAX_FILES	8192
-/* Cached by the kernel for this long, as the daemon's defaults */
-#define VALID_SECS	1
 
 /* Index 0: backing id of the root directory, set by the daemon */
 struct {
@@ -59,6 +57,24 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } roots SEC(".maps");
+
+/*
+ * Index 0: how long the kernel may cache names and attributes, in seconds:
+ * the mount's timeout, set by the daemon, as the daemon's replies carry it
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} cache_timeout SEC(".maps");
+
+static __u64 valid_secs(void)
+{
+	__u32 zero = 0, *t = bpf_map_lookup_elem(&cache_timeout, &zero);
+
+	return t ? *t : 0;
+}
 
 struct tree_node {
 	struct bpf_spin_lock lock;
@@ -230,8 +246,8 @@ static int reply_entry(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
 		bpf_fuse_backing_put(fb);
 		return err;
 	}
-	out->entry_valid = VALID_SECS;
-	out->attr_valid = VALID_SECS;
+	out->entry_valid = valid_secs();
+	out->attr_valid = out->entry_valid;
 	return node_remember(out->nodeid, fb);
 }
 
@@ -533,7 +549,7 @@ static int serve_attr(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
 		if (err)
 			return err;
 	}
-	out->attr_valid = VALID_SECS;
+	out->attr_valid = valid_secs();
 	return bpf_vfs_getattr(ctx, fb, &out->attr, sizeof(out->attr));
 }
 

@@ -112,9 +112,16 @@ function publishBackingIds(obj: LoadedObject) {
 /**
  * A program with a "roots" map (u32 index -> u32 backing id) serves trees itself: register
  * each backing directory with FUSE_BACKING_DIR and publish its id, the root's at index 0.
- * The program then answers for the root node and hands out node ids of its own below it.
+ * The program then answers for the root node and hands out node ids of its own below it,
+ * with the mount's cache timeout if it has a "cache_timeout" map (u32 seconds at index 0):
+ * the replies it fills carry the timeouts the daemon's would.
  */
-function publishRoots(device: FuseDevice, roots: BpfMap, backings: string[]): void {
+function publishRoots(device: FuseDevice, roots: BpfMap, backings: string[], timeout?: BpfMap, seconds = 1): void {
+  if (timeout) {
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(seconds);
+    timeout.update(u32Key(0), v);
+  }
   if (roots.valueSize !== 4) throw new Error(`the program's "roots" map must have u32 values (backing ids), not ${roots.valueSize} bytes`);
   backings.forEach((dir, i) => {
     const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
@@ -224,7 +231,7 @@ async function main(cfg: ServeConfig): Promise<void> {
   if (obj) {
     try {
       // After INIT (the kernel refuses programs on a connection before it).
-      if (roots) publishRoots(h.device, roots, cfg.backings);
+      if (roots) publishRoots(h.device, roots, cfg.backings, has('cache_timeout') ? obj.map('cache_timeout') : undefined, cfg.timeout ?? 1);
       link = obj.attachStructOps(cfg.structOps!);
       attachToFuse(h.device.fd, link);
     } catch (e) {
