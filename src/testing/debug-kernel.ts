@@ -16,6 +16,7 @@ export const DEBUG_GUEST_FILES = [
   'test/guest/fuse-posix.test.ts',
   'test/guest/policies.test.ts',
   'test/guest/reliability.test.ts',
+  'test/guest/tree.test.ts',
 ];
 
 /**
