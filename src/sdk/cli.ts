@@ -20,7 +20,10 @@ Modes:
   --program FILE          load FILE (.bpf.o, or .bpf.c compiled with clang-19 against the
                           running kernel) and attach its struct fuse_bpf_ops to this mount;
                           with a "nodes" map the daemon publishes each open file's backing
-                          id there (see bpf/examples/passthrough.bpf.c)
+                          id there (see bpf/examples/passthrough.bpf.c); with a "roots" map
+                          it registers the backing directory itself there, and the program
+                          serves the whole tree, names included, with its own node ids
+                          (see bpf/examples/tree.bpf.c; a "cache_timeout" map gets --timeout)
   --struct-ops NAME       the struct_ops map to attach when FILE has several
   --policy NAME           a built-in policy over the BACKING directories: its BPF C is
                           generated, compiled (cached) and attached, and the daemon serves
