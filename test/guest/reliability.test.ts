@@ -20,6 +20,7 @@ import { guestBuild, mountDirs } from './helpers.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const PASSTHROUGH = path.join(REPO, 'bpf/examples/passthrough.bpf.c');
+const TREE = path.join(REPO, 'bpf/examples/tree.bpf.c');
 /** Seconds of stress per policy: bounded in CI, longer on demand. */
 const STRESS_SECONDS = Number(process.env.FUSE_KFUNC_STRESS_SECONDS ?? 8);
 let work = '';
@@ -67,6 +68,7 @@ const stressCases: { name: string; spec?: PolicySpec; program?: string; backings
   { name: 'route x3', spec: makePolicy('route', { rules: 'w0/=1,w1/=2' }, 3), backings: 3, unit: 8192 },
   { name: 'union x2', spec: makePolicy('union', {}, 2), backings: 2, unit: 8192 },
   { name: 'filter', spec: makePolicy('filter', {}, 1), backings: 1, unit: 8192 },
+  { name: 'tree.bpf.c', program: TREE, backings: 1, unit: 8192 },
 ];
 
 for (const c of stressCases) {
@@ -80,6 +82,11 @@ for (const c of stressCases) {
     t.deepEqual(r.mismatches, [], 'every read agreed with the models');
     t.true(r.rounds >= 3 && r.readerChecks > 0, 'the workers did work');
     t.true((stats.READ?.kernel ?? 0) > 0 && (stats.WRITE?.kernel ?? 0) > 0, 'the program served I/O under concurrency');
+    if (c.program === TREE) {
+      const up = ['LOOKUP', 'FORGET', 'CREATE', 'MKDIR', 'RENAME', 'RENAME2', 'UNLINK', 'RMDIR', 'OPEN', 'OPENDIR', 'READDIR', 'READDIRPLUS', 'READ', 'WRITE', 'SETATTR']
+        .filter((op) => (stats[op]?.daemon ?? 0) > 0);
+      t.deepEqual(up, [], 'the tree program served the namespace too: none of it reached the daemon');
+    }
     // What the program left in the backing files, read through the daemon alone.
     const ref = await start({ backings: b, mountpoint: mnt, policy: c.spec, userspace: true });
     t.deepEqual(checkFiles(mnt, r.files), [], `all ${Object.keys(r.files).length} files read back the same through the userspace reference`);
@@ -273,7 +280,6 @@ test.serial('a union copy-up that runs out of space: the open fails with ENOSPC,
 });
 
 test.serial('a tree program stays beneath its backing directory: a bind mount inside is not entered (EXDEV), a backing directory on a FUSE mount is refused (ELOOP), nothing is left mounted', async (t) => {
-  const TREE = path.join(REPO, 'bpf/examples/tree.bpf.c');
   const { b, mnt } = dirs('escape', 1);
   const root = b[0]!;
   fs.writeFileSync(path.join(root, 'inside'), 'inside\n');
