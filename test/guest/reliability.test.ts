@@ -14,11 +14,10 @@ import { makePolicy, type PolicySpec } from '../../src/policy/spec.ts';
 import { checkFiles, runStress } from '../../src/testing/stress.ts';
 import type { FuzzResult } from '../../src/testing/fuzz.ts';
 import { mount as sysMount, umount2Async, MNT_DETACH } from '../../src/fuse/libc.ts';
-
-const MS_BIND = 4096;
 import { guestBuild, mountDirs } from './helpers.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const MS_BIND = 4096;
 const PASSTHROUGH = path.join(REPO, 'bpf/examples/passthrough.bpf.c');
 const TREE = path.join(REPO, 'bpf/examples/tree.bpf.c');
 /** Seconds of stress per policy: bounded in CI, longer on demand. */
@@ -139,7 +138,7 @@ process.stdout.write(JSON.stringify({ ops, error }));`;
   return { child, done: new Promise((r) => child.on('exit', () => r(JSON.parse(out || '{"ops":0,"error":"no output"}')))) };
 }
 
-test.serial('the daemon killed during I/O: the caller gets ENOTCONN, the program stops serving, no mount is left', async (t) => {
+test.serial('the daemon killed during I/O: the caller gets ENOTCONN (or ECONNABORTED in flight), the program stops serving, no mount is left', async (t) => {
   const { b, mnt } = dirs('kill-daemon', 1);
   fs.writeFileSync(path.join(b[0]!, 'f'), Buffer.alloc(64 * 4096));
   const h = await start({ backings: b, mountpoint: mnt, program: PASSTHROUGH });
@@ -150,7 +149,9 @@ test.serial('the daemon killed during I/O: the caller gets ENOTCONN, the program
   h.child.kill('SIGKILL');
   const res = await io.done;
   t.log(`the I/O child made ${res.ops} round trips, then ${res.error}`);
-  t.is(res.error, 'ENOTCONN', 'an aborted connection, not silent success from the program');
+  // ENOTCONN for a request made after the abort; ECONNABORTED for one that was at the daemon
+  // when it died (a GETATTR, say: the debug kernel's timing makes that likely).
+  t.true(res.error === 'ENOTCONN' || res.error === 'ECONNABORTED', `an aborted connection, not silent success from the program (got ${res.error})`);
   await h.closed;
   t.false(fuseMounted(mnt), 'the dead mount was taken away');
   t.is(fs.readdirSync(mnt).length, 0);
