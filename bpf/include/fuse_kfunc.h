@@ -240,6 +240,10 @@ extern int bpf_vfs_removexattr(struct fuse_bpf_ctx *ctx,
  * appends it to a READDIR(PLUS) reply with the offset to continue from
  * (-ENOSPC: the reply is full).
  */
+/* Declared here too, so that programs not using them build against older kernels */
+struct bpf_iter_fuse_dir;
+struct fuse_bpf_dirent;
+
 extern int bpf_iter_fuse_dir_new(struct bpf_iter_fuse_dir *it,
 				 struct fuse_backing *dir, __u64 pos) __ksym;
 extern struct fuse_bpf_dirent *
