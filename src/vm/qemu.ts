@@ -85,7 +85,10 @@ export function qemuArgs(o: VmOptions, job: string, sockets: { out: string; err:
   args.push('-chardev', `socket,id=err,path=${sockets.err}`, '-serial', 'chardev:err');
   if (accel === 'kvm') args.push('-accel', 'kvm', '-cpu', 'host');
   // icount needs single-threaded TCG: one vCPU thread, so a deterministic instruction clock.
-  else args.push('-accel', o.icount ? 'tcg,thread=single' : 'tcg,thread=multi', '-cpu', 'max');
+  // la57=off: with 5-level paging, an interrupt taken while identify_cpu() has cleared the
+  // boot CPU's feature bits makes KASAN (whose shadow bounds follow X86_FEATURE_LA57) call a
+  // valid irq_desc "wild-memory-access" and turn lockdep off for the boot (docs/reliability.md).
+  else args.push('-accel', o.icount ? 'tcg,thread=single' : 'tcg,thread=multi', '-cpu', 'max,la57=off');
   if (o.icount) args.push('-icount', 'shift=0,sleep=off');
   return args;
 }
