@@ -14,9 +14,9 @@
  * lookups the kernel holds, which FORGET (delivered to the program, never
  * to the daemon) takes back.  Open files are kept per file handle.
  *
- * Credentials: the kfuncs act with those of the daemon that registered
- * the directory.  As with a daemon mounted with default_permissions, the
- * kernel checks the caller's permissions on the FUSE inode beforehand.
+ * Credentials: the kfuncs act as the caller, so the backing tree's own
+ * permissions apply to each user of the mount; the SDK also mounts with
+ * default_permissions, which checks the FUSE inode beforehand.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

@@ -165,9 +165,10 @@ extern int bpf_vfs_listxattr(struct fuse_bpf_ctx *ctx,
 
 /*
  * Directories registered with FUSE_DEV_IOC_BACKING_OPEN and FUSE_BACKING_DIR.
- * bpf_fuse_backing_open_at() opens one entry of @dir (no symlink following,
- * @dir's credentials; O_RDONLY/O_WRONLY/O_RDWR, optionally O_DIRECTORY) as a
- * new backing file, or returns NULL with *@err set.  bpf_vfs_readdir() fills
+ * bpf_fuse_backing_open_at() opens one entry of @dir (bpf_vfs_lookup() then
+ * bpf_vfs_open(): no symlink, mount point, FIFO or device; O_RDONLY/O_WRONLY/
+ * O_RDWR, optionally O_DIRECTORY) as a new backing file, or returns NULL with
+ * *@err set.  bpf_vfs_readdir() fills
  * a READDIR or READDIRPLUS reply from @dir starting at @pos: bytes filled, 0
  * at the end (READDIRPLUS entries carry no node id).
  */
@@ -191,7 +192,9 @@ extern int bpf_vfs_readdir(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
  * Names are one path component, NUL terminated within name__sz: not empty,
  * not "." or "..", no '/'.  Lookups follow no final symlink and enter no
  * mount (-EXDEV), so nothing outside the backing directories is reachable.
- * Everything runs with the backing directory's registered credentials.
+ * Every kfunc acts as the caller (the process that made the request; a
+ * background request as the attacher without CAP_FSETID): the backing
+ * files' own permissions apply to it, and what it creates is its own.
  *
  * bpf_vfs_lookup(): the entry as an O_PATH node (getattr, setattr, xattrs,
  * readlink, further lookups, bpf_vfs_open()).  bpf_vfs_fill_entry(): the
