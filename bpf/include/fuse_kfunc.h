@@ -248,6 +248,7 @@ struct bpf_iter_fuse_dir;
 struct fuse_bpf_dirent;
 
 extern int bpf_iter_fuse_dir_new(struct bpf_iter_fuse_dir *it,
+				 struct fuse_bpf_ctx *ctx,
 				 struct fuse_backing *dir, __u64 pos) __ksym;
 extern struct fuse_bpf_dirent *
 bpf_iter_fuse_dir_next(struct bpf_iter_fuse_dir *it) __ksym;
