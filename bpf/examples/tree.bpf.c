@@ -46,7 +46,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define ROOT_ID		1
 #define NAME_SZ		256	/* NAME_MAX + 1 */
-#define PATH_SZ		4096	/* PATH_MAX: symbolic link targets */
 #define MAX_NODES	65536
 #define MAX_FILES	8192
 
@@ -104,13 +103,12 @@ struct {
 __u64 last_fh;
 
 /*
- * Requests with two names or a link target need more than the 512-byte
- * stack.  The buffer is per thread, not per CPU: the program sleeps in
- * the kfuncs, and another request may run on the same CPU meanwhile.
+ * A RENAME's two names need more than the 512-byte stack.  The buffer is
+ * per thread, not per CPU: the program sleeps in the kfuncs, and another
+ * request may run on the same CPU meanwhile.
  */
 struct scratch {
 	char names[2 * NAME_SZ];
-	char target[PATH_SZ];
 };
 
 struct {
@@ -302,7 +300,8 @@ static void file_release(__u64 fh)
 	bpf_map_delete_elem(&tree_files, &fh);
 }
 
-static int open_fh(struct fuse_args *args, struct fuse_backing *node, __u32 flags)
+static int open_fh(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
+		   struct fuse_backing *node, __u32 flags)
 {
 	struct fuse_open_out *out = bpf_fuse_out(args, 0, struct fuse_open_out);
 	struct fuse_backing *file;
@@ -310,7 +309,7 @@ static int open_fh(struct fuse_args *args, struct fuse_backing *node, __u32 flag
 
 	if (!out)
 		return -EIO;
-	file = bpf_vfs_open(node, flags, &err);
+	file = bpf_vfs_open(ctx, node, flags, &err);
 	if (!file)
 		return err;
 	return file_add(file, &out->fh);
@@ -338,7 +337,7 @@ static __noinline int serve_lookup(struct fuse_bpf_ctx *ctx,
 	err = get_name(args, 0, name);
 	if (err)
 		return err;
-	fb = bpf_vfs_lookup(dir, name, sizeof(name), &err);
+	fb = bpf_vfs_lookup(ctx, dir, name, sizeof(name), &err);
 	if (!fb)
 		return err;
 	return reply_entry(ctx, args, fb);
@@ -351,7 +350,7 @@ static int reply_created(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
 	struct fuse_backing *fb;
 	int err = 0;
 
-	fb = bpf_vfs_lookup(dir, name, NAME_SZ, &err);
+	fb = bpf_vfs_lookup(ctx, dir, name, NAME_SZ, &err);
 	if (!fb)
 		return err;
 	return reply_entry(ctx, args, fb);
@@ -411,13 +410,10 @@ static __noinline int serve_mknod(struct fuse_bpf_ctx *ctx,
 
 		if (!in)
 			return -EIO;
-		err = bpf_vfs_mkdir(dir, name, sizeof(name), in->mode);
+		err = bpf_vfs_mkdir(ctx, dir, name, sizeof(name), in->mode);
 	} else {
-		const struct fuse_mknod_in *in = bpf_fuse_in(args, 0, struct fuse_mknod_in);
-
-		if (!in)
-			return -EIO;
-		err = bpf_vfs_mknod(dir, name, sizeof(name), in->mode, in->rdev);
+		/* Type, mode and device number come from the request */
+		err = bpf_vfs_mknod(ctx, dir, name, sizeof(name));
 	}
 	return err ? err : reply_created(ctx, args, dir, name);
 }
@@ -426,25 +422,15 @@ static __noinline int serve_symlink(struct fuse_bpf_ctx *ctx,
 				    struct fuse_args *args,
 				    struct fuse_backing *dir)
 {
-	struct scratch *s = scratch_get();
-	int err, len;
+	char name[NAME_SZ];
+	int err;
 
-	if (!s)
-		return -ENOMEM;
-	err = get_name(args, 0, s->names);
+	err = get_name(args, 0, name);
 	if (err)
-		goto out;
-	len = bpf_fuse_in_arg_copy(args, 1, s->target, sizeof(s->target));
-	if (len < 0) {
-		err = len == -E2BIG ? -ENAMETOOLONG : len;
-		goto out;
-	}
-	err = bpf_vfs_symlink(dir, s->names, NAME_SZ, s->target, sizeof(s->target));
-	if (!err)
-		err = reply_created(ctx, args, dir, s->names);
-out:
-	scratch_put();
-	return err;
+		return err;
+	/* The link's contents come from the request */
+	err = bpf_vfs_symlink(ctx, dir, name, sizeof(name));
+	return err ? err : reply_created(ctx, args, dir, name);
 }
 
 static __noinline int serve_link(struct fuse_bpf_ctx *ctx,
@@ -464,7 +450,7 @@ static __noinline int serve_link(struct fuse_bpf_ctx *ctx,
 	old = node_get(in->oldnodeid);
 	if (!old)
 		return -ESTALE;
-	err = bpf_vfs_link(old, dir, name, sizeof(name));
+	err = bpf_vfs_link(ctx, old, dir, name, sizeof(name));
 	bpf_fuse_backing_put(old);
 	return err ? err : reply_created(ctx, args, dir, name);
 }
@@ -480,8 +466,8 @@ static __noinline int serve_remove(struct fuse_bpf_ctx *ctx,
 	if (err)
 		return err;
 	if (ctx->opcode == FUSE_OP_RMDIR)
-		return bpf_vfs_rmdir(dir, name, sizeof(name));
-	return bpf_vfs_unlink(dir, name, sizeof(name));
+		return bpf_vfs_rmdir(ctx, dir, name, sizeof(name));
+	return bpf_vfs_unlink(ctx, dir, name, sizeof(name));
 }
 
 /* Only the kernel builds struct fuse_rename_in, so it is not in vmlinux.h */
@@ -496,7 +482,6 @@ static __noinline int serve_rename(struct fuse_bpf_ctx *ctx,
 	struct fuse_backing *newdir;
 	struct scratch *s;
 	__u64 newdir_id;
-	__u32 flags = 0;
 	int err, n1, n2;
 
 	if (ctx->opcode == FUSE_OP_RENAME2) {
@@ -505,7 +490,6 @@ static __noinline int serve_rename(struct fuse_bpf_ctx *ctx,
 		if (!in)
 			return -EIO;
 		newdir_id = in->newdir;
-		flags = in->flags;
 	} else {
 		const struct tree_rename_in *in = bpf_fuse_in(args, 0, struct tree_rename_in);
 
@@ -529,7 +513,8 @@ static __noinline int serve_rename(struct fuse_bpf_ctx *ctx,
 	newdir = node_backing(ctx, newdir_id);
 	if (!newdir)
 		goto out;
-	err = bpf_vfs_rename(dir, newdir, s->names, n1 + n2, flags);
+	/* RENAME2's flags come from the request */
+	err = bpf_vfs_rename(ctx, dir, newdir, s->names, n1 + n2);
 	bpf_fuse_backing_put(newdir);
 out:
 	scratch_put();
@@ -570,10 +555,10 @@ static __noinline int serve_node(struct fuse_bpf_ctx *ctx,
 		if (!in)
 			return -EIO;
 		/* O_APPEND is the kernel's business: it sends the offset */
-		return open_fh(args, fb, in->flags & (O_ACCMODE | O_TRUNC));
+		return open_fh(ctx, args, fb, in->flags & (O_ACCMODE | O_TRUNC));
 	}
 	case FUSE_OP_OPENDIR:
-		return open_fh(args, fb, O_RDONLY | O_DIRECTORY);
+		return open_fh(ctx, args, fb, O_RDONLY | O_DIRECTORY);
 	case FUSE_OP_CREATE:
 		return serve_create(ctx, args, fb);
 	case FUSE_OP_MKNOD:
@@ -605,7 +590,7 @@ static __noinline int serve_node(struct fuse_bpf_ctx *ctx,
 	case FUSE_OP_STATFS: {
 		struct fuse_statfs_out *out = bpf_fuse_out(args, 0, struct fuse_statfs_out);
 
-		return out ? bpf_vfs_statfs(fb, &out->st, sizeof(out->st)) : -EIO;
+		return out ? bpf_vfs_statfs(ctx, fb, &out->st, sizeof(out->st)) : -EIO;
 	}
 	}
 	return -ENOSYS;
@@ -713,14 +698,14 @@ static __noinline int serve_open_file(struct fuse_bpf_ctx *ctx,
 		break;
 	}
 	case FUSE_OP_FLUSH:
-		ret = bpf_vfs_flush(file);
+		ret = bpf_vfs_flush(ctx, file);
 		break;
 	case FUSE_OP_FSYNC:
 	case FUSE_OP_FSYNCDIR: {
 		const struct fuse_fsync_in *in = bpf_fuse_in(args, 0, struct fuse_fsync_in);
 
 		if (in)
-			ret = bpf_vfs_fsync(file, in->fsync_flags & 1);
+			ret = bpf_vfs_fsync(ctx, file, in->fsync_flags & 1);
 		break;
 	}
 	case FUSE_OP_LSEEK: {
@@ -730,7 +715,7 @@ static __noinline int serve_open_file(struct fuse_bpf_ctx *ctx,
 
 		if (!in || !out)
 			break;
-		pos = bpf_vfs_llseek(file, in->offset, in->whence);
+		pos = bpf_vfs_llseek(ctx, file, in->offset, in->whence);
 		if (pos < 0) {
 			ret = pos;
 		} else {
@@ -743,7 +728,7 @@ static __noinline int serve_open_file(struct fuse_bpf_ctx *ctx,
 		const struct fuse_fallocate_in *in = bpf_fuse_in(args, 0, struct fuse_fallocate_in);
 
 		if (in)
-			ret = bpf_vfs_fallocate(file, in->mode, in->offset, in->length);
+			ret = bpf_vfs_fallocate(ctx, file, in->mode, in->offset, in->length);
 		break;
 	}
 	}

@@ -120,6 +120,11 @@ extern void bpf_rcu_read_unlock(void) __ksym;
 /* ---- VFS on backing files (sleepable programs only) ------------------- */
 
 /*
+ * Every kfunc using a backing file takes the request: the file is used only
+ * where this connection would have accepted it from FUSE_DEV_IOC_BACKING_OPEN
+ * (-ELOOP otherwise), wherever it came from.  Programs of two connections
+ * sharing a map could otherwise make a mount wait on itself.
+ *
  * Data moves between the backing file and the request's pages inside the
  * kernel; BPF only names offsets.  Both return bytes moved or -errno, and
  * may be called several times to fill one request.
@@ -132,24 +137,28 @@ extern int bpf_vfs_write(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
 /* Fills a struct fuse_attr (@attr__sz = sizeof(struct fuse_attr)) */
 extern int bpf_vfs_getattr(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
 			   void *attr, __u32 attr__sz) __ksym;
-extern int bpf_vfs_fsync(struct fuse_backing *fb, int datasync) __ksym;
-extern int bpf_vfs_fallocate(struct fuse_backing *fb, int mode,
+extern int bpf_vfs_fsync(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
+			 int datasync) __ksym;
+extern int bpf_vfs_fallocate(struct fuse_bpf_ctx *ctx,
+			     struct fuse_backing *fb, int mode,
 			     __u64 offset, __u64 len) __ksym;
-extern __s64 bpf_vfs_llseek(struct fuse_backing *fb, __s64 offset,
-			    int whence) __ksym;
-extern int bpf_vfs_truncate(struct fuse_backing *fb, __u64 size) __ksym;
+extern __s64 bpf_vfs_llseek(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
+			    __s64 offset, int whence) __ksym;
+extern int bpf_vfs_truncate(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
+			    __u64 size) __ksym;
 /*
- * Apply the request's SETATTR (size, mode, owner, times, kill suid/sgid);
- * permission checks for the caller are the program's job.  Fill the reply
- * with bpf_vfs_getattr() afterwards.
+ * Apply the request's SETATTR (size, mode, owner, times, kill suid/sgid)
+ * as the caller, with the checks chmod(2), chown(2), truncate(2) and
+ * utimensat(2) make.  Fill the reply with bpf_vfs_getattr() afterwards.
  */
 extern int bpf_vfs_setattr(struct fuse_bpf_ctx *ctx,
 			   struct fuse_backing *fb) __ksym;
 /* As on close, for backing filesystems that write back on flush */
-extern int bpf_vfs_flush(struct fuse_backing *fb) __ksym;
+extern int bpf_vfs_flush(struct fuse_bpf_ctx *ctx,
+			 struct fuse_backing *fb) __ksym;
 /* Fills a struct fuse_kstatfs */
-extern int bpf_vfs_statfs(struct fuse_backing *fb, void *st,
-			  __u32 st__sz) __ksym;
+extern int bpf_vfs_statfs(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
+			  void *st, __u32 st__sz) __ksym;
 /*
  * Serve the request, a GETXATTR or LISTXATTR, from @fb: the value (or
  * list) if the caller passed a buffer, else its size; -ENODATA, -ERANGE.
@@ -165,16 +174,10 @@ extern int bpf_vfs_listxattr(struct fuse_bpf_ctx *ctx,
 
 /*
  * Directories registered with FUSE_DEV_IOC_BACKING_OPEN and FUSE_BACKING_DIR.
- * bpf_fuse_backing_open_at() opens one entry of @dir (bpf_vfs_lookup() then
- * bpf_vfs_open(): no symlink, mount point, FIFO or device; O_RDONLY/O_WRONLY/
- * O_RDWR, optionally O_DIRECTORY) as a new backing file, or returns NULL with
- * *@err set.  bpf_vfs_readdir() fills
- * a READDIR or READDIRPLUS reply from @dir starting at @pos: bytes filled, 0
- * at the end (READDIRPLUS entries carry no node id).
+ * bpf_vfs_readdir() fills a READDIR or READDIRPLUS reply from @dir starting
+ * at @pos: bytes filled, 0 at the end (READDIRPLUS entries carry no node id).
+ * To open an entry of @dir, bpf_vfs_lookup() then bpf_vfs_open() (below).
  */
-extern struct fuse_backing *
-bpf_fuse_backing_open_at(struct fuse_backing *dir, const char *name,
-			 __u32 name__sz, __u32 flags, int *err) __ksym;
 extern int bpf_vfs_readdir(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
 			   __u64 pos) __ksym;
 
@@ -193,43 +196,51 @@ extern int bpf_vfs_readdir(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
  * not "." or "..", no '/'.  Lookups follow no final symlink and enter no
  * mount (-EXDEV), so nothing outside the backing directories is reachable.
  * Every kfunc acts as the caller (the process that made the request; a
- * background request as the attacher without CAP_FSETID): the backing
+ * background request as the attacher without any capability): the backing
  * files' own permissions apply to it, and what it creates is its own.
  *
  * bpf_vfs_lookup(): the entry as an O_PATH node (getattr, setattr, xattrs,
  * readlink, further lookups, bpf_vfs_open()).  bpf_vfs_fill_entry(): the
  * request's fuse_entry_out from a node (nodeid, generation, attributes).
- * bpf_vfs_open(): a node opened for I/O (O_ACCMODE, O_TRUNC, O_DIRECTORY).
- * bpf_vfs_create(): serve CREATE (mode, flags from the request).
+ * bpf_vfs_open(): a node opened for I/O (O_ACCMODE, O_TRUNC, O_DIRECTORY;
+ * regular files and directories only).  bpf_vfs_create(), bpf_vfs_mknod(),
+ * bpf_vfs_symlink(): serve CREATE, MKNOD, SYMLINK; what the request says
+ * (mode, flags, device, link contents) comes from the request, the name
+ * from the program.
  */
-extern struct fuse_backing *bpf_vfs_lookup(struct fuse_backing *dir,
+extern struct fuse_backing *bpf_vfs_lookup(struct fuse_bpf_ctx *ctx,
+					   struct fuse_backing *dir,
 					   const char *name, __u32 name__sz,
 					   int *err) __ksym;
 extern int bpf_vfs_fill_entry(struct fuse_bpf_ctx *ctx,
 			      struct fuse_backing *fb, __u64 nodeid) __ksym;
-extern struct fuse_backing *bpf_vfs_open(struct fuse_backing *node,
+extern struct fuse_backing *bpf_vfs_open(struct fuse_bpf_ctx *ctx,
+					 struct fuse_backing *node,
 					 __u32 flags, int *err) __ksym;
 extern struct fuse_backing *bpf_vfs_create(struct fuse_bpf_ctx *ctx,
 					   struct fuse_backing *dir,
 					   const char *name, __u32 name__sz,
 					   int *err) __ksym;
-extern int bpf_vfs_mkdir(struct fuse_backing *dir, const char *name,
-			 __u32 name__sz, __u32 mode) __ksym;
-extern int bpf_vfs_mknod(struct fuse_backing *dir, const char *name,
-			 __u32 name__sz, __u32 mode, __u32 rdev) __ksym;
-extern int bpf_vfs_symlink(struct fuse_backing *dir, const char *name,
-			   __u32 name__sz, const char *target,
-			   __u32 target__sz) __ksym;
-extern int bpf_vfs_link(struct fuse_backing *node, struct fuse_backing *dir,
-			const char *name, __u32 name__sz) __ksym;
-extern int bpf_vfs_unlink(struct fuse_backing *dir, const char *name,
-			  __u32 name__sz) __ksym;
-extern int bpf_vfs_rmdir(struct fuse_backing *dir, const char *name,
-			 __u32 name__sz) __ksym;
-/* @names: "old\0new\0"; RENAME_NOREPLACE/EXCHANGE/WHITEOUT; -EXDEV across mounts */
-extern int bpf_vfs_rename(struct fuse_backing *olddir,
+extern int bpf_vfs_mkdir(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
+			 const char *name, __u32 name__sz, __u32 mode) __ksym;
+extern int bpf_vfs_mknod(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
+			 const char *name, __u32 name__sz) __ksym;
+extern int bpf_vfs_symlink(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
+			   const char *name, __u32 name__sz) __ksym;
+extern int bpf_vfs_link(struct fuse_bpf_ctx *ctx, struct fuse_backing *node,
+			struct fuse_backing *dir, const char *name,
+			__u32 name__sz) __ksym;
+extern int bpf_vfs_unlink(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
+			  const char *name, __u32 name__sz) __ksym;
+extern int bpf_vfs_rmdir(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
+			 const char *name, __u32 name__sz) __ksym;
+/*
+ * @names: "old\0new\0"; the flags are RENAME2's (NOREPLACE, EXCHANGE,
+ * WHITEOUT), none for RENAME or another request; -EXDEV across mounts
+ */
+extern int bpf_vfs_rename(struct fuse_bpf_ctx *ctx, struct fuse_backing *olddir,
 			  struct fuse_backing *newdir, const char *names,
-			  __u32 names__sz, __u32 flags) __ksym;
+			  __u32 names__sz) __ksym;
 extern int bpf_vfs_readlink(struct fuse_bpf_ctx *ctx,
 			    struct fuse_backing *node) __ksym;
 extern int bpf_vfs_setxattr(struct fuse_bpf_ctx *ctx,

@@ -142,25 +142,28 @@ static int do_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return 0;
 }
 
-static int do_fsync(struct fuse_args *args, struct fuse_backing *fb)
+static int do_fsync(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+		    struct fuse_backing *fb)
 {
 	const struct fuse_fsync_in *in = bpf_fuse_in(args, 0, struct fuse_fsync_in);
 
 	if (!in)
 		return -EIO;
-	return bpf_vfs_fsync(fb, in->fsync_flags & 1);	/* FUSE_FSYNC_FDATASYNC */
+	return bpf_vfs_fsync(fctx, fb, in->fsync_flags & 1);	/* FUSE_FSYNC_FDATASYNC */
 }
 
-static int do_fallocate(struct fuse_args *args, struct fuse_backing *fb)
+static int do_fallocate(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+			struct fuse_backing *fb)
 {
 	const struct fuse_fallocate_in *in = bpf_fuse_in(args, 0, struct fuse_fallocate_in);
 
 	if (!in)
 		return -EIO;
-	return bpf_vfs_fallocate(fb, in->mode, in->offset, in->length);
+	return bpf_vfs_fallocate(fctx, fb, in->mode, in->offset, in->length);
 }
 
-static int do_lseek(struct fuse_args *args, struct fuse_backing *fb)
+static int do_lseek(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+		    struct fuse_backing *fb)
 {
 	const struct fuse_lseek_in *in = bpf_fuse_in(args, 0, struct fuse_lseek_in);
 	struct fuse_lseek_out *out = bpf_fuse_out(args, 0, struct fuse_lseek_out);
@@ -168,7 +171,7 @@ static int do_lseek(struct fuse_args *args, struct fuse_backing *fb)
 
 	if (!in || !out)
 		return -EIO;
-	pos = bpf_vfs_llseek(fb, in->offset, in->whence);
+	pos = bpf_vfs_llseek(fctx, fb, in->offset, in->whence);
 	if (pos < 0)
 		return pos;
 	out->offset = pos;
@@ -186,13 +189,13 @@ static int backing_op(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	case FUSE_OP_GETATTR:
 		return do_getattr(fctx, args, fb);
 	case FUSE_OP_FSYNC:
-		return do_fsync(args, fb);
+		return do_fsync(fctx, args, fb);
 	case FUSE_OP_FLUSH:
-		return bpf_vfs_flush(fb);
+		return bpf_vfs_flush(fctx, fb);
 	case FUSE_OP_FALLOCATE:
-		return do_fallocate(args, fb);
+		return do_fallocate(fctx, args, fb);
 	case FUSE_OP_LSEEK:
-		return do_lseek(args, fb);
+		return do_lseek(fctx, args, fb);
 	case FUSE_OP_GETXATTR:
 		return bpf_vfs_getxattr(fctx, fb);
 	case FUSE_OP_LISTXATTR:
