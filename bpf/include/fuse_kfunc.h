@@ -16,7 +16,10 @@
  * ->request() returns either a result in (-MAX_ERRNO_FUSE, 0], meaning the
  * request was served with that result, or FUSE_BPF_UPCALL to send it to
  * the daemon unchanged.  Falling back is not -ENOSYS on purpose: the FUSE
- * core remembers -ENOSYS as "the daemon does not implement this opcode".
+ * core remembers -ENOSYS as "this opcode is not implemented", for every
+ * node.  Only the daemon speaks for all of them, so on the daemon's nodes a
+ * program's -ENOSYS asks the daemon, like FUSE_BPF_UPCALL; on the program's
+ * own nodes (FUSE_BPF_NODEID) it stands and switches the opcode off.
  */
 #define FUSE_BPF_UPCALL		1
 #define FUSE_BPF_MAX_ERRNO	512

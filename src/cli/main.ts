@@ -9,7 +9,8 @@ import { checkTarball, readBase } from '../kernel/base.ts';
 import { buildUnpatched, findUnpatched } from '../kernel/unpatched.ts';
 import { runVm } from '../vm/qemu.ts';
 import { chooseAccel } from '../vm/accel.ts';
-import { runAll, runVmSuites, summarize } from '../testing/suite.ts';
+import { runAll } from '../testing/suite.ts';
+import { runSelftests, SelectionError } from '../testing/selftest.ts';
 import { cachePaths } from '../util/paths.ts';
 import { demo, DEMO_HELP } from '../demo/index.ts';
 import { mountCmd, statsCmd } from '../sdk/cli.ts';
@@ -25,7 +26,8 @@ Commands:
   kernel prepare|build|export|status   the patched Linux 6.12 work tree and its build
   vm run [options] -- CMD...           boot the built kernel and run CMD in it
   vm shell                             an interactive shell in the guest
-  selftest                             build and run the kernel selftests in the VM
+  selftest [NAME...] [--filter P] [--list] [--kernel PATH|--debug]
+                                       the kernel selftests alone, one VM boot
   test [--unit|--vm]                   everything npm test runs (unit, guest, selftests)
   test --debug-kernel                  selftests + hook suites on a KASAN/lockdep kernel
   demo [--kernel PATH]                 the mirror policy end to end in the VM
@@ -79,11 +81,32 @@ Options:
   --accel tcg|kvm   override the KVM probe
   --cwd DIR         guest working directory (default: the current directory)
   --console         print the whole kernel console afterwards`,
-  selftest: `Usage: fuse-kfunc selftest
+  selftest: `Usage: fuse-kfunc selftest [NAME...] [--filter PATTERN] [--list]
+                         [--kernel PATH | --debug] [--timeout SEC]
 
-Builds the kernel (cached) with the series' selftests
-(tools/testing/selftests/filesystems/fuse_bpf) and runs them in one VM boot, printing
-their TAP lines and a "N passed, N failed" summary.`,
+Runs the series' kernel selftests (tools/testing/selftests/filesystems/fuse_bpf, the
+kselftest harness binary fuse_bpf_test) and nothing else, in one VM boot: builds or
+reuses the kernel (cached), names the build and bzImage it boots, streams the TAP lines,
+then prints the failures, a timing line and last "N passed, N failed".
+Exit 0 only if every selected test passed; 1 on a failure, SKIP or missing result;
+124 guest timeout, 125 kernel oops/WARN/BUG (printed whole), 126 failed boot.
+
+  NAME...           run these tests only: fixture.test or test
+                    (fbt.read_gap_zeroed or read_gap_zeroed); an unknown name is an error
+  --filter PATTERN  run the tests whose name contains PATTERN, or matches it as a glob
+                    with * (fbt.ns_* or ns_*); comma-separated patterns add up
+  --list            print the test names (with NAME/--filter: those selected), no boot;
+                    read from the build's fuse_bpf_test -l on the host
+  --kernel PATH     boot this bzImage instead; the selftests binary is still the current
+                    build's (built against the series' headers)
+  --debug           the debug kernel build (\`kernel build --debug\`: KASAN, lockdep) and
+                    its selftests, 4096 MB guest memory
+  --timeout SEC     stop the guest after SEC seconds (default 900; 3600 with --debug)
+
+Examples:
+  fuse-kfunc selftest --list
+  fuse-kfunc selftest --filter 'ns_*'
+  fuse-kfunc selftest read_gap_zeroed fbt.union_whiteout`,
   test: `Usage: fuse-kfunc test [--unit] [--vm]
        fuse-kfunc test --debug-kernel [--guest FILE,...] [--timeout SEC] [--jobs N]
 
@@ -202,14 +225,23 @@ async function vmCmd(p: Parsed): Promise<number> {
 
 async function selftestCmd(p: Parsed): Promise<number> {
   if (p.flags.has('help')) { help('selftest'); return 0; }
-  const repo = repoRoot();
-  const a = await build(repo);
-  if (!a.selftests) process.stderr.write('note: this series has no kernel selftests yet; running the guest suite only\n');
-  return summarize(await runVmSuites(repo, a));
+  const kernel = p.flags.get('kernel');
+  const filter = p.flags.get('filter');
+  if (kernel === true || kernel === '') throw new UsageError('--kernel wants the path of a bzImage');
+  if (filter === true) throw new UsageError('--filter wants a pattern (a substring, or a glob with *)');
+  try {
+    return await runSelftests(repoRoot(), {
+      names: p.positional.slice(1), filter, list: p.flags.has('list'), kernel, debug: p.flags.has('debug'),
+      timeoutSec: numberFlag(p, 'timeout'),
+    });
+  } catch (e) {
+    if (e instanceof SelectionError) throw new UsageError(e.message);
+    throw e;
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
-  const p = parseArgs(argv, ['kernel', 'timeout', 'mem', 'cpus', 'accel', 'cwd', 'jobs', 'repeats', 'runtime', 'configs', 'workloads', 'out', 'mode', 'command', 'guest']);
+  const p = parseArgs(argv, ['kernel', 'timeout', 'mem', 'cpus', 'accel', 'cwd', 'jobs', 'repeats', 'runtime', 'configs', 'workloads', 'out', 'mode', 'command', 'guest', 'filter']);
   const cmd = p.positional[0];
   if (!cmd) { help('main'); return p.flags.has('help') ? 0 : 2; }
   switch (cmd) {

@@ -11,6 +11,7 @@ import { chooseAccel } from '../vm/accel.ts';
 import { countTap, verdict } from './tap.ts';
 import { buildFixtures } from './fixtures.ts';
 import { checkpatchTap } from './checkpatch.ts';
+import { selftestCliTap } from './selftest-cli.ts';
 import { seriesFiles } from '../kernel/series.ts';
 import { cachePaths } from '../util/paths.ts';
 
@@ -151,6 +152,12 @@ export async function runAll(repo: string, opts: { unit?: boolean; vm?: boolean 
         process.stderr.write(`guest run failed: ${(e as Error).message}\n`);
         results.push({ suite: 'vm', passed: 0, failed: 1, notes: [(e as Error).message.split('\n')[0]] });
       }
+    }
+    if (a?.selftests) {
+      process.stderr.write('==> fuse-kfunc selftest, run as a user runs it\n');
+      const tap = selftestCliTap(repo, a);
+      process.stdout.write(tap);
+      results.push(fromTap('selftest-cli', tap, 0));
     }
   }
   return summarize(results);
