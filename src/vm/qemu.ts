@@ -2,10 +2,10 @@
 // The job goes in through a 9p share; the command's stdout/stderr come back on two
 // serial ports (the kernel console has the first one to itself, logged to a file).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { constants, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { parseConsole, tail, type ConsoleReport } from './console.ts';
 import { cacheDir } from '../util/paths.ts';
 
@@ -93,6 +93,36 @@ export function qemuArgs(o: VmOptions, job: string, sockets: { out: string; err:
   return args;
 }
 
+/**
+ * The kernel build guest commands should use (vmlinux.h, bpftool, libbpf headers): the one
+ * the booted bzImage belongs to, else the host's current build. The guest's HOME is a tmpfs,
+ * so a tool looking in ~/.cache/fuse-kfunc/builds/current there finds nothing; the cache is
+ * shared at its host path, read-only, and FUSE_KFUNC_BUILD points into it.
+ */
+export function guestBuildDir(kernel: string, cache?: string): string | undefined {
+  const own = dirname(resolve(kernel));
+  if (existsSync(join(own, 'vmlinux.h'))) return own;
+  const current = cache && join(cache, 'builds', 'current');
+  if (current && existsSync(join(current, 'vmlinux.h'))) return realpathSync(current);
+  return undefined;
+}
+
+/** What the guest's init exports before running the job (guest-init.sh sources it). */
+export function guestEnv(o: VmOptions, cwd: string, cache?: string): Record<string, string> {
+  const build = guestBuildDir(o.kernel, cache);
+  return {
+    REPO: o.repo, JOB_CWD: cwd,
+    ...(cache ? { CACHE: cache } : {}),
+    ...(build ? { FUSE_KFUNC_BUILD: build } : {}),
+    ...(o.interactive ? { INTERACTIVE: '1' } : {}),
+    ...(o.env ?? {}),
+  };
+}
+
+// A runner stopped by a signal (a closed terminal, a CI timeout, `kill`) takes its guest
+// with it: QEMU is its child, not its process group's, and would run on, orphaned.
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+
 export async function runVm(o: VmOptions): Promise<VmResult> {
   if (!existsSync(o.kernel)) throw new Error(`kernel image ${o.kernel} not found: run \`fuse-kfunc kernel build\``);
   const t0 = Date.now();
@@ -103,7 +133,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
   // the guest covers with tmpfs.
   const cache = o.cache ?? (existsSync(cacheDir()) ? cacheDir() : undefined);
   o = { ...o, cache };
-  const env: Record<string, string> = { REPO: o.repo, JOB_CWD: cwd, ...(cache ? { CACHE: cache } : {}), ...(o.interactive ? { INTERACTIVE: '1' } : {}), ...(o.env ?? {}) };
+  const env = guestEnv(o, cwd, cache);
   writeFileSync(join(job, 'env'), Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`).join(''));
   writeFileSync(join(job, 'cmd'), o.command.map(shellQuote).join(' ') + '\n');
 
@@ -116,6 +146,12 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
   });
   let qemuErr = '';
   child.stderr?.on('data', (b) => { qemuErr += b.toString(); });
+  const onSignal = (sig: NodeJS.Signals) => {
+    child.kill('SIGKILL');
+    rmSync(job, { recursive: true, force: true });
+    process.exit(128 + (constants.signals[sig] ?? 15));
+  };
+  for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
   let timedOut = false;
   const timeoutSec = o.timeoutSec ?? 900;
   const timer = o.interactive ? undefined : setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutSec * 1000);
@@ -124,6 +160,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     child.on('close', (c) => res(c));
   });
   if (timer) clearTimeout(timer);
+  for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
   await new Promise((r) => setTimeout(r, 50)); // let the sockets drain
   for (const s of servers) s.close();
 
