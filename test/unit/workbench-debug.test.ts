@@ -68,7 +68,10 @@ test('the guest script runs the chosen files and the extra sections in order', (
     before: [{ name: 'pre', script: 'echo 1..0' }], after: [{ name: 'post', script: 'echo 1..0' }] })[2];
   t.regex(s, /--timeout=40m 'test\/guest\/a\.test\.ts'/);
   const order = [...s.matchAll(/### section (\w+)/g)].map((m) => m[1]);
-  t.deepEqual(order, ['pre', 'guest', 'selftests', 'post']);
+  // The selftests before the guest suite: one running into the deadline cannot starve them
+  t.deepEqual(order, ['pre', 'selftests', 'guest', 'post']);
+  // ... and their cd does not move the guest suite out of the repo
+  t.regex(s, /\(cd \/b\/selftests && \.\/fuse_bpf_test\)/);
   t.regex(guestScript('/r', a)[2], /--timeout=10m 'test\/guest\/\*\*\/\*\.test\.ts'/);
 });
 
