@@ -2,7 +2,8 @@
 // clean, one TAP result per patch, so a style regression fails `npm test` like a bug.
 // One rule is ignored: ENOSYS ("means 'invalid syscall nr' and nothing else", a rule
 // checkpatch itself says has false positives). FUSE's protocol answers "not implemented"
-// with it, fs/fuse compares against it some forty times, and the hook has to as well.
+// with it, fs/fuse of 6.12 compares against it 22 times (`git grep -c "== -ENOSYS" fuse-kfunc-base --
+// fs/fuse` in the kernel work tree), and the hook has to as well.
 export const CHECKPATCH_IGNORE = ['ENOSYS'];
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';

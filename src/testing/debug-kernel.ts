@@ -37,7 +37,7 @@ function committed(repo: string): ((f: string) => boolean) | undefined {
 }
 
 // KASAN's shadow takes an eighth of guest memory and lockdep's tables a few hundred MB more.
-const DEBUG_MEM_MB = 4096;
+export const DEBUG_MEM_MB = 4096;
 
 // Guest-side checks that the debug options are really live in the booted kernel: without
 // them a clean console would prove nothing. KASAN announces itself at boot (pr_info, below

@@ -11,9 +11,10 @@ import { build, DEBUG_VARIANT, type Artifacts } from '../kernel/build.ts';
 import { cacheDir } from '../util/paths.ts';
 import { fmtDuration } from '../util/progress.ts';
 import { chooseAccel } from '../vm/accel.ts';
-import { reportBlocks } from '../vm/console.ts';
-import { runVm, shellQuote, type VmResult } from '../vm/qemu.ts';
-import { countTap, verdict } from './tap.ts';
+import { printFailure, runVm, shellQuote, type VmResult } from '../vm/qemu.ts';
+import { DEBUG_MEM_MB } from './debug-kernel.ts';
+import { fromTap } from './suite.ts';
+import { countTap } from './tap.ts';
 
 export const SELFTEST_BIN = 'fuse_bpf_test';
 
@@ -215,18 +216,12 @@ export interface SelftestOutcome {
  * failure (timeout, kernel report, failed boot) is one more.
  */
 export function tally(tap: string, exitCode: number, vm?: Pick<VmResult, 'failure' | 'message'>): SelftestOutcome {
+  // npm test's own count; a VM failure is its own failure, not a crash of the binary
+  const { passed, failed, notes } = fromTap('selftests', tap, vm?.failure ? 0 : exitCode);
   const c = countTap(tap);
-  const v = verdict(c);
-  const notes = c.failures.map((f) => `selftests: ${f}`);
-  if (c.missing) notes.push(`selftests: ${c.missing} planned result(s) never arrived`);
-  if (vm?.failure) {
-    v.failed++;
-    notes.push(`vm: ${vm.failure}: ${vm.message?.split('\n')[0] ?? ''}`);
-  } else if (exitCode !== 0 && v.failed === 0) {
-    v.failed++;
-    notes.push(`selftests: ${SELFTEST_BIN} exited ${exitCode} without a failing result (crash?)`);
-  }
-  return { ...v, ran: c.passed + c.failed + c.skipped, notes };
+  if (!vm?.failure) return { passed, failed, ran: c.passed + c.failed + c.skipped, notes };
+  return { passed, failed: failed + 1, ran: c.passed + c.failed + c.skipped,
+    notes: [...notes, `vm: ${vm.failure}: ${vm.message?.split('\n')[0] ?? ''}`] };
 }
 
 /** The lines that end a run: the failures, the timing, and last "N passed, N failed". */
@@ -243,9 +238,6 @@ export const DEFAULT_TIMEOUT_SEC = 900;
 /** The debug kernel runs several times slower under TCG (KASAN, lockdep). */
 export const DEBUG_TIMEOUT_SEC = 3600;
 const MEM_MB = 3072;
-// As src/testing/debug-kernel.ts: KASAN's shadow takes an eighth of guest memory and
-// lockdep's tables a few hundred MB more.
-const DEBUG_MEM_MB = 4096;
 
 export interface SelftestOptions extends Selection {
   /** Print the (selected) test names and stop: no boot. */
@@ -293,13 +285,7 @@ export async function runSelftests(repo: string, o: SelftestOptions = {}): Promi
   const tee = new PassThrough();
   tee.on('data', (b) => { text += b.toString(); process.stdout.write(b); });
   const r = await runVm({ kernel, repo, accel, command: guestCommand(a.selftests, args), stdout: tee, timeoutSec, memMB });
-  if (r.failure) {
-    process.stderr.write(`vm: ${r.message}\n`);
-    const blocks = reportBlocks(r.console, r.report.problems.filter((p) => p.kind !== 'boot'));
-    for (const [i, b] of blocks.entries()) {
-      process.stderr.write(`\n--- kernel report ${i + 1}/${blocks.length} (${b.kind}) ---\n${b.lines.join('\n')}\n---\n`);
-    }
-  }
+  if (r.failure) printFailure(r);
   const out = tally(text.replace(/\r/g, ''), r.exitCode, r);
   process.stdout.write(`\n${finalLines(out, r.seconds * 1000, selected.length, all.length).join('\n')}\n`);
   if (r.failure) return r.exitCode;

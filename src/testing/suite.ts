@@ -5,8 +5,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { build, type Artifacts } from '../kernel/build.ts';
 import { cacheDir } from '../util/paths.ts';
-import { runVm } from '../vm/qemu.ts';
-import { reportBlocks } from '../vm/console.ts';
+import { printFailure, runVm } from '../vm/qemu.ts';
 import { chooseAccel } from '../vm/accel.ts';
 import { countTap, verdict } from './tap.ts';
 import { buildFixtures } from './fixtures.ts';
@@ -30,7 +29,7 @@ async function runAvaOnHost(repo: string, pattern: string): Promise<SuiteResult>
   return fromTap('unit', text, code);
 }
 
-function fromTap(suite: string, text: string, code: number): SuiteResult {
+export function fromTap(suite: string, text: string, code: number): SuiteResult {
   const c = countTap(text);
   const v = verdict(c);
   const notes = c.failures.map((f) => `${suite}: ${f}`);
@@ -123,14 +122,8 @@ export async function runVmSuites(repo: string, a: Artifacts, opts: VmSuiteOptio
     results.push(fromTap(name, s.body, s.rc ?? 1));
   }
   if (r.failure) {
-    process.stderr.write(`vm: ${r.message}\n`);
     const notes = [`vm: ${r.failure}: ${r.message?.split('\n')[0]}`];
-    // Every report in full, not only the first line: the second splat is often the cause.
-    const blocks = reportBlocks(r.console, r.report.problems.filter((p) => p.kind !== 'boot'));
-    for (const [i, b] of blocks.entries()) {
-      process.stderr.write(`\n--- kernel report ${i + 1}/${blocks.length} (${b.kind}) ---\n${b.lines.join('\n')}\n---\n`);
-      if (i > 0) notes.push(`vm: ${b.kind}: ${b.lines[0]}`);
-    }
+    for (const b of printFailure(r).slice(1)) notes.push(`vm: ${b.kind}: ${b.lines[0]}`);
     results.push({ suite: 'vm', passed: 0, failed: 1, notes });
   }
   return results;

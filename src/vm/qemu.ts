@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileS
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { parseConsole, tail, type ConsoleReport } from './console.ts';
+import { parseConsole, reportBlocks, tail, type ConsoleReport, type ReportBlock } from './console.ts';
 import { cacheDir } from '../util/paths.ts';
 
 export interface VmOptions {
@@ -117,6 +117,19 @@ export function guestEnv(o: VmOptions, cwd: string, cache?: string): Record<stri
     ...(o.interactive ? { INTERACTIVE: '1' } : {}),
     ...(o.env ?? {}),
   };
+}
+
+/**
+ * A failed run's message and every kernel report in it, in full, on stderr: not only the
+ * first line, as the second splat is often the cause. Returns the reports.
+ */
+export function printFailure(r: VmResult): ReportBlock[] {
+  process.stderr.write(`vm: ${r.message}\n`);
+  const blocks = reportBlocks(r.console, r.report.problems.filter((p) => p.kind !== 'boot'));
+  for (const [i, b] of blocks.entries()) {
+    process.stderr.write(`\n--- kernel report ${i + 1}/${blocks.length} (${b.kind}) ---\n${b.lines.join('\n')}\n---\n`);
+  }
+  return blocks;
 }
 
 // A runner stopped by a signal (a closed terminal, a CI timeout, `kill`) takes its guest
