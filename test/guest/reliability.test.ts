@@ -143,8 +143,13 @@ test.serial('the daemon killed during I/O: the caller gets ENOTCONN (or ECONNABO
   fs.writeFileSync(path.join(b[0]!, 'f'), Buffer.alloc(64 * 4096));
   const h = await start({ backings: b, mountpoint: mnt, program: PASSTHROUGH });
   const io = ioLoop(path.join(mnt, 'f'), 60);
-  await new Promise((r) => setTimeout(r, 1500));
-  const before = await h.stats();
+  // Until the child's I/O is under way: starting node in a TCG guest took over the 1.5 s
+  // this waited once (stop 15's second CI run), and the daemon died before any WRITE.
+  let before = await h.stats();
+  for (let i = 0; i < 300 && !(before.WRITE?.kernel ?? 0); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    before = await h.stats();
+  }
   t.true((before.WRITE?.kernel ?? 0) > 0, 'the program was serving the I/O');
   h.child.kill('SIGKILL');
   const res = await io.done;
