@@ -810,7 +810,7 @@ int BPF_PROG(tree_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	int ret = FUSE_BPF_UPCALL;
 
 	/* The daemon's nodes other than the root: none, unless it was detached */
-	if (fctx->nodeid == ROOT_ID || (fctx->nodeid & FUSE_BPF_NODEID))
+	if (fctx->nodeid == ROOT_ID || (fctx->flags & FUSE_BPF_CTX_OWN_NODE))
 		ret = tree_serve(fctx, args);
 	return FUSE_KFUNC_COUNT(fctx, ret);
 }

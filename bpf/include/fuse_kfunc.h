@@ -19,13 +19,18 @@
  * core remembers -ENOSYS as "this opcode is not implemented", for every
  * node.  Only the daemon speaks for all of them, so on the daemon's nodes a
  * program's -ENOSYS asks the daemon, like FUSE_BPF_UPCALL; on the program's
- * own nodes (FUSE_BPF_NODEID) it stands and switches the opcode off.
+ * own nodes (FUSE_BPF_CTX_OWN_NODE) it stands and switches the opcode off.
  */
 #define FUSE_BPF_UPCALL		1
 #define FUSE_BPF_MAX_ERRNO	512
 
 /* struct fuse_bpf_ctx::flags: the program runs on the fuse_bpf workqueue */
 #define FUSE_BPF_CTX_BACKGROUND	0x1
+/*
+ * struct fuse_bpf_ctx::flags: ctx->nodeid is one of the program's own nodes
+ * (see FUSE_BPF_NODEID); FORGETs of them always carry it
+ */
+#define FUSE_BPF_CTX_OWN_NODE	0x2
 
 /* FUSE opcodes (include/uapi/linux/fuse.h; enums are not always in BTF) */
 #define FUSE_OP_LOOKUP		1
@@ -187,10 +192,13 @@ extern int bpf_vfs_readdir(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
 /* ---- Namespace: a tree served without the daemon ------------------------ */
 
 /*
- * Node ids with this bit belong to the program: it answers LOOKUP (CREATE,
- * MKNOD, MKDIR, SYMLINK, LINK) with them, keeps what it needs per node, and
- * receives their FORGET as a FUSE_FORGET request (struct fuse_forget_in,
- * from a worker, return value ignored).  The daemon never sees them.
+ * Node ids a program hands out carry this bit: it answers LOOKUP (CREATE,
+ * MKNOD, MKDIR, SYMLINK, LINK, READDIRPLUS) with them, keeps what it needs
+ * per node, and receives their FORGET as a FUSE_FORGET request (struct
+ * fuse_forget_in, from a worker, return value ignored).  The daemon never
+ * sees them.  The daemon may use the bit too (tagged pointers), so the
+ * kernel records per node whose it is: test FUSE_BPF_CTX_OWN_NODE, not the
+ * bit.  An id the other side's live node holds is refused (-EIO).
  */
 #define FUSE_BPF_NODEID		(1ULL << 63)
 
