@@ -17,6 +17,8 @@ export interface LoggedOptions {
   env?: NodeJS.ProcessEnv;
   log: string;           // full output goes here (appended)
   phase: string;         // shown in progress and errors
+  /** Output lines a complete run prints, if known: progress then shows a percentage and an ETA. */
+  expectLines?: number;
 }
 
 /** Run a long command with its output to a log file and a progress line on stderr. */
@@ -24,7 +26,7 @@ export async function runLogged(cmd: string, args: string[], o: LoggedOptions): 
   mkdirSync(dirname(o.log), { recursive: true });
   const log = createWriteStream(o.log, { flags: 'a' });
   log.write(`\n$ ${cmd} ${args.join(' ')}\n`);
-  const p = new Progress(o.phase);
+  const p = new Progress(o.phase, 30_000, o.expectLines);
   const tail: string[] = [];
   const child = spawn(cmd, args, { cwd: o.cwd, env: o.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let partial = '';
