@@ -12,8 +12,10 @@ import { buildFixtures } from './fixtures.ts';
 import { checkpatchTap } from './checkpatch.ts';
 import { selftestCliTap } from './selftest-cli.ts';
 import { vmCliTap } from './vm-cli.ts';
+import { docCommandsTap } from './doc-commands.ts';
 import { seriesFiles } from '../kernel/series.ts';
 import { cachePaths } from '../util/paths.ts';
+import { fmtDuration } from '../util/progress.ts';
 
 export interface SuiteResult { suite: string; passed: number; failed: number; notes: string[] }
 
@@ -73,9 +75,22 @@ export function guestScript(repo: string, a: Artifacts, o: VmSuiteOptions = {}):
   // The selftests first: a minute at most, and a slow guest suite running into the deadline
   // must not take them down with it.
   if (a.selftests) lines.push(...section('selftests', `(cd ${a.selftests} && ./fuse_bpf_test)`));
-  lines.push(...section('guest', `${process.execPath} ${AVA(repo)} --tap --timeout=${o.avaTimeout ?? '10m'} ${files}`));
+  const durations = join(repo, 'src/testing/ava-durations.mjs');
+  lines.push(...section('guest', `${process.execPath} --import ${durations} ${AVA(repo)} --tap --timeout=${o.avaTimeout ?? '10m'} ${files}`));
   for (const s of o.after ?? []) lines.push(...section(s.name, s.script));
   return ['sh', '-c', lines.join('\n')];
+}
+
+/** The @n slowest tests of an ava TAP run with ava-durations.mjs, as lines to print. */
+export function slowestTests(tap: string, n = 10): string[] {
+  const all = [...tap.matchAll(/^# duration (\d+) ms (.*)$/gm)].map((m) => ({ ms: Number(m[1]), title: m[2] }));
+  if (!all.length) return ['(no test durations in the output)'];
+  all.sort((a, b) => b.ms - a.ms);
+  const total = all.reduce((t, x) => t + x.ms, 0);
+  return [
+    ...all.slice(0, n).map((x) => `${fmtDuration(x.ms).padStart(7)}  ${x.title}`),
+    `(${all.length} tests, ${fmtDuration(total)} in all; files run concurrently, so the guest run is shorter)`,
+  ];
 }
 
 export function splitSections(text: string): Map<string, { body: string; rc?: number }> {
@@ -114,6 +129,8 @@ export async function runVmSuites(repo: string, a: Artifacts, opts: VmSuiteOptio
   });
   process.stderr.write(`==> the guest run took ${Math.round(r.seconds)}s\n`);
   const sections = splitSections(text.replace(/\r/g, ''));
+  const guest = sections.get('guest');
+  if (guest) process.stdout.write(`\n# the ten slowest guest tests\n${slowestTests(guest.body).map((l) => `#   ${l}`).join('\n')}\n`);
   const results: SuiteResult[] = [];
   const expected = [...(opts.before ?? []).map((s) => s.name), ...(a.selftests ? ['selftests'] : []), 'guest', ...(opts.after ?? []).map((s) => s.name)];
   for (const name of expected) {
@@ -164,10 +181,14 @@ export async function runAll(repo: string, opts: { unit?: boolean; vm?: boolean 
       results.push(fromTap('selftest-cli', tap, 0));
     }
     if (a) {
-      process.stderr.write('==> fuse-kfunc vm run, as a user meets it (README\'s in-guest flow, SIGTERM)\n');
+      process.stderr.write('==> fuse-kfunc vm run stopped by SIGTERM\n');
       const tap = await vmCliTap(repo);
       process.stdout.write(tap);
       results.push(fromTap('vm-cli', tap, 0));
+      process.stderr.write('==> the commands of README.md, docs/mount.md and docs/policies.md (host, then one guest boot)\n');
+      const docs = docCommandsTap(repo);
+      process.stdout.write(docs);
+      results.push(fromTap('doc-commands', docs, 0));
     }
   }
   return summarize(results);
