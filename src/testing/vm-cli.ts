@@ -1,7 +1,7 @@
-// `fuse-kfunc vm run` tested as a user meets it: README's in-guest flow (mount a backing
-// directory with bpf/examples/tree.bpf.c, read through it, stats) in one boot, which needs
-// the kernel build inside the guest; and a runner stopped by SIGTERM, which must take its
-// QEMU with it. Run by npm test after its main boot, as TAP.
+// `fuse-kfunc vm run` tested as a user meets it: a runner stopped by SIGTERM must take its
+// QEMU with it. (README's in-guest flow, which needs the kernel build inside the guest, runs
+// with the other doc commands: src/testing/doc-commands.ts.) Run by npm test after its main
+// boot, as TAP.
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
@@ -18,19 +18,6 @@ function qemuChildren(ppid: number): number[] {
   return (r.stdout ?? '').split('\n').filter(Boolean).map(Number);
 }
 
-// README: "In the guest (`npx fuse-kfunc vm shell`), mount and watch where requests are
-// served". Node instead of npx (no registry in the guest); the rest as printed there.
-const README_GUEST_FLOW = [
-  'set -e',
-  'mkdir -p /tmp/backing /tmp/mnt',
-  'echo "hello from the backing tree" > /tmp/backing/f',
-  'node bin/fuse-kfunc.js mount /tmp/backing /tmp/mnt --program bpf/examples/tree.bpf.c & pid=$!',
-  'i=0; until grep -q " /tmp/mnt " /proc/mounts; do i=$((i+1)); [ $i -lt 300 ] || exit 3; kill -0 $pid; sleep 0.2; done',
-  'cat /tmp/mnt/f',
-  'node bin/fuse-kfunc.js stats /tmp/mnt',
-  'kill $pid; wait $pid || true',
-].join('\n');
-
 export async function vmCliTap(repo: string): Promise<string> {
   const lines: string[] = [];
   let n = 0;
@@ -38,13 +25,6 @@ export async function vmCliTap(repo: string): Promise<string> {
     lines.push(`${ok ? 'ok' : 'not ok'} ${++n} - ${what}`);
     if (!ok && out) for (const l of out.trimEnd().split('\n').slice(-15)) lines.push(`# ${l}`);
   };
-
-  const flow = spawnSync(process.execPath, [BIN(repo), 'vm', 'run', '--timeout', '600', '--', 'sh', '-c', README_GUEST_FLOW], {
-    cwd: repo, encoding: 'utf8', maxBuffer: 64 << 20,
-  });
-  const out = `${flow.stdout ?? ''}${flow.stderr ?? ''}`;
-  check(flow.status === 0 && out.includes('hello from the backing tree') && /READ/.test(flow.stdout ?? ''),
-    'README in-guest flow: vm run -- fuse-kfunc mount --program bpf/examples/tree.bpf.c, cat, stats', out);
 
   // A runner killed with SIGTERM while its guest runs.
   const runner = spawn(process.execPath, [BIN(repo), 'vm', 'run', '--timeout', '300', '--', 'sleep', '240'], {
