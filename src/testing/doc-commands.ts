@@ -9,7 +9,9 @@
 // Each command of a host or guest block needs an entry in CHECKS: the claim and a check of
 // its output, or `byDesign`, why that one command is not run here. test/unit/doc-commands
 // fails when a block has no marker or a command no entry, so a doc cannot grow an example
-// that nothing runs by accident.
+// that nothing runs by accident. A TypeScript example of the SDK may be marked
+//   <!-- doc-test: guest-ts: NAME -->     run in the guest as a module, checked by CHECKS['ts:NAME']
+// (its imports of ./src/ point at the checkout; it runs to its end, then prints a line).
 //
 // What the runner changes, and nothing else: `npx fuse-kfunc`/`fuse-kfunc` is this checkout's
 // bin/fuse-kfunc.js; in the guest, /srv/... and /mnt/... move under a scratch directory (the
@@ -23,16 +25,18 @@ import { shellQuote } from '../vm/qemu.ts';
 
 export const DOC_FILES = ['README.md', 'docs/mount.md', 'docs/policies.md'];
 const SHELL_LANGS = new Set(['sh', 'bash', 'shell']);
-const MARKER = /^<!--\s*doc-test:\s*(host|guest|illustrative)(?::\s*(.*?))?\s*-->$/;
+const MARKER = /^<!--\s*doc-test:\s*(host|guest|guest-ts|illustrative)(?::\s*(.*?))?\s*-->$/;
 
-export type BlockKind = 'host' | 'guest' | 'illustrative';
+export type BlockKind = 'host' | 'guest' | 'guest-ts' | 'illustrative';
 
 export interface DocCommand {
   file: string;
   /** 1-based line in the file */
   line: number;
-  /** as shown, without `npx ` and without a trailing `# comment` */
+  /** as shown, without `npx ` and without a trailing `# comment`; `ts:NAME` for a module */
   text: string;
+  /** a guest-ts block's source */
+  code?: string;
 }
 
 export interface DocBlock {
@@ -60,13 +64,17 @@ export function parseDocBlocks(file: string, text: string): DocBlock[] {
     if (!open) continue;
     let end = i + 1;
     while (end < lines.length && !/^```\s*$/.test(lines[end])) end++;
-    if (SHELL_LANGS.has(open[1])) {
-      let p = i - 1;
-      while (p >= 0 && lines[p].trim() === '') p--;
-      const prev = p >= 0 ? lines[p].trim() : '';
-      const m = MARKER.exec(prev);
+    let p = i - 1;
+    while (p >= 0 && lines[p].trim() === '') p--;
+    const prev = p >= 0 ? lines[p].trim() : '';
+    const m = MARKER.exec(prev);
+    if (open[1] === 'ts' && m?.[1] === 'guest-ts') {
+      // One "command": the module, named by the marker
+      blocks.push({ file, line: i + 1, kind: 'guest-ts', reason: m[2] || undefined,
+        commands: [{ file, line: i + 1, text: `ts:${m[2] ?? ''}`, code: lines.slice(i + 1, end).join('\n') }] });
+    } else if (SHELL_LANGS.has(open[1])) {
       const block: DocBlock = { file, line: i + 1, commands: [] };
-      if (m) {
+      if (m && m[1] !== 'guest-ts') {
         block.kind = m[1] as BlockKind;
         block.reason = m[2] || undefined;
       } else if (/doc-test/.test(prev)) {
@@ -185,7 +193,16 @@ export const CHECKS: Record<string, Check | ByDesign> = {
     claim: 'the policy\'s generated BPF C',
     ok: (r) => r.code === 0 && /^SEC\("struct_ops(\.s)?\/request"\)$/m.test(r.out) && /in 64 KiB chunks/.test(r.out),
   },
+  // docs/mount.md: the SDK
+  'ts:sdk-mount': {
+    claim: 'mount() with a program from C source; stats, detach, attach, close, closed',
+    ok: (r) => r.code === 0 && /^doc-test: ran to its end$/m.test(r.out),
+  },
   // docs/policies.md
+  'ts:sdk-policy': {
+    claim: 'makePolicy() and mount(): the stripe policy in the kernel, then the same policy in the daemon alone',
+    ok: (r) => r.code === 0 && /^doc-test: ran to its end$/m.test(r.out) && /INIT: \{ kernel: 0, daemon: 1 \}/.test(r.out),
+  },
   'fuse-kfunc policy list': {
     claim: 'the built-in policies',
     ok: (r) => r.code === 0 && ['stripe', 'mirror', 'tier', 'route', 'union', 'filter'].every((p) => new RegExp(`^${p}\\t`, 'm').test(r.out)),
@@ -224,10 +241,11 @@ export function coverageErrors(blocks: DocBlock[]): string[] {
       if (!b.reason) errors.push(`${where}: an illustrative block says why: <!-- doc-test: illustrative: WHY -->`);
       continue;
     }
+    if (b.kind === 'guest-ts' && !b.reason) { errors.push(`${where}: a guest-ts block is named: <!-- doc-test: guest-ts: NAME -->`); continue; }
     for (const c of b.commands) {
       const check = CHECKS[c.text];
       if (!check) errors.push(`${c.file}:${c.line}: no check for \`${c.text}\`: add one to CHECKS in src/testing/doc-commands.ts (or byDesign: why it is not run)`);
-      else if (b.kind === 'guest' && 'timeoutSec' in check && check.timeoutSec) errors.push(`${c.file}:${c.line}: timeoutSec applies to host commands; the guest run has one deadline`);
+      else if (b.kind !== 'host' && 'timeoutSec' in check && check.timeoutSec) errors.push(`${c.file}:${c.line}: timeoutSec applies to host commands; the guest run has one deadline`);
       else if (b.kind === 'host' && 'after' in check && check.after) errors.push(`${c.file}:${c.line}: \`after\` applies to guest commands`);
     }
   }
@@ -263,7 +281,7 @@ const BEGIN = (i: number) => `@@doc-test ${i} begin`;
 const END_RE = /^@@doc-test (\d+) end (\d+)$/;
 
 /** One script running every guest command in order, each between markers. */
-export function guestScript(cmds: DocCommand[]): string {
+export function guestScript(cmds: DocCommand[], repo = '$REPO'): string {
   const s: string[] = [
     `REPO=$(pwd); D=${SCRATCH}; M=`,
     GUEST_NODE,
@@ -281,7 +299,15 @@ export function guestScript(cmds: DocCommand[]): string {
     const check = CHECKS[c.text] as Check;
     s.push(`echo ${shellQuote(BEGIN(i))}`);
     const ma = mountArgs(cmd);
-    if (ma) {
+    if (c.code !== undefined) {
+      const code = guestPaths(c.code).replace(/(from\s+')\.\/src\//g, `$1${repo}/src/`) + "\nconsole.log('doc-test: ran to its end');\n";
+      const dirs = [...new Set([...code.matchAll(new RegExp(`'(${SCRATCH}/(?:srv|mnt)/[^']+)'`, 'g'))].map((x) => x[1]))];
+      const file = `"$D/${c.text.slice(3).replace(/[^\w-]/g, '_')}.mts"`;
+      s.push(...(dirs.length ? [`mkdir -p ${dirs.map(shellQuote).join(' ')}`] : []),
+        `cat > ${file} <<'DOC_TEST_TS_EOF'`, code, 'DOC_TEST_TS_EOF',
+        // From the checkout, where tsx resolves; relative paths in the example are the checkout's
+        `(cd "$REPO" && node --import tsx ${file}) 2>&1; rc=$?`);
+    } else if (ma) {
       s.push('stop_mount',
         `mkdir -p ${[...ma.backings, ma.mountpoint].map(shellQuote).join(' ')}`,
         `M=${shellQuote(ma.mountpoint)}`,
@@ -354,11 +380,11 @@ export function docCommandsTap(repo: string, opts: { guestTimeoutSec?: number } 
     }
   }
 
-  const guest = blocks.filter((x) => x.kind === 'guest').flatMap(run);
+  const guest = blocks.filter((x) => x.kind === 'guest' || x.kind === 'guest-ts').flatMap(run);
   if (guest.length) {
     const t0 = Date.now();
     const r = spawnSync(process.execPath, [join(repo, 'bin/fuse-kfunc.js'), 'vm', 'run', '--timeout', String(opts.guestTimeoutSec ?? 900), '--',
-      'sh', '-c', guestScript(guest)], { cwd: repo, encoding: 'utf8', maxBuffer: 256 << 20 });
+      'sh', '-c', guestScript(guest, repo)], { cwd: repo, encoding: 'utf8', maxBuffer: 256 << 20 });
     process.stderr.write(`    ${guest.length} guest commands: vm run exit ${r.status} in ${Math.round((Date.now() - t0) / 1000)}s\n`);
     const all = `${r.stdout ?? ''}${r.stderr ?? ''}`;
     const results = splitGuestOutput(r.stdout ?? '', guest.length);

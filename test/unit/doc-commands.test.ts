@@ -57,3 +57,17 @@ test('the guest script marks each command; its output splits back per command, a
   const out = ['boot noise', '@@doc-test 0 begin', 'stripe\tx', '@@doc-test 0 end 0', '@@doc-test 1 begin', 'opcode kernel daemon'].join('\n');
   t.deepEqual(splitGuestOutput(out, 2), [{ code: 0, out: 'stripe\tx' }, { code: -1, out: 'opcode kernel daemon' }]);
 });
+
+test('a guest-ts block runs as a module: named, its ./src/ imports and /srv, /mnt paths rewritten, its directories made', (t) => {
+  const md = ["<!-- doc-test: guest-ts: sdk-mount -->", '```ts', "import { mount } from './src/sdk/mount.ts';",
+    "await mount({ backings: ['/srv/data'], mountpoint: '/mnt/data' });", '```',
+    '<!-- doc-test: guest-ts -->', '```ts', 'x', '```'].join('\n');
+  const blocks = parseDocBlocks('m.md', md);
+  t.is(blocks[0].commands[0].text, 'ts:sdk-mount');
+  t.deepEqual(coverageErrors(blocks), ['m.md:7: a guest-ts block is named: <!-- doc-test: guest-ts: NAME -->']);
+  const script = guestScript(blocks[0].commands, '/repo');
+  t.regex(script, /^import \{ mount \} from '\/repo\/src\/sdk\/mount\.ts';$/m);
+  t.regex(script, /^mkdir -p \/tmp\/doc-test\/srv\/data \/tmp\/doc-test\/mnt\/data$/m);
+  t.regex(script, /^console\.log\('doc-test: ran to its end'\);$/m);
+  t.regex(script, /^\(cd "\$REPO" && node --import tsx "\$D\/sdk-mount\.mts"\) 2>&1; rc=\$\?$/m);
+});
