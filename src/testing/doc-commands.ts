@@ -254,7 +254,7 @@ export function coverageErrors(blocks: DocBlock[]): string[] {
 
 // ---- running them -------------------------------------------------------------------------
 
-/** `fuse-kfunc` as a shell function calling this checkout's CLI. */
+/** `fuse-kfunc` as a shell function calling this checkout's CLI (bash: dash refuses the name). */
 const cliFunction = (repo: string) => `fuse-kfunc() { ${shellQuote(process.execPath)} ${shellQuote(join(repo, 'bin/fuse-kfunc.js'))} "$@"; }`;
 const GUEST_NODE = 'fuse-kfunc() { node "$REPO/bin/fuse-kfunc.js" "$@"; }';
 const SCRATCH = '/tmp/doc-test';
@@ -348,7 +348,7 @@ export function splitGuestOutput(out: string, n: number): Result[] {
 }
 
 function runHost(repo: string, c: DocCommand, check: Check): Result {
-  const r = spawnSync('sh', ['-c', `${cliFunction(repo)}\n${c.text}`], {
+  const r = spawnSync('bash', ['-c', `${cliFunction(repo)}\n${c.text}`], {
     cwd: repo, encoding: 'utf8', maxBuffer: 256 << 20, timeout: (check.timeoutSec ?? 600) * 1000,
     env: { ...process.env, FORCE_COLOR: '0' },
   });
@@ -384,7 +384,7 @@ export function docCommandsTap(repo: string, opts: { guestTimeoutSec?: number } 
   if (guest.length) {
     const t0 = Date.now();
     const r = spawnSync(process.execPath, [join(repo, 'bin/fuse-kfunc.js'), 'vm', 'run', '--timeout', String(opts.guestTimeoutSec ?? 900), '--',
-      'sh', '-c', guestScript(guest, repo)], { cwd: repo, encoding: 'utf8', maxBuffer: 256 << 20 });
+      'bash', '-c', guestScript(guest, repo)], { cwd: repo, encoding: 'utf8', maxBuffer: 256 << 20 });
     process.stderr.write(`    ${guest.length} guest commands: vm run exit ${r.status} in ${Math.round((Date.now() - t0) / 1000)}s\n`);
     const all = `${r.stdout ?? ''}${r.stderr ?? ''}`;
     const results = splitGuestOutput(r.stdout ?? '', guest.length);
