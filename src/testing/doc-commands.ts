@@ -284,6 +284,8 @@ const END_RE = /^@@doc-test (\d+) end (\d+)$/;
 export function guestScript(cmds: DocCommand[], repo = '$REPO'): string {
   const s: string[] = [
     `REPO=$(pwd); D=${SCRATCH}; M=`,
+    // The guest's console is a terminal: no colours in what the checks read
+    'export NO_COLOR=1',
     GUEST_NODE,
     'rm -rf "$D"; mkdir -p "$D/srv" "$D/mnt"; ln -s "$REPO/bpf" "$D/bpf"; cd "$D"',
     'mpid=',
@@ -335,7 +337,8 @@ export function splitGuestOutput(out: string, n: number): Result[] {
   const results: Result[] = Array.from({ length: n }, () => ({ code: -1, out: '' }));
   let cur = -1;
   let buf: string[] = [];
-  for (const line of out.replace(/\r/g, '').split('\n')) {
+  // eslint-disable-next-line no-control-regex
+  for (const line of out.replace(/\r/g, '').replace(/\x1b\[[0-9;]*m/g, '').split('\n')) {
     const b = /^@@doc-test (\d+) begin$/.exec(line);
     const e = END_RE.exec(line);
     if (b) { cur = +b[1]; buf = []; continue; }

@@ -71,3 +71,9 @@ test('a guest-ts block runs as a module: named, its ./src/ imports and /srv, /mn
   t.regex(script, /^console\.log\('doc-test: ran to its end'\);$/m);
   t.regex(script, /^\(cd "\$REPO" && node --import tsx "\$D\/sdk-mount\.mts"\) 2>&1; rc=\$\?$/m);
 });
+
+test('colours the guest console added do not reach the checks', (t) => {
+  const out = '@@doc-test 0 begin\n{ INIT: { kernel: \x1b[33m0\x1b[39m, daemon: \x1b[33m1\x1b[39m } }\n@@doc-test 0 end 0';
+  t.deepEqual(splitGuestOutput(out, 1), [{ code: 0, out: '{ INIT: { kernel: 0, daemon: 1 } }' }]);
+  t.regex(guestScript([]), /^export NO_COLOR=1$/m);
+});
