@@ -337,7 +337,6 @@ export function splitGuestOutput(out: string, n: number): Result[] {
   const results: Result[] = Array.from({ length: n }, () => ({ code: -1, out: '' }));
   let cur = -1;
   let buf: string[] = [];
-  // eslint-disable-next-line no-control-regex
   for (const line of out.replace(/\r/g, '').replace(/\x1b\[[0-9;]*m/g, '').split('\n')) {
     const b = /^@@doc-test (\d+) begin$/.exec(line);
     const e = END_RE.exec(line);
