@@ -91,7 +91,7 @@ export async function runDebugKernel(repo: string, o: DebugRunOptions = {}): Pro
       results.push(...await runVmSuites(repo, a, {
         guestFiles: pick.run, memMB: DEBUG_MEM_MB,
         // TCG runs a KASAN + lockdep kernel several times slower than the normal one.
-        avaTimeout: '40m', timeoutSec: o.timeoutSec ?? 4 * 3600,
+        avaTimeout: '40m', testDeadlineSec: 1800, timeoutSec: o.timeoutSec ?? 4 * 3600,
         before: [BEFORE], after: [AFTER],
         env: { FUSE_KFUNC_DEBUG_KERNEL: '1' },
       }));

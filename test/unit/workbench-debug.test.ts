@@ -66,13 +66,17 @@ test('the guest script runs the chosen files and the extra sections in order', (
   const a = { selftests: '/b/selftests' } as Artifacts;
   const s = guestScript('/r', a, { guestFiles: ['test/guest/a.test.ts'], avaTimeout: '40m',
     before: [{ name: 'pre', script: 'echo 1..0' }], after: [{ name: 'post', script: 'echo 1..0' }] })[2];
-  t.regex(s, /--timeout=40m 'test\/guest\/a\.test\.ts'/);
+  t.regex(s, /--timeout=40m --node-arguments='[^']*' 'test\/guest\/a\.test\.ts'/);
   const order = [...s.matchAll(/### section (\w+)/g)].map((m) => m[1]);
   // The selftests before the guest suite: one running into the deadline cannot starve them
   t.deepEqual(order, ['pre', 'selftests', 'guest', 'post']);
   // ... and their cd does not move the guest suite out of the repo
   t.regex(s, /\(cd \/b\/selftests && \.\/fuse_bpf_test\)/);
-  t.regex(guestScript('/r', a)[2], /--timeout=10m 'test\/guest\/\*\*\/\*\.test\.ts'/);
+  t.regex(guestScript('/r', a)[2], /--timeout=20m --node-arguments='--import=tsx --import=\/r\/src\/testing\/ava-deadline\.mjs' 'test\/guest\/\*\*\/\*\.test\.ts'/);
+  // Every guest test has a deadline of its own; the debug kernel's are longer
+  t.regex(guestScript('/r', a)[2], /FUSE_KFUNC_TEST_DEADLINE_SEC=900 /);
+  t.regex(s, /FUSE_KFUNC_TEST_DEADLINE_SEC=900 /);
+  t.regex(guestScript('/r', a, { testDeadlineSec: 1800 })[2], /FUSE_KFUNC_TEST_DEADLINE_SEC=1800 /);
 });
 
 const KASAN = `[   50.1] ==================================================================
