@@ -110,10 +110,10 @@ export interface Check {
 export interface ByDesign { byDesign: string }
 
 const mounted = (r: Result) => r.code === 0 && /fuse-kfunc: mounted /.test(r.out) && /^doc-test: hello$/m.test(r.out);
-const lastLine = (out: string) => out.trimEnd().split('\n').pop() ?? '';
 /** The `N passed, 0 failed` of a selftest run, N > 0, and the TAP plan saying N too. */
 const allPassed = (r: Result, pick?: (name: string) => boolean) => {
-  const m = /^(\d+) passed, 0 failed$/.exec(lastLine(r.out));
+  // The CLI's last stdout line; stderr (progress) follows it in r.out
+  const m = /^(\d+) passed, 0 failed$/m.exec(r.out);
   const plan = /^1\.\.(\d+)$/m.exec(r.out);
   const names = [...r.out.matchAll(/^ok \d+ (\S+)$/gm)].map((x) => x[1]);
   return r.code === 0 && !!m && +m[1] > 0 && plan?.[1] === m[1] && names.length === +m[1] && (!pick || names.every(pick));
