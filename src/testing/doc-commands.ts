@@ -21,6 +21,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tapWriter } from './tap.ts';
 import { shellQuote } from '../vm/qemu.ts';
 
 export const DOC_FILES = ['README.md', 'docs/mount.md', 'docs/policies.md'];
@@ -277,7 +278,10 @@ export function mountArgs(cmd: string): { backings: string[]; mountpoint: string
   return { backings: pos.slice(0, -1), mountpoint: pos[pos.length - 1] };
 }
 
+// Each guest command's output lies between these lines of the script's output
 const BEGIN = (i: number) => `@@doc-test ${i} begin`;
+const END = (i: number, rc: string) => `@@doc-test ${i} end ${rc}`;
+const BEGIN_RE = /^@@doc-test (\d+) begin$/;
 const END_RE = /^@@doc-test (\d+) end (\d+)$/;
 
 /** One script running every guest command in order, each between markers. */
@@ -326,7 +330,7 @@ export function guestScript(cmds: DocCommand[], repo = '$REPO'): string {
       s.push(`{ ${cmd}; } 2>&1; rc=$?`);
       if (check.after) s.push(`[ $rc -ne 0 ] || { ${check.after}; } 2>&1; rc=$((rc | $?))`);
     }
-    s.push(`echo "@@doc-test ${i} end $rc"`);
+    s.push(`echo "${END(i, '$rc')}"`);
   });
   s.push('stop_mount');
   return s.join('\n') + '\n';
@@ -338,7 +342,7 @@ export function splitGuestOutput(out: string, n: number): Result[] {
   let cur = -1;
   let buf: string[] = [];
   for (const line of out.replace(/\r/g, '').replace(/\x1b\[[0-9;]*m/g, '').split('\n')) {
-    const b = /^@@doc-test (\d+) begin$/.exec(line);
+    const b = BEGIN_RE.exec(line);
     const e = END_RE.exec(line);
     if (b) { cur = +b[1]; buf = []; continue; }
     if (e && +e[1] === cur) { results[cur] = { code: +e[2], out: buf.join('\n') }; cur = -1; continue; }
@@ -350,22 +354,18 @@ export function splitGuestOutput(out: string, n: number): Result[] {
 }
 
 function runHost(repo: string, c: DocCommand, check: Check): Result {
+  const sec = check.timeoutSec ?? 600;
   const r = spawnSync('bash', ['-c', `${cliFunction(repo)}\n${c.text}`], {
-    cwd: repo, encoding: 'utf8', maxBuffer: 256 << 20, timeout: (check.timeoutSec ?? 600) * 1000,
+    cwd: repo, encoding: 'utf8', maxBuffer: 256 << 20, timeout: sec * 1000,
     env: { ...process.env, FORCE_COLOR: '0' },
   });
   const timedOut = r.error && /ETIMEDOUT/.test(String(r.error));
-  return { code: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}${timedOut ? `\n(timed out after ${check.timeoutSec ?? 600}s)` : ''}` };
+  return { code: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}${timedOut ? `\n(timed out after ${sec}s)` : ''}` };
 }
 
 /** Run every doc command with a check, as TAP: one result per command, one per broken block. */
 export function docCommandsTap(repo: string, opts: { guestTimeoutSec?: number } = {}): string {
-  const lines: string[] = [];
-  let n = 0;
-  const report = (ok: boolean, what: string, out?: string) => {
-    lines.push(`${ok ? 'ok' : 'not ok'} ${++n} - ${what}`);
-    if (!ok && out) for (const l of out.trimEnd().split('\n').slice(-20)) lines.push(`# ${l}`);
-  };
+  const { check: report, text } = tapWriter(20);
   const blocks = readDocBlocks(repo);
   for (const e of coverageErrors(blocks)) report(false, e);
 
@@ -395,5 +395,5 @@ export function docCommandsTap(repo: string, opts: { guestTimeoutSec?: number } 
       report((CHECKS[c.text] as Check).ok(res), title(c), res.code === -1 && !res.out ? all : res.out);
     });
   }
-  return [`1..${n}`, ...lines].join('\n') + '\n';
+  return text();
 }

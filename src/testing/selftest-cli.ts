@@ -3,6 +3,7 @@
 // another bzImage); the listing and a wrong name boot nothing. One TAP result per check.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { tapWriter } from './tap.ts';
 import type { Artifacts } from '../kernel/build.ts';
 
 interface Run { code: number; out: string; stdout: string }
@@ -17,12 +18,7 @@ function cli(repo: string, args: string[]): Run {
 const lastLine = (out: string) => out.trimEnd().split('\n').pop() ?? '';
 
 export function selftestCliTap(repo: string, a: Artifacts): string {
-  const lines: string[] = [];
-  let n = 0;
-  const check = (ok: boolean, what: string, out?: string) => {
-    lines.push(`${ok ? 'ok' : 'not ok'} ${++n} - ${what}`);
-    if (!ok && out) for (const l of out.trimEnd().split('\n').slice(-15)) lines.push(`# ${l}`);
-  };
+  const { check, text } = tapWriter();
 
   const list = cli(repo, ['--list']);
   const names = list.out.split('\n').filter((l) => /^\w+(\.\w+)+$/.test(l));
@@ -44,5 +40,5 @@ export function selftestCliTap(repo: string, a: Artifacts): string {
     lastLine(other.stdout) === '1 passed, 0 failed',
     'selftest --kernel PATH boots that bzImage, names it, runs the named test', other.out);
 
-  return [`1..${n}`, ...lines].join('\n') + '\n';
+  return text();
 }

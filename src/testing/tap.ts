@@ -33,3 +33,19 @@ export function countTap(text: string): TapCount {
 export function verdict(c: TapCount): { passed: number; failed: number } {
   return { passed: c.passed, failed: c.failed + c.skipped + c.missing };
 }
+
+/**
+ * TAP written by a step of npm test itself (selftest-cli, vm-cli, doc-commands): one result
+ * per check, a failed one followed by the last @tailLines lines of what it printed.
+ */
+export function tapWriter(tailLines = 15): { check: (ok: boolean, what: string, out?: string) => void; text: () => string } {
+  const lines: string[] = [];
+  let n = 0;
+  return {
+    check(ok, what, out) {
+      lines.push(`${ok ? 'ok' : 'not ok'} ${++n} - ${what}`);
+      if (!ok && out) for (const l of out.trimEnd().split('\n').slice(-tailLines)) lines.push(`# ${l}`);
+    },
+    text: () => [`1..${n}`, ...lines].join('\n') + '\n',
+  };
+}

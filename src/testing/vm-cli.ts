@@ -4,6 +4,7 @@
 // boot, as TAP.
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { tapWriter } from './tap.ts';
 
 const BIN = (repo: string) => join(repo, 'bin/fuse-kfunc.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -19,12 +20,7 @@ function qemuChildren(ppid: number): number[] {
 }
 
 export async function vmCliTap(repo: string): Promise<string> {
-  const lines: string[] = [];
-  let n = 0;
-  const check = (ok: boolean, what: string, out?: string) => {
-    lines.push(`${ok ? 'ok' : 'not ok'} ${++n} - ${what}`);
-    if (!ok && out) for (const l of out.trimEnd().split('\n').slice(-15)) lines.push(`# ${l}`);
-  };
+  const { check, text } = tapWriter();
 
   // A runner killed with SIGTERM while its guest runs.
   const runner = spawn(process.execPath, [BIN(repo), 'vm', 'run', '--timeout', '300', '--', 'sleep', '240'], {
@@ -48,5 +44,5 @@ export async function vmCliTap(repo: string): Promise<string> {
   for (const pid of left) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
   if (alive(runner.pid!)) runner.kill('SIGKILL');
 
-  return [`1..${n}`, ...lines].join('\n') + '\n';
+  return text();
 }
