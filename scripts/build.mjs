@@ -1,16 +1,31 @@
-// Bundles the CLI into dist/cli.js so `npx fuse-kfunc` starts fast and needs no tsx.
-// koffi stays external: it carries a native binary that cannot be bundled.
+// Bundles the CLI and the programs it starts (the mount daemons, the stress and fuzz
+// workers) into dist/, so they start fast and need no tsx: under TCG, tsx costs a daemon
+// 8 s of its start. koffi stays external: it carries a native binary that cannot be bundled.
+// dist/bundles.json lists each bundle's inputs, so that src/util/bundles.mjs can tell a
+// bundle built from the current sources from a stale one.
 import { build } from 'esbuild';
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BUNDLES, MANIFEST } from '../src/util/bundles.mjs';
 
-await build({
-  entryPoints: ['src/cli/main.ts'],
-  outfile: 'dist/cli.js',
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  sourcemap: true,
-  external: ['koffi'],
-  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-  logLevel: 'warning',
-});
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
+const manifest = {};
+await Promise.all(Object.entries(BUNDLES).map(async ([name, entry]) => {
+  const r = await build({
+    absWorkingDir: repo,
+    entryPoints: [entry],
+    outfile: `dist/${name}.js`,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    sourcemap: true,
+    metafile: true,
+    external: ['koffi'],
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    logLevel: 'warning',
+  });
+  manifest[name] = Object.keys(r.metafile.inputs).filter((f) => !f.startsWith('node_modules/')).sort();
+}));
+writeFileSync(join(repo, MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);

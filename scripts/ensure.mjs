@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BUNDLES, staleBundle } from '../src/util/bundles.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -47,6 +48,12 @@ const stamp = join(root, 'node_modules', '.package-lock.json');
 const lock = join(root, 'package-lock.json');
 if (!existsSync(stamp) || statSync(lock).mtimeMs > statSync(stamp).mtimeMs) {
   run('npm', ['ci', '--no-audit', '--no-fund']);
-} else if (!existsSync(join(root, 'dist', 'cli.js'))) {
-  run('node', [join(root, 'scripts', 'build.mjs')]);
+} else {
+  // The CLI and the daemons it starts run from dist/ only when built from the sources as
+  // they are (src/util/bundles.mjs); rebuild after an edit rather than run them through tsx.
+  const stale = Object.keys(BUNDLES).map((n) => staleBundle(root, n)).find((why) => why);
+  if (stale) {
+    process.stderr.write(`ensure: ${stale}\n`);
+    run('node', [join(root, 'scripts', 'build.mjs')]);
+  }
 }

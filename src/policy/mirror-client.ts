@@ -2,8 +2,8 @@
 // what the demo and the guest tests use.
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { MirrorStatsMessage } from './mirror-serve.ts';
+import { nodeEntry } from '../util/bundles.mjs';
 
 export interface MirrorServer {
   readonly child: ChildProcess;
@@ -37,11 +37,10 @@ export class MirrorStartError extends Error {
 }
 
 export async function startMirror(o: StartMirrorOptions): Promise<MirrorServer> {
-  // The bundle (dist/) has no .ts sources to run; the daemon always runs from src with tsx.
-  const entry = join(o.repo, 'src/policy/mirror-serve.ts');
-  if (!existsSync(entry)) throw new Error(`${entry} is missing`);
+  const entry = nodeEntry(o.repo, 'mirror-serve');
+  if (!existsSync(entry.file)) throw new Error(`${entry.file} is missing`);
   const args = [o.mountpoint, ...o.replicas, ...(o.bpfObject ? ['--bpf', o.bpfObject] : []), ...(o.timeout !== undefined ? ['--timeout', String(o.timeout)] : [])];
-  const child = fork(entry, args, { cwd: o.repo, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+  const child = fork(entry.file, args, { cwd: o.repo, execArgv: entry.execArgv, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
   let err = '';
   child.stderr!.on('data', (d) => {
     err += d;

@@ -13,6 +13,7 @@ import { existsSync, mkdtempSync, readFileSync, realpathSync, statSync } from 'n
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { repoRoot, cachePaths } from '../util/paths.ts';
+import { nodeEntry } from '../util/bundles.mjs';
 import { compileBpf, CompileError } from '../policy/compile.ts';
 import { buildPolicy } from '../policy/build.ts';
 import { PolicyError, validatePolicy, type PolicySpec } from '../policy/spec.ts';
@@ -195,10 +196,9 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
   const prog = o.policy && !o.userspace ? preparePolicy(o.policy, o.buildDir)
     : o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
   const repo = repoRoot();
-  // The bundle (dist/) has no .ts sources to run; the daemon always runs from src with tsx.
-  const entry = join(repo, 'src/sdk/mount-serve.ts');
+  const entry = nodeEntry(repo, 'mount-serve');
   const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, passthrough: !!o.passthrough, timeout: o.timeout, policy: o.policy };
-  const child = fork(entry, [JSON.stringify(cfg)], { cwd: repo, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+  const child = fork(entry.file, [JSON.stringify(cfg)], { cwd: repo, execArgv: entry.execArgv, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
   let err = '';
   child.stderr!.on('data', (d) => {
     err += d;

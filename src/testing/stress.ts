@@ -11,6 +11,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { prng, runWorkload } from './workload.ts';
+import { repoRoot } from '../util/paths.ts';
+import { nodeEntry } from '../util/bundles.mjs';
 
 export interface StressOptions {
   root: string;
@@ -61,7 +63,8 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
   ];
   const results = await Promise.all(jobs.map((j) => new Promise<StressResult>((resolve, reject) => {
     const cfg = { ...o, kind: j.kind, k: j.k, shared: [...shared].map(([rel, b]) => [rel, sha(b), b.length]) };
-    const child = spawn(process.execPath, ['--import', 'tsx', SELF, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const entry = nodeEntry(repoRoot(), 'stress');
+    const child = spawn(process.execPath, [...entry.execArgv, entry.file, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -105,7 +108,7 @@ export function checkFiles(root: string, files: Record<string, string>): string[
   return bad;
 }
 
-// A worker process: `node --import tsx stress.ts '<json>'`.
+// A worker process: `node dist/stress.js '<json>'` (or the source through tsx: src/util/bundles.mjs).
 function worker(cfg: StressOptions & { kind: 'writer' | 'reader'; k: number; shared: [string, string, number][] }): StressResult {
   // From this process's start: starting node under TCG can take seconds of the budget.
   const deadline = Date.now() + cfg.seconds * 1000;

@@ -15,6 +15,7 @@ import { checkFiles, runStress } from '../../src/testing/stress.ts';
 import type { FuzzResult } from '../../src/testing/fuzz.ts';
 import { mount as sysMount, umount2Async, MNT_DETACH } from '../../src/fuse/libc.ts';
 import { guestBuild, mountDirs } from './helpers.ts';
+import { nodeEntry } from '../../src/util/bundles.mjs';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const MS_BIND = 4096;
@@ -422,7 +423,8 @@ for (const [name, program] of [['passthrough.bpf.c', PASSTHROUGH], ['chaos.bpf.c
     const { b, mnt } = dirs(`fuzz-${name.split('.')[0]}`, 1);
     const h = await start({ backings: b, mountpoint: mnt, program });
     const runs = await Promise.all([1, 2].map((seed) => new Promise<FuzzResult>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/testing/fuzz.ts'), JSON.stringify({ root: mnt, seed, seconds: FUZZ_SECONDS })],
+      const entry = nodeEntry(REPO, 'fuzz');
+      const child = spawn(process.execPath, [...entry.execArgv, entry.file, JSON.stringify({ root: mnt, seed, seconds: FUZZ_SECONDS })],
         { stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO });
       let out = '';
       let err = '';
