@@ -1,5 +1,6 @@
 // Runs the passthrough server as its own process:
-//   node --import tsx src/fuse/serve.ts BACKING MOUNTPOINT [--passthrough] [--debug] [--timeout S]
+//   node dist/serve.js BACKING MOUNTPOINT [--passthrough] [--debug] [--timeout S]
+// (or src/fuse/serve.ts through tsx: src/util/bundles.mjs says which)
 // A daemon in its own process is the normal shape for FUSE, and it lets a test (or any
 // client) use synchronous fs calls on the mount without deadlocking against the server's
 // event loop. With an IPC channel (child_process.fork) it reports readiness and answers

@@ -12,6 +12,7 @@ export const BUNDLES = {
   cli: 'src/cli/main.ts',
   'mount-serve': 'src/sdk/mount-serve.ts',
   'mirror-serve': 'src/policy/mirror-serve.ts',
+  serve: 'src/fuse/serve.ts',
   stress: 'src/testing/stress.ts',
   fuzz: 'src/testing/fuzz.ts',
 };

@@ -14,9 +14,10 @@ import { fileURLToPath } from 'node:url';
 import * as libc from '../../src/fuse/libc.ts';
 import { mount, type MountHandle } from '../../src/sdk/mount.ts';
 import { guestBuild } from './helpers.ts';
+import { nodeEntry } from '../../src/util/bundles.mjs';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const SERVE = path.join(REPO, 'src/fuse/serve.ts');
+const SERVE = nodeEntry(REPO, 'serve');
 
 test.before(() => {
   if (!fs.existsSync('/dev/fuse')) throw new Error('/dev/fuse is missing: this kernel/VM has no FUSE (CONFIG_FUSE_FS) or devtmpfs is not mounted');
@@ -71,9 +72,9 @@ async function startServer(mode: Mode): Promise<Server> {
   await fsp.mkdir(backing);
   await fsp.mkdir(mnt);
   if (mode === 'bpf') return startBpf(backing, mnt);
-  const child = fork(SERVE, [backing, mnt, ...(passthrough ? ['--passthrough'] : []), '--timeout', '0'], {
+  const child = fork(SERVE.file, [backing, mnt, ...(passthrough ? ['--passthrough'] : []), '--timeout', '0'], {
     cwd: REPO,
-    execArgv: ['--import', 'tsx'],
+    execArgv: SERVE.execArgv,
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
   });
   servers.push(child);
