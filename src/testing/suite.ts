@@ -124,6 +124,13 @@ export function splitSections(text: string): Map<string, { body: string; rc?: nu
   return out;
 }
 
+/** The knobs of the longer runs (docs/reliability.md), passed from the host to the guest tests. */
+export const ON_DEMAND_ENV = ['FUSE_KFUNC_STRESS_SECONDS', 'FUSE_KFUNC_FUZZ_SECONDS', 'FUSE_KFUNC_POLICY_SEEDS'] as const;
+
+export function onDemand(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  return Object.fromEntries(ON_DEMAND_ENV.filter((k) => env[k] !== undefined).map((k) => [k, env[k]!]));
+}
+
 export async function runVmSuites(repo: string, a: Artifacts, opts: VmSuiteOptions = {}): Promise<SuiteResult[]> {
   const cache = cacheDir();
   const fixtures = await buildFixtures(repo, a, cache);
@@ -135,7 +142,7 @@ export async function runVmSuites(repo: string, a: Artifacts, opts: VmSuiteOptio
   const r = await runVm({
     kernel: a.bzImage, repo, accel, command: guestScript(repo, a, opts), stdout: tee,
     timeoutSec: opts.timeoutSec ?? GUEST_DEADLINE_SEC, memMB: opts.memMB ?? 3072,
-    env: { FUSE_KFUNC_FIXTURES: fixtures, FUSE_KFUNC_BUILD: a.dir, CI: process.env.CI ?? '', ...(opts.env ?? {}) },
+    env: { FUSE_KFUNC_FIXTURES: fixtures, FUSE_KFUNC_BUILD: a.dir, CI: process.env.CI ?? '', ...onDemand(), ...(opts.env ?? {}) },
   });
   process.stderr.write(`==> the guest run took ${Math.round(r.seconds)}s\n`);
   const sections = splitSections(text.replace(/\r/g, ''));

@@ -114,7 +114,7 @@ export function guestEnv(o: VmOptions, cwd: string, cache?: string): Record<stri
     REPO: o.repo, JOB_CWD: cwd,
     ...(cache ? { CACHE: cache } : {}),
     ...(build ? { FUSE_KFUNC_BUILD: build } : {}),
-    ...(o.interactive ? { INTERACTIVE: '1' } : {}),
+    ...(o.interactive ? { INTERACTIVE: '1' } : { REPO_CACHE: 'loose' }),
     ...(o.env ?? {}),
   };
 }
