@@ -36,3 +36,10 @@ test('no build anywhere: no FUSE_KFUNC_BUILD; an explicit one wins', (t) => {
   t.false('FUSE_KFUNC_BUILD' in guestEnv(o, '/r', root));
   t.is(guestEnv({ ...o, env: { FUSE_KFUNC_BUILD: '/x' } }, '/r', root).FUSE_KFUNC_BUILD, '/x');
 });
+
+test('a job caches the checkout\'s share; a shell sees host edits at once', (t) => {
+  const o = { kernel: '/k/bzImage', command: ['true'], repo: '/r' };
+  t.is(guestEnv(o, '/r').REPO_CACHE, 'loose');
+  t.false('REPO_CACHE' in guestEnv({ ...o, interactive: true }, '/r'));
+  t.is(guestEnv({ ...o, interactive: true }, '/r').INTERACTIVE, '1');
+});
