@@ -277,6 +277,13 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that stops early (`fuse-kfunc policy show ... | head`) is not an error: stop quietly,
+// as other command-line tools do, instead of dying on an unhandled EPIPE.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EPIPE') throw e;
+  process.exit(0);
+});
+
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (e: Error) => {

@@ -59,3 +59,11 @@ test('scripts/build.mjs bundles every program with its inputs, and the bundles r
   t.is(v.status, 0, v.stderr);
   t.regex(v.stdout, /^stripe\t/m);
 });
+
+test('the CLI stops quietly when its reader goes away (| head)', (t) => {
+  const repo = path.resolve(import.meta.dirname, '../..');
+  // `true` exits before node starts writing: the write meets a pipe with no reader (EPIPE).
+  const r = spawnSync('bash', ['-c', `set -o pipefail; node ${JSON.stringify(path.join(repo, 'bin/fuse-kfunc.js'))} policy show stripe --chunk 64k | true`], { encoding: 'utf8' });
+  t.notRegex(r.stderr, /EPIPE|Unhandled/);
+  t.is(r.status, 0, r.stderr);
+});
