@@ -84,8 +84,10 @@ export function guestScript(repo: string, a: Artifacts, o: VmSuiteOptions = {}):
   if (a.selftests) lines.push(...section('selftests', `(cd ${a.selftests} && ./fuse_bpf_test)`));
   const durations = join(repo, 'src/testing/ava-durations.mjs');
   const deadline = join(repo, 'src/testing/ava-deadline.mjs');
-  // ava's workers: tsx (as package.json's ava config says) and a deadline for every test
-  const workers = `--node-arguments='--import=tsx --import=${deadline}'`;
+  // ava's workers: tsx (as package.json's ava config says) and a deadline for every test; as
+  // many files at once as the guest has CPUs (under CI ava would run two on one: 1366 s
+  // against 1219 s for the same run one file at a time)
+  const workers = `--concurrency=$(nproc) --node-arguments='--import=tsx --import=${deadline}'`;
   lines.push(...section('guest', `FUSE_KFUNC_TEST_DEADLINE_SEC=${o.testDeadlineSec ?? TEST_DEADLINE_SEC} ` +
     `${process.execPath} --import ${durations} ${AVA(repo)} --tap --timeout=${o.avaTimeout ?? '20m'} ${workers} ${files}`));
   for (const s of o.after ?? []) lines.push(...section(s.name, s.script));

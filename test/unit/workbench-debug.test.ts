@@ -72,7 +72,7 @@ test('the guest script runs the chosen files and the extra sections in order', (
   t.deepEqual(order, ['pre', 'selftests', 'guest', 'post']);
   // ... and their cd does not move the guest suite out of the repo
   t.regex(s, /\(cd \/b\/selftests && \.\/fuse_bpf_test\)/);
-  t.regex(guestScript('/r', a)[2], /--timeout=20m --node-arguments='--import=tsx --import=\/r\/src\/testing\/ava-deadline\.mjs' 'test\/guest\/\*\*\/\*\.test\.ts'/);
+  t.regex(guestScript('/r', a)[2], /--timeout=20m --concurrency=\$\(nproc\) --node-arguments='--import=tsx --import=\/r\/src\/testing\/ava-deadline\.mjs' 'test\/guest\/\*\*\/\*\.test\.ts'/);
   // Every guest test has a deadline of its own; the debug kernel's are longer
   t.regex(guestScript('/r', a)[2], /FUSE_KFUNC_TEST_DEADLINE_SEC=900 /);
   t.regex(s, /FUSE_KFUNC_TEST_DEADLINE_SEC=900 /);
