@@ -66,7 +66,7 @@ test('the guest script runs the chosen files and the extra sections in order', (
   const a = { selftests: '/b/selftests' } as Artifacts;
   const s = guestScript('/r', a, { guestFiles: ['test/guest/a.test.ts'], avaTimeout: '40m',
     before: [{ name: 'pre', script: 'echo 1..0' }], after: [{ name: 'post', script: 'echo 1..0' }] })[2];
-  t.regex(s, /--timeout=40m --node-arguments='[^']*' 'test\/guest\/a\.test\.ts'/);
+  t.regex(s, /--timeout=40m --concurrency=\$\(nproc\) --node-arguments='[^']*' 'test\/guest\/a\.test\.ts'/);
   const order = [...s.matchAll(/### section (\w+)/g)].map((m) => m[1]);
   // The selftests before the guest suite: one running into the deadline cannot starve them
   t.deepEqual(order, ['pre', 'selftests', 'guest', 'post']);
