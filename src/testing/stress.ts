@@ -61,9 +61,10 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
     ...Array.from({ length: o.writers }, (_, k) => ({ kind: 'writer' as const, k })),
     ...Array.from({ length: o.readers }, (_, k) => ({ kind: 'reader' as const, k })),
   ];
+  // Decided once for all workers: a stat of each bundle input, not one round per worker.
+  const entry = nodeEntry(repoRoot(), 'stress');
   const results = await Promise.all(jobs.map((j) => new Promise<StressResult>((resolve, reject) => {
     const cfg = { ...o, kind: j.kind, k: j.k, shared: [...shared].map(([rel, b]) => [rel, sha(b), b.length]) };
-    const entry = nodeEntry(repoRoot(), 'stress');
     const child = spawn(process.execPath, [...entry.execArgv, entry.file, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
