@@ -1,11 +1,11 @@
 // `npm test`: host unit tests, then one VM boot running the guest suite and the kernel
 // selftests; every TAP result counts toward the last line, "N passed, N failed".
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { build, type Artifacts } from '../kernel/build.ts';
+import { build, kselftestArgs, KSELFTEST_TARGET, type Artifacts } from '../kernel/build.ts';
 import { cacheDir } from '../util/paths.ts';
-import { printFailure, runVm } from '../vm/qemu.ts';
+import { printFailure, runVm, shellQuote } from '../vm/qemu.ts';
 import { chooseAccel } from '../vm/accel.ts';
 import { countTap, verdict } from './tap.ts';
 import { buildFixtures } from './fixtures.ts';
@@ -74,6 +74,40 @@ export interface VmSuiteOptions {
 
 const section = (name: string, script: string) => [`echo "### section ${name}"`, script, `echo "### end ${name} rc=$?"`];
 
+/**
+ * The selftests as kselftest runs them (`make -C tools/testing/selftests TARGETS=... run_tests`)
+ * when the build holds them in kselftest's layout; a build from before that runs its binary.
+ */
+export function selftestCommand(a: Artifacts): string {
+  if (a.tree && a.selftests === join(a.dir, 'kselftest', KSELFTEST_TARGET)) {
+    return `make ${kselftestArgs(a.tree, a.dir, 'run_tests').map(shellQuote).join(' ')} 2>&1`;
+  }
+  return `(cd ${a.selftests} && ./fuse_bpf_test)`;
+}
+
+/**
+ * The guest cannot write the build (the host's root is read-only there), so kselftest's
+ * `run_tests` must find its `all` up to date: make it so on the host first. A no-op for a
+ * fresh build; after the tree's files were touched (a checkout) it rebuilds the same objects.
+ */
+export function refreshSelftests(a: Artifacts): void {
+  if (!a.tree || a.selftests !== join(a.dir, 'kselftest', KSELFTEST_TARGET)) return;
+  const r = spawnSync('make', kselftestArgs(a.tree, a.dir, 'all'), { encoding: 'utf8' });
+  if (r.status !== 0) {
+    throw new Error(`the kernel selftests of ${a.dir} did not rebuild (make ${kselftestArgs(a.tree, a.dir, 'all').join(' ')}):\n` +
+      `${(r.stdout + r.stderr).split('\n').slice(-15).join('\n')}\nrebuild the kernel: fuse-kfunc kernel build`);
+  }
+}
+
+/**
+ * kselftest's runner prefixes every line of a test's own TAP with "# " and adds its own
+ * plan and one result for the whole program: take one level off, so each harness test
+ * counts by name (and the runner's result, which fails on a crash or its timeout, too).
+ */
+export function unnestKselftest(text: string): string {
+  return text.split('\n').map((l) => l.startsWith('# ') ? l.slice(2) : l).join('\n');
+}
+
 /** The guest side of the run: sections delimited by markers the host splits on. */
 export function guestScript(repo: string, a: Artifacts, o: VmSuiteOptions = {}): string[] {
   const files = (o.guestFiles ?? ['test/guest/**/*.test.ts']).map((f) => `'${f}'`).join(' ');
@@ -81,7 +115,7 @@ export function guestScript(repo: string, a: Artifacts, o: VmSuiteOptions = {}):
   for (const s of o.before ?? []) lines.push(...section(s.name, s.script));
   // The selftests first: a minute at most, and a slow guest suite running into the deadline
   // must not take them down with it.
-  if (a.selftests) lines.push(...section('selftests', `(cd ${a.selftests} && ./fuse_bpf_test)`));
+  if (a.selftests) lines.push(...section('selftests', selftestCommand(a)));
   const durations = join(repo, 'src/testing/ava-durations.mjs');
   const deadline = join(repo, 'src/testing/ava-deadline.mjs');
   // ava's workers: tsx (as package.json's ava config says) and a deadline for every test; as
@@ -138,6 +172,7 @@ export async function runVmSuites(repo: string, a: Artifacts, opts: VmSuiteOptio
   const cache = cacheDir();
   const fixtures = await buildFixtures(repo, a, cache);
   const accel = await chooseAccel(a.bzImage, repo, a.dir);
+  refreshSelftests(a);
   let text = '';
   const tee = new PassThrough();
   tee.on('data', (b) => { text += b.toString(); process.stdout.write(b); });
@@ -156,7 +191,7 @@ export async function runVmSuites(repo: string, a: Artifacts, opts: VmSuiteOptio
   for (const name of expected) {
     const s = sections.get(name);
     if (!s) { results.push({ suite: name, passed: 0, failed: 1, notes: [`${name}: never ran (the VM stopped first)`] }); continue; }
-    results.push(fromTap(name, s.body, s.rc ?? 1));
+    results.push(fromTap(name, name === 'selftests' ? unnestKselftest(s.body) : s.body, s.rc ?? 1));
   }
   if (r.failure) {
     const notes = [`vm: ${r.failure}: ${r.message?.split('\n')[0]}`];

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { checkFragments, mergeFragments, parseFragment } from '../../src/kernel/config.ts';
 import { DEBUG_VARIANT, variantKey, variantPaths } from '../../src/kernel/build.ts';
 import { DEBUG_GUEST_FILES, selectGuestFiles } from '../../src/testing/debug-kernel.ts';
-import { guestScript } from '../../src/testing/suite.ts';
+import { fromTap, guestScript, selftestCommand, unnestKselftest } from '../../src/testing/suite.ts';
 import { parseConsole, reportBlocks, BOOT_MARK } from '../../src/vm/console.ts';
 import type { Artifacts } from '../../src/kernel/build.ts';
 
@@ -77,6 +77,31 @@ test('the guest script runs the chosen files and the extra sections in order', (
   t.regex(guestScript('/r', a)[2], /FUSE_KFUNC_TEST_DEADLINE_SEC=900 /);
   t.regex(s, /FUSE_KFUNC_TEST_DEADLINE_SEC=900 /);
   t.regex(guestScript('/r', a, { testDeadlineSec: 1800 })[2], /FUSE_KFUNC_TEST_DEADLINE_SEC=1800 /);
+});
+
+test('a build in kselftest\'s layout runs its selftests through kselftest\'s run_tests', (t) => {
+  const a = { dir: '/b/k1', tree: '/t', selftests: '/b/k1/kselftest/filesystems/fuse_bpf' } as Artifacts;
+  const cmd = selftestCommand(a);
+  t.regex(cmd, /^make -C \/t\/tools\/testing\/selftests O=\/b\/k1 TARGETS=filesystems\/fuse_bpf /);
+  t.regex(cmd, / LIBBPF_A=\/b\/k1\/libbpf\/lib\/libbpf\.a /);
+  t.regex(cmd, / run_tests 2>&1$/);
+  t.regex(guestScript('/r', a)[2], /### section selftests"\nmake -C \/t\/tools/);
+  // A build from before keeps running its binary
+  t.is(selftestCommand({ dir: '/b/k0', selftests: '/b/k0/selftests' } as Artifacts), '(cd /b/k0/selftests && ./fuse_bpf_test)');
+});
+
+test('kselftest\'s nested TAP counts each harness test and the runner\'s own result', (t) => {
+  const out = ['TAP version 13', '1..1', '# timeout set to 900', '# selftests: filesystems/fuse_bpf: fuse_bpf_test',
+    '# TAP version 13', '# 1..3', '# # Starting 3 tests from 1 test cases.', '# #  RUN           fbt.a ...', '# ok 1 fbt.a',
+    '# not ok 2 fbt.b', '# ok 3 fbt.c # SKIP no fuse', '# # Totals: pass:1 fail:1', 'not ok 1 selftests: filesystems/fuse_bpf: fuse_bpf_test # exit=1'].join('\n');
+  const r = fromTap('selftests', unnestKselftest(out), 0);
+  t.is(r.passed, 1);
+  t.is(r.failed, 3);
+  t.deepEqual(r.notes, ['selftests: fbt.b', 'selftests: SKIP: fbt.c # SKIP no fuse', 'selftests: selftests: filesystems/fuse_bpf: fuse_bpf_test # exit=1']);
+  // A runner that timed out before the harness printed its results: the plan says what is missing
+  const cut = fromTap('selftests', unnestKselftest(['1..1', '# 1..60', '# ok 1 fbt.a', 'not ok 1 selftests: x # TIMEOUT 900 seconds'].join('\n')), 0);
+  t.is(cut.passed, 1);
+  t.is(cut.failed, 60);
 });
 
 const KASAN = `[   50.1] ==================================================================
