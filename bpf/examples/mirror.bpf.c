@@ -47,10 +47,10 @@ struct mirror_node {
 	__u32 backing[MIRROR_MAX_REPLICAS];	/* backing ids, replica order */
 	__u32 nr;				/* replicas in use, 1..4 */
 	__u32 next;				/* round-robin cursor for READ */
-	struct fuse_backing __kptr *fb0;	/* one field per replica: the */
-	struct fuse_backing __kptr *fb1;	/* verifier wants kptrs at    */
-	struct fuse_backing __kptr *fb2;	/* constant offsets           */
-	struct fuse_backing __kptr *fb3;
+	struct bpf_file __kptr *fb0;	/* one field per replica: the */
+	struct bpf_file __kptr *fb1;	/* verifier wants kptrs at    */
+	struct bpf_file __kptr *fb2;	/* constant offsets           */
+	struct bpf_file __kptr *fb3;
 };
 
 struct mirror_op_stats {
@@ -93,7 +93,7 @@ static struct mirror_replica_stats *replica(__u32 idx)
 	return bpf_map_lookup_elem(&replica_stats, &idx);
 }
 
-static __always_inline struct fuse_backing __kptr **
+static __always_inline struct bpf_file __kptr **
 cache_slot(struct mirror_node *n, __u32 r)
 {
 	switch (r) {
@@ -109,17 +109,17 @@ cache_slot(struct mirror_node *n, __u32 r)
  * has one, else by id (and then cached for the next requests).  Concurrent
  * requests share the cached reference; the map keeps its own.
  */
-static __always_inline struct fuse_backing *
+static __always_inline struct bpf_file *
 replica_get(struct fuse_bpf_ctx *fctx, struct mirror_node *n, __u32 r)
 {
-	struct fuse_backing __kptr **slot = cache_slot(n, r);
+	struct bpf_file __kptr **slot = cache_slot(n, r);
 	struct mirror_replica_stats *st;
-	struct fuse_backing *fb, *extra;
+	struct bpf_file *fb, *extra;
 
 	bpf_rcu_read_lock();
 	fb = *slot;
 	if (fb)
-		fb = bpf_fuse_backing_acquire(fb);
+		fb = bpf_file_acquire(fb);
 	bpf_rcu_read_unlock();
 	if (fb) {
 		st = replica(r);
@@ -131,11 +131,11 @@ replica_get(struct fuse_bpf_ctx *fctx, struct mirror_node *n, __u32 r)
 	fb = bpf_fuse_backing_get(fctx, n->backing[r & (MIRROR_MAX_REPLICAS - 1)]);
 	if (!fb)
 		return NULL;	/* id closed behind our back: fail over */
-	extra = bpf_fuse_backing_acquire(fb);
+	extra = bpf_file_acquire(fb);
 	if (extra) {
 		extra = bpf_kptr_xchg(slot, extra);
 		if (extra)	/* another request cached one first */
-			bpf_fuse_backing_put(extra);
+			bpf_file_release(extra);
 	}
 	return fb;
 }
@@ -148,7 +148,7 @@ static __always_inline int read_replica(struct fuse_bpf_ctx *fctx,
 					struct mirror_node *n, __u32 r,
 					__u64 pos, __u32 size)
 {
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	__u32 done = 0;
 	int i, ret = 0;
 
@@ -162,7 +162,7 @@ static __always_inline int read_replica(struct fuse_bpf_ctx *fctx,
 			break;
 		done += ret;
 	}
-	bpf_fuse_backing_put(fb);
+	bpf_file_release(fb);
 	return ret < 0 ? ret : done;
 }
 
@@ -171,7 +171,7 @@ static __always_inline int write_replica(struct fuse_bpf_ctx *fctx,
 					 struct mirror_node *n, __u32 r,
 					 __u64 pos, __u32 size)
 {
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	__u32 done = 0;
 	int i, ret = 0;
 
@@ -185,19 +185,19 @@ static __always_inline int write_replica(struct fuse_bpf_ctx *fctx,
 			break;
 		done += ret;
 	}
-	bpf_fuse_backing_put(fb);
+	bpf_file_release(fb);
 	return ret < 0 ? ret : done;
 }
 
 static int mirror_getxattr(struct fuse_bpf_ctx *fctx, struct mirror_node *n)
 {
-	struct fuse_backing *fb = replica_get(fctx, n, 0);
+	struct bpf_file *fb = replica_get(fctx, n, 0);
 	int ret;
 
 	if (!fb)
 		return FUSE_BPF_UPCALL;	/* the daemon reads the primary itself */
 	ret = bpf_vfs_getxattr(fctx, fb);
-	bpf_fuse_backing_put(fb);
+	bpf_file_release(fb);
 	return ret;
 }
 

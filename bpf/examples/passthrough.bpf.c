@@ -43,7 +43,7 @@ struct {
 } nodes SEC(".maps");
 
 static int pt_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		   struct fuse_backing *fb)
+		   struct bpf_file *fb)
 {
 	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
 	__u32 done = 0;
@@ -64,7 +64,7 @@ static int pt_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int pt_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		    struct fuse_backing *fb)
+		    struct bpf_file *fb)
 {
 	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
 	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
@@ -86,7 +86,7 @@ static int pt_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int pt_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		      struct fuse_backing *fb)
+		      struct bpf_file *fb)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
 	int ret;
@@ -106,7 +106,7 @@ int BPF_PROG(pt_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 {
 	__u32 op = fctx->opcode;
 	__u64 nodeid = fctx->nodeid;
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	struct pt_node *n;
 	int ret = FUSE_BPF_UPCALL;
 
@@ -129,7 +129,7 @@ int BPF_PROG(pt_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 		ret = bpf_vfs_getxattr(fctx, fb);
 	else
 		ret = bpf_vfs_listxattr(fctx, fb);
-	bpf_fuse_backing_put(fb);
+	bpf_file_release(fb);
 	return FUSE_KFUNC_COUNT(fctx, ret);
 }
 

@@ -79,7 +79,7 @@ struct tree_node {
 	struct bpf_spin_lock lock;
 	/* Lookups the kernel holds; 0: forgotten, about to be deleted */
 	__u32 nlookup;
-	struct fuse_backing __kptr *fb;
+	struct bpf_file __kptr *fb;
 };
 
 struct {
@@ -90,7 +90,7 @@ struct {
 } tree_nodes SEC(".maps");
 
 struct tree_file {
-	struct fuse_backing __kptr *fb;
+	struct bpf_file __kptr *fb;
 };
 
 struct {
@@ -144,23 +144,23 @@ static void scratch_put(void)
 
 /* ---- Nodes ---------------------------------------------------------------- */
 
-static struct fuse_backing *node_get(__u64 nodeid)
+static struct bpf_file *node_get(__u64 nodeid)
 {
 	struct tree_node *n = bpf_map_lookup_elem(&tree_nodes, &nodeid);
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 
 	if (!n)
 		return NULL;
 	bpf_rcu_read_lock();
 	fb = n->fb;
 	if (fb)
-		fb = bpf_fuse_backing_acquire(fb);
+		fb = bpf_file_acquire(fb);
 	bpf_rcu_read_unlock();
 	return fb;
 }
 
 /* The node a request is about: the root or one of ours */
-static struct fuse_backing *node_backing(struct fuse_bpf_ctx *ctx, __u64 nodeid)
+static struct bpf_file *node_backing(struct fuse_bpf_ctx *ctx, __u64 nodeid)
 {
 	__u32 zero = 0, *id;
 
@@ -176,7 +176,7 @@ static struct fuse_backing *node_backing(struct fuse_bpf_ctx *ctx, __u64 nodeid)
  * succeeds.  A node seen at zero lookups is being deleted by node_forget();
  * retry until a fresh one can be inserted.
  */
-static int node_remember(__u64 nodeid, struct fuse_backing *fb)
+static int node_remember(__u64 nodeid, struct bpf_file *fb)
 {
 	struct tree_node fresh = { .nlookup = 1 }, *n;
 	bool counted;
@@ -199,18 +199,18 @@ static int node_remember(__u64 nodeid, struct fuse_backing *fb)
 		if (counted) {
 			fb = bpf_kptr_xchg(&n->fb, fb);
 			if (fb)
-				bpf_fuse_backing_put(fb);
+				bpf_file_release(fb);
 			return 0;
 		}
 	}
-	bpf_fuse_backing_put(fb);
+	bpf_file_release(fb);
 	return -EAGAIN;
 }
 
 static void node_forget(__u64 nodeid, __u64 nlookup)
 {
 	struct tree_node *n = bpf_map_lookup_elem(&tree_nodes, &nodeid);
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	bool gone;
 
 	if (!n)
@@ -223,25 +223,25 @@ static void node_forget(__u64 nodeid, __u64 nlookup)
 		return;
 	fb = bpf_kptr_xchg(&n->fb, NULL);
 	if (fb)
-		bpf_fuse_backing_put(fb);
+		bpf_file_release(fb);
 	bpf_map_delete_elem(&tree_nodes, &nodeid);
 }
 
 /* Answer a request creating or finding an entry with node @fb (consumed) */
 static int reply_entry(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
-		       struct fuse_backing *fb)
+		       struct bpf_file *fb)
 {
 	struct fuse_entry_out *out = bpf_fuse_out(args, 0, struct fuse_entry_out);
 	int err;
 
 	if (!out) {
-		bpf_fuse_backing_put(fb);
+		bpf_file_release(fb);
 		return -EIO;
 	}
 	/* Node id 0: FUSE_BPF_NODEID | the backing inode number */
 	err = bpf_vfs_fill_entry(ctx, fb, 0);
 	if (err) {
-		bpf_fuse_backing_put(fb);
+		bpf_file_release(fb);
 		return err;
 	}
 	out->entry_valid = valid_secs();
@@ -251,38 +251,38 @@ static int reply_entry(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
 
 /* ---- File handles ------------------------------------------------------- */
 
-static int file_add(struct fuse_backing *fb, __u64 *fh)
+static int file_add(struct bpf_file *fb, __u64 *fh)
 {
 	struct tree_file zero = {}, *f;
 	__u64 id = __sync_fetch_and_add(&last_fh, 1) + 1;
 
 	if (bpf_map_update_elem(&tree_files, &id, &zero, BPF_NOEXIST)) {
-		bpf_fuse_backing_put(fb);
+		bpf_file_release(fb);
 		return -EMFILE;
 	}
 	f = bpf_map_lookup_elem(&tree_files, &id);
 	if (!f) {
-		bpf_fuse_backing_put(fb);
+		bpf_file_release(fb);
 		return -EIO;
 	}
 	fb = bpf_kptr_xchg(&f->fb, fb);
 	if (fb)
-		bpf_fuse_backing_put(fb);
+		bpf_file_release(fb);
 	*fh = id;
 	return 0;
 }
 
-static struct fuse_backing *file_get(__u64 fh)
+static struct bpf_file *file_get(__u64 fh)
 {
 	struct tree_file *f = bpf_map_lookup_elem(&tree_files, &fh);
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 
 	if (!f)
 		return NULL;
 	bpf_rcu_read_lock();
 	fb = f->fb;
 	if (fb)
-		fb = bpf_fuse_backing_acquire(fb);
+		fb = bpf_file_acquire(fb);
 	bpf_rcu_read_unlock();
 	return fb;
 }
@@ -290,21 +290,21 @@ static struct fuse_backing *file_get(__u64 fh)
 static void file_release(__u64 fh)
 {
 	struct tree_file *f = bpf_map_lookup_elem(&tree_files, &fh);
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 
 	if (!f)
 		return;
 	fb = bpf_kptr_xchg(&f->fb, NULL);
 	if (fb)
-		bpf_fuse_backing_put(fb);
+		bpf_file_release(fb);
 	bpf_map_delete_elem(&tree_files, &fh);
 }
 
 static int open_fh(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
-		   struct fuse_backing *node, __u32 flags)
+		   struct bpf_file *node, __u32 flags)
 {
 	struct fuse_open_out *out = bpf_fuse_out(args, 0, struct fuse_open_out);
-	struct fuse_backing *file;
+	struct bpf_file *file;
 	int err = 0;
 
 	if (!out)
@@ -328,10 +328,10 @@ static int get_name(struct fuse_args *args, __u32 idx, char *name)
 
 static __noinline int serve_lookup(struct fuse_bpf_ctx *ctx,
 				   struct fuse_args *args,
-				   struct fuse_backing *dir)
+				   struct bpf_file *dir)
 {
 	char name[NAME_SZ];
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	int err;
 
 	err = get_name(args, 0, name);
@@ -345,9 +345,9 @@ static __noinline int serve_lookup(struct fuse_bpf_ctx *ctx,
 
 /* After MKNOD, MKDIR, SYMLINK or LINK made @name in @dir */
 static int reply_created(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
-			 struct fuse_backing *dir, const char *name)
+			 struct bpf_file *dir, const char *name)
 {
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	int err = 0;
 
 	fb = bpf_vfs_lookup(ctx, dir, name, NAME_SZ, &err);
@@ -358,10 +358,10 @@ static int reply_created(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
 
 static __noinline int serve_create(struct fuse_bpf_ctx *ctx,
 				   struct fuse_args *args,
-				   struct fuse_backing *dir)
+				   struct bpf_file *dir)
 {
 	struct fuse_open_out *open_out = bpf_fuse_out(args, 1, struct fuse_open_out);
-	struct fuse_backing *file, *node;
+	struct bpf_file *file, *node;
 	char name[NAME_SZ];
 	__u64 fh = 0;
 	int err;
@@ -375,14 +375,14 @@ static __noinline int serve_create(struct fuse_bpf_ctx *ctx,
 	if (!file)
 		return err;
 	/* The new file is both the node and the open file handle */
-	node = bpf_fuse_backing_acquire(file);
+	node = bpf_file_acquire(file);
 	if (!node) {
-		bpf_fuse_backing_put(file);
+		bpf_file_release(file);
 		return -EIO;
 	}
 	err = file_add(file, &fh);
 	if (err) {
-		bpf_fuse_backing_put(node);
+		bpf_file_release(node);
 		return err;
 	}
 	err = reply_entry(ctx, args, node);
@@ -396,7 +396,7 @@ static __noinline int serve_create(struct fuse_bpf_ctx *ctx,
 
 static __noinline int serve_mknod(struct fuse_bpf_ctx *ctx,
 				  struct fuse_args *args,
-				  struct fuse_backing *dir)
+				  struct bpf_file *dir)
 {
 	char name[NAME_SZ];
 	int err;
@@ -420,7 +420,7 @@ static __noinline int serve_mknod(struct fuse_bpf_ctx *ctx,
 
 static __noinline int serve_symlink(struct fuse_bpf_ctx *ctx,
 				    struct fuse_args *args,
-				    struct fuse_backing *dir)
+				    struct bpf_file *dir)
 {
 	char name[NAME_SZ];
 	int err;
@@ -435,11 +435,11 @@ static __noinline int serve_symlink(struct fuse_bpf_ctx *ctx,
 
 static __noinline int serve_link(struct fuse_bpf_ctx *ctx,
 				 struct fuse_args *args,
-				 struct fuse_backing *dir)
+				 struct bpf_file *dir)
 {
 	const struct fuse_link_in *in = bpf_fuse_in(args, 0, struct fuse_link_in);
 	char name[NAME_SZ];
-	struct fuse_backing *old;
+	struct bpf_file *old;
 	int err;
 
 	if (!in)
@@ -451,13 +451,13 @@ static __noinline int serve_link(struct fuse_bpf_ctx *ctx,
 	if (!old)
 		return -ESTALE;
 	err = bpf_vfs_link(ctx, old, dir, name, sizeof(name));
-	bpf_fuse_backing_put(old);
+	bpf_file_release(old);
 	return err ? err : reply_created(ctx, args, dir, name);
 }
 
 static __noinline int serve_remove(struct fuse_bpf_ctx *ctx,
 				   struct fuse_args *args,
-				   struct fuse_backing *dir)
+				   struct bpf_file *dir)
 {
 	char name[NAME_SZ];
 	int err;
@@ -477,9 +477,9 @@ struct tree_rename_in {
 
 static __noinline int serve_rename(struct fuse_bpf_ctx *ctx,
 				   struct fuse_args *args,
-				   struct fuse_backing *dir)
+				   struct bpf_file *dir)
 {
-	struct fuse_backing *newdir;
+	struct bpf_file *newdir;
 	struct scratch *s;
 	__u64 newdir_id;
 	int err, n1, n2;
@@ -515,14 +515,14 @@ static __noinline int serve_rename(struct fuse_bpf_ctx *ctx,
 		goto out;
 	/* RENAME2's flags come from the request */
 	err = bpf_vfs_rename(ctx, dir, newdir, s->names, n1 + n2);
-	bpf_fuse_backing_put(newdir);
+	bpf_file_release(newdir);
 out:
 	scratch_put();
 	return err;
 }
 
 static int serve_attr(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
-		      struct fuse_backing *fb)
+		      struct bpf_file *fb)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
 	int err;
@@ -541,7 +541,7 @@ static int serve_attr(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
 /* Requests about a node (the root or ours), with a reference to it */
 static __noinline int serve_node(struct fuse_bpf_ctx *ctx,
 				 struct fuse_args *args,
-				 struct fuse_backing *fb)
+				 struct bpf_file *fb)
 {
 	switch (ctx->opcode) {
 	case FUSE_OP_LOOKUP:
@@ -662,7 +662,7 @@ static int request_fh(struct fuse_args *args, __u32 op, __u64 *fh)
 
 static __noinline int serve_open_file(struct fuse_bpf_ctx *ctx,
 				      struct fuse_args *args,
-				      struct fuse_backing *file)
+				      struct bpf_file *file)
 {
 	__u32 op = ctx->opcode;
 	int ret = -EIO;
@@ -737,7 +737,7 @@ static __noinline int serve_open_file(struct fuse_bpf_ctx *ctx,
 
 static __noinline int serve_file(struct fuse_bpf_ctx *ctx, struct fuse_args *args)
 {
-	struct fuse_backing *file;
+	struct bpf_file *file;
 	__u64 fh = 0;
 	int ret;
 
@@ -752,14 +752,14 @@ static __noinline int serve_file(struct fuse_bpf_ctx *ctx, struct fuse_args *arg
 	if (!file)
 		return -EBADF;
 	ret = serve_open_file(ctx, args, file);
-	bpf_fuse_backing_put(file);
+	bpf_file_release(file);
 	return ret;
 }
 
 static __noinline int tree_serve(struct fuse_bpf_ctx *ctx, struct fuse_args *args)
 {
 	__u64 nodeid = ctx->nodeid;
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	int ret;
 
 	switch (ctx->opcode) {
@@ -800,7 +800,7 @@ static __noinline int tree_serve(struct fuse_bpf_ctx *ctx, struct fuse_args *arg
 	if (!fb)
 		return nodeid == ROOT_ID ? FUSE_BPF_UPCALL : -ESTALE;
 	ret = serve_node(ctx, args, fb);
-	bpf_fuse_backing_put(fb);
+	bpf_file_release(fb);
 	return ret;
 }
 

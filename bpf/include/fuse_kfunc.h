@@ -4,7 +4,7 @@
  * beyond vmlinux.h.
  *
  * Include it after vmlinux.h (which provides struct fuse_bpf_ctx,
- * struct fuse_args, struct fuse_backing and the FUSE wire structs).  The
+ * struct fuse_args, struct bpf_file and the FUSE wire structs).  The
  * kfuncs are declared here because pahole 1.24 does not emit kfunc
  * prototypes into vmlinux.h; the declarations must match the kernel's
  * (fs/fuse/bpf.c), libbpf checks them against the kernel BTF at load time.
@@ -105,23 +105,23 @@ extern int bpf_fuse_set_out_size(struct fuse_bpf_ctx *ctx, __u32 size) __ksym;
 /* ---- Backing files ---------------------------------------------------- */
 
 /*
- * A backing file the daemon registered with FUSE_DEV_IOC_BACKING_OPEN,
- * by id, on the request's connection.  The reference is tracked by the
- * verifier: put it, or move it into a map as a
- * struct fuse_backing __kptr * with bpf_kptr_xchg().
+ * Programs hold files as struct bpf_file (the kernel's fs/bpf_vfs_kfuncs.c):
+ * a backing file the daemon registered with FUSE_DEV_IOC_BACKING_OPEN, by
+ * id, on the request's connection, or what bpf_vfs_lookup() and friends
+ * return.  The reference is tracked by the verifier: release it, or move it
+ * into a map as a struct bpf_file __kptr * with bpf_kptr_xchg().
  */
-extern struct fuse_backing *bpf_fuse_backing_get(struct fuse_bpf_ctx *ctx,
-						 __u32 backing_id) __ksym;
-extern void bpf_fuse_backing_put(struct fuse_backing *fb) __ksym;
+extern struct bpf_file *bpf_fuse_backing_get(struct fuse_bpf_ctx *ctx,
+					     __u32 backing_id) __ksym;
+extern void bpf_file_release(struct bpf_file *bf) __ksym;
 
 /*
- * Another reference to @fb: one the program holds, or one loaded from a map
- * value inside bpf_rcu_read_lock() (backing files are freed after an RCU
+ * Another reference to @bf: one the program holds, or one loaded from a map
+ * value inside bpf_rcu_read_lock() (struct bpf_file is freed after an RCU
  * grace period), so concurrent requests can share a cached backing file
  * without moving it out of the map.  NULL if it is being freed.
  */
-extern struct fuse_backing *
-bpf_fuse_backing_acquire(struct fuse_backing *fb) __ksym;
+extern struct bpf_file *bpf_file_acquire(struct bpf_file *bf) __ksym;
 extern void bpf_rcu_read_lock(void) __ksym;
 extern void bpf_rcu_read_unlock(void) __ksym;
 
@@ -137,22 +137,22 @@ extern void bpf_rcu_read_unlock(void) __ksym;
  * kernel; BPF only names offsets.  Both return bytes moved or -errno, and
  * may be called several times to fill one request.
  */
-extern int bpf_vfs_read(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
+extern int bpf_vfs_read(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
 			__u64 pos, __u32 out_off, __u32 len) __ksym;
-extern int bpf_vfs_write(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
+extern int bpf_vfs_write(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
 			 __u64 pos, __u32 in_off, __u32 len) __ksym;
 
 /* Fills a struct fuse_attr (@attr__sz = sizeof(struct fuse_attr)) */
-extern int bpf_vfs_getattr(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
+extern int bpf_vfs_getattr(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
 			   void *attr, __u32 attr__sz) __ksym;
-extern int bpf_vfs_fsync(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
+extern int bpf_vfs_fsync(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
 			 int datasync) __ksym;
 extern int bpf_vfs_fallocate(struct fuse_bpf_ctx *ctx,
-			     struct fuse_backing *fb, int mode,
+			     struct bpf_file *fb, int mode,
 			     __u64 offset, __u64 len) __ksym;
-extern __s64 bpf_vfs_llseek(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
+extern __s64 bpf_vfs_llseek(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
 			    __s64 offset, int whence) __ksym;
-extern int bpf_vfs_truncate(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
+extern int bpf_vfs_truncate(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
 			    __u64 size) __ksym;
 /*
  * Apply the request's SETATTR (size, mode, owner, times, kill suid/sgid)
@@ -160,12 +160,12 @@ extern int bpf_vfs_truncate(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
  * utimensat(2) make.  Fill the reply with bpf_vfs_getattr() afterwards.
  */
 extern int bpf_vfs_setattr(struct fuse_bpf_ctx *ctx,
-			   struct fuse_backing *fb) __ksym;
+			   struct bpf_file *fb) __ksym;
 /* As on close, for backing filesystems that write back on flush */
 extern int bpf_vfs_flush(struct fuse_bpf_ctx *ctx,
-			 struct fuse_backing *fb) __ksym;
+			 struct bpf_file *fb) __ksym;
 /* Fills a struct fuse_kstatfs */
-extern int bpf_vfs_statfs(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
+extern int bpf_vfs_statfs(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
 			  void *st, __u32 st__sz) __ksym;
 /*
  * Serve the request, a GETXATTR or LISTXATTR, from @fb: the value (or
@@ -174,9 +174,9 @@ extern int bpf_vfs_statfs(struct fuse_bpf_ctx *ctx, struct fuse_backing *fb,
  * clears SB_NOSEC): a program serving WRITE should serve it too.
  */
 extern int bpf_vfs_getxattr(struct fuse_bpf_ctx *ctx,
-			    struct fuse_backing *fb) __ksym;
+			    struct bpf_file *fb) __ksym;
 extern int bpf_vfs_listxattr(struct fuse_bpf_ctx *ctx,
-			     struct fuse_backing *fb) __ksym;
+			     struct bpf_file *fb) __ksym;
 
 /* ---- Namespace: backing directories ------------------------------------ */
 
@@ -186,7 +186,7 @@ extern int bpf_vfs_listxattr(struct fuse_bpf_ctx *ctx,
  * at @pos: bytes filled, 0 at the end (READDIRPLUS entries carry no node id).
  * To open an entry of @dir, bpf_vfs_lookup() then bpf_vfs_open() (below).
  */
-extern int bpf_vfs_readdir(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
+extern int bpf_vfs_readdir(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
 			   __u64 pos) __ksym;
 
 /* ---- Namespace: a tree served without the daemon ------------------------ */
@@ -219,45 +219,45 @@ extern int bpf_vfs_readdir(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
  * (mode, flags, device, link contents) comes from the request, the name
  * from the program.
  */
-extern struct fuse_backing *bpf_vfs_lookup(struct fuse_bpf_ctx *ctx,
-					   struct fuse_backing *dir,
+extern struct bpf_file *bpf_vfs_lookup(struct fuse_bpf_ctx *ctx,
+					   struct bpf_file *dir,
 					   const char *name, __u32 name__sz,
 					   int *err) __ksym;
 extern int bpf_vfs_fill_entry(struct fuse_bpf_ctx *ctx,
-			      struct fuse_backing *fb, __u64 nodeid) __ksym;
-extern struct fuse_backing *bpf_vfs_open(struct fuse_bpf_ctx *ctx,
-					 struct fuse_backing *node,
+			      struct bpf_file *fb, __u64 nodeid) __ksym;
+extern struct bpf_file *bpf_vfs_open(struct fuse_bpf_ctx *ctx,
+					 struct bpf_file *node,
 					 __u32 flags, int *err) __ksym;
-extern struct fuse_backing *bpf_vfs_create(struct fuse_bpf_ctx *ctx,
-					   struct fuse_backing *dir,
+extern struct bpf_file *bpf_vfs_create(struct fuse_bpf_ctx *ctx,
+					   struct bpf_file *dir,
 					   const char *name, __u32 name__sz,
 					   int *err) __ksym;
-extern int bpf_vfs_mkdir(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
+extern int bpf_vfs_mkdir(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
 			 const char *name, __u32 name__sz, __u32 mode) __ksym;
-extern int bpf_vfs_mknod(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
+extern int bpf_vfs_mknod(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
 			 const char *name, __u32 name__sz) __ksym;
-extern int bpf_vfs_symlink(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
+extern int bpf_vfs_symlink(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
 			   const char *name, __u32 name__sz) __ksym;
-extern int bpf_vfs_link(struct fuse_bpf_ctx *ctx, struct fuse_backing *node,
-			struct fuse_backing *dir, const char *name,
+extern int bpf_vfs_link(struct fuse_bpf_ctx *ctx, struct bpf_file *node,
+			struct bpf_file *dir, const char *name,
 			__u32 name__sz) __ksym;
-extern int bpf_vfs_unlink(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
+extern int bpf_vfs_unlink(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
 			  const char *name, __u32 name__sz) __ksym;
-extern int bpf_vfs_rmdir(struct fuse_bpf_ctx *ctx, struct fuse_backing *dir,
+extern int bpf_vfs_rmdir(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
 			 const char *name, __u32 name__sz) __ksym;
 /*
  * @names: "old\0new\0"; the flags are RENAME2's (NOREPLACE, EXCHANGE,
  * WHITEOUT), none for RENAME or another request; -EXDEV across mounts
  */
-extern int bpf_vfs_rename(struct fuse_bpf_ctx *ctx, struct fuse_backing *olddir,
-			  struct fuse_backing *newdir, const char *names,
+extern int bpf_vfs_rename(struct fuse_bpf_ctx *ctx, struct bpf_file *olddir,
+			  struct bpf_file *newdir, const char *names,
 			  __u32 names__sz) __ksym;
 extern int bpf_vfs_readlink(struct fuse_bpf_ctx *ctx,
-			    struct fuse_backing *node) __ksym;
+			    struct bpf_file *node) __ksym;
 extern int bpf_vfs_setxattr(struct fuse_bpf_ctx *ctx,
-			    struct fuse_backing *fb) __ksym;
+			    struct bpf_file *fb) __ksym;
 extern int bpf_vfs_removexattr(struct fuse_bpf_ctx *ctx,
-			       struct fuse_backing *fb) __ksym;
+			       struct bpf_file *fb) __ksym;
 
 /*
  * Building a listing entry by entry: merge directories, hide entries.  The
@@ -271,7 +271,7 @@ struct fuse_bpf_dirent;
 
 extern int bpf_iter_fuse_dir_new(struct bpf_iter_fuse_dir *it,
 				 struct fuse_bpf_ctx *ctx,
-				 struct fuse_backing *dir, __u64 pos) __ksym;
+				 struct bpf_file *dir, __u64 pos) __ksym;
 extern struct fuse_bpf_dirent *
 bpf_iter_fuse_dir_next(struct bpf_iter_fuse_dir *it) __ksym;
 extern void bpf_iter_fuse_dir_destroy(struct bpf_iter_fuse_dir *it) __ksym;

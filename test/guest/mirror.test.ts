@@ -135,9 +135,9 @@ test.serial('userspace mode gives the same replicas as the BPF run', async (t) =
 });
 
 test.serial('a program the verifier rejects fails the daemon\'s start with the verifier log', async (t) => {
-  // The mirror program with one bpf_fuse_backing_put() dropped: a leaked reference.
+  // The mirror program with one bpf_file_release() dropped: a leaked reference.
   const src = fs.readFileSync(path.join(REPO, 'bpf/examples/mirror.bpf.c'), 'utf8');
-  const leaky = src.replace(/\tbpf_fuse_backing_put\(fb\);\n\treturn ret < 0 \? ret : done;/, '\treturn ret < 0 ? ret : done;');
+  const leaky = src.replace(/\tbpf_file_release\(fb\);\n\treturn ret < 0 \? ret : done;/, '\treturn ret < 0 ? ret : done;');
   t.not(leaky, src);
   const dir = path.join(work, 'leaky');
   fs.mkdirSync(dir);

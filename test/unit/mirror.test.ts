@@ -12,7 +12,7 @@ const SRC = readFileSync(fileURLToPath(new URL('../../bpf/examples/mirror.bpf.c'
 test('the C program and the layout agree on the replica limit', (t) => {
   t.regex(SRC, new RegExp(`#define MIRROR_MAX_REPLICAS\\s+${MAX_REPLICAS}\\b`));
   t.is(NODE_SIZE, (MAX_REPLICAS + 2) * 4 + MAX_REPLICAS * 8);
-  t.regex(SRC, /struct fuse_backing __kptr \*fb3;\n};/);
+  t.regex(SRC, /struct bpf_file __kptr \*fb3;\n};/);
 });
 
 test('node entries: backing ids in replica order, then their count', (t) => {

@@ -96,7 +96,7 @@ export function xattrHelper(): string {
  */
 static int serve_xattr(struct fuse_bpf_ctx *fctx, __u32 id, bool list)
 {
-	struct fuse_backing *fb = bpf_fuse_backing_get(fctx, id);
+	struct bpf_file *fb = bpf_fuse_backing_get(fctx, id);
 	int ret;
 
 	if (!fb)
@@ -105,7 +105,7 @@ static int serve_xattr(struct fuse_bpf_ctx *fctx, __u32 id, bool list)
 		ret = bpf_vfs_listxattr(fctx, fb);
 	else
 		ret = bpf_vfs_getxattr(fctx, fb);
-	bpf_fuse_backing_put(fb);
+	bpf_file_release(fb);
 	return ret;
 }
 `;
@@ -123,7 +123,7 @@ export function backingIo(): string {
 static int backing_io(struct fuse_bpf_ctx *fctx, __u32 id, bool write,
 		      __u64 pos, __u32 size)
 {
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	__u32 done = 0;
 	int c, ret = 0;
 
@@ -144,7 +144,7 @@ static int backing_io(struct fuse_bpf_ctx *fctx, __u32 id, bool write,
 			break;
 		done += ret;
 	}
-	bpf_fuse_backing_put(fb);
+	bpf_file_release(fb);
 	return ret < 0 ? ret : done;
 }
 `;
@@ -157,7 +157,7 @@ static int serve_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 			 __u32 id, __u64 valid)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	int ret;
 
 	if (!out)
@@ -166,7 +166,7 @@ static int serve_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	if (!fb)
 		return -EIO;
 	ret = bpf_vfs_getattr(fctx, fb, &out->attr, sizeof(out->attr));
-	bpf_fuse_backing_put(fb);
+	bpf_file_release(fb);
 	if (ret)
 		return ret;
 	out->attr_valid = valid;

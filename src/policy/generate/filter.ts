@@ -82,7 +82,7 @@ static int post_filter(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 
 /* The backing operations: each returns 0 or -errno and fills the reply */
 static int do_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		   struct fuse_backing *fb, __u64 *bytes)
+		   struct bpf_file *fb, __u64 *bytes)
 {
 	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
 	__u32 done = 0;
@@ -104,7 +104,7 @@ static int do_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int do_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		    struct fuse_backing *fb, __u64 *bytes)
+		    struct bpf_file *fb, __u64 *bytes)
 {
 	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
 	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
@@ -127,7 +127,7 @@ static int do_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int do_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		      struct fuse_backing *fb)
+		      struct bpf_file *fb)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
 	int ret;
@@ -143,7 +143,7 @@ static int do_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int do_fsync(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		    struct fuse_backing *fb)
+		    struct bpf_file *fb)
 {
 	const struct fuse_fsync_in *in = bpf_fuse_in(args, 0, struct fuse_fsync_in);
 
@@ -153,7 +153,7 @@ static int do_fsync(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int do_fallocate(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			struct fuse_backing *fb)
+			struct bpf_file *fb)
 {
 	const struct fuse_fallocate_in *in = bpf_fuse_in(args, 0, struct fuse_fallocate_in);
 
@@ -163,7 +163,7 @@ static int do_fallocate(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int do_lseek(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		    struct fuse_backing *fb)
+		    struct bpf_file *fb)
 {
 	const struct fuse_lseek_in *in = bpf_fuse_in(args, 0, struct fuse_lseek_in);
 	struct fuse_lseek_out *out = bpf_fuse_out(args, 0, struct fuse_lseek_out);
@@ -179,7 +179,7 @@ static int do_lseek(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int backing_op(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		      struct fuse_backing *fb, __u64 *bytes)
+		      struct bpf_file *fb, __u64 *bytes)
 {
 	switch (fctx->opcode) {
 	case FUSE_OP_READ:
@@ -217,7 +217,7 @@ SEC("struct_ops.s/request")
 int BPF_PROG(filter_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 {
 	__u64 nodeid = fctx->nodeid, bytes = 0;
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	struct filter_node *n;
 	int ret;
 
@@ -234,7 +234,7 @@ int BPF_PROG(filter_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	if (!fb)		/* id closed behind our back */
 		return FUSE_KFUNC_COUNT(fctx, FUSE_BPF_UPCALL);
 	ret = backing_op(fctx, args, fb, &bytes);
-	bpf_fuse_backing_put(fb);
+	bpf_file_release(fb);
 	if (ret == FUSE_BPF_UPCALL)
 		return FUSE_KFUNC_COUNT(fctx, ret);
 	return FUSE_KFUNC_COUNT(fctx, post_filter(fctx, args, ret, bytes));

@@ -93,7 +93,7 @@ static int mirror_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 			  struct mirror_node *n)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	int i, ret = -EIO;
 
 	if (!out)
@@ -103,7 +103,7 @@ static int mirror_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		if (!fb)
 			continue;
 		ret = bpf_vfs_getattr(fctx, fb, &out->attr, sizeof(out->attr));
-		bpf_fuse_backing_put(fb);
+		bpf_file_release(fb);
 		if (!ret) {
 			out->attr_valid = MIRROR_ATTR_VALID;
 			out->attr_valid_nsec = 0;

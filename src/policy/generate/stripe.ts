@@ -67,7 +67,7 @@ static int stripe_io(struct fuse_bpf_ctx *fctx, struct stripe_node *n,
 		     bool write, __u64 offset, __u32 size)
 {
 ${ids.map((_, i) => `	__u32 id${i} = n->backing[${i}];`).join('\n')}
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	__u32 done = 0, len, i, id;
 	__u64 off, chunk, pos;
 	int p, ret;
@@ -92,7 +92,7 @@ ${ids.map((_, i) => `	barrier_var(id${i});`).join('\n')}
 			ret = bpf_vfs_write(fctx, fb, pos, done, len);
 		else
 			ret = bpf_vfs_read(fctx, fb, pos, done, len);
-		bpf_fuse_backing_put(fb);
+		bpf_file_release(fb);
 		count_io(i, write, ret);
 		if (ret < 0)
 			return ret;
@@ -111,7 +111,7 @@ ${ids.map((_, i) => `	barrier_var(id${i});`).join('\n')}
 static int extend(struct fuse_bpf_ctx *fctx, struct stripe_node *n, __u64 end)
 {
 	struct fuse_attr attr = {};
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	__u64 want;
 	int i, ret;
 
@@ -128,7 +128,7 @@ static int extend(struct fuse_bpf_ctx *fctx, struct stripe_node *n, __u64 end)
 			if (ret == -EOPNOTSUPP)
 				ret = bpf_vfs_truncate(fctx, fb, want);
 		}
-		bpf_fuse_backing_put(fb);
+		bpf_file_release(fb);
 		if (ret < 0)
 			return ret;
 	}
@@ -175,7 +175,7 @@ static int stripe_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
 	struct fuse_attr piece = {};
-	struct fuse_backing *fb;
+	struct bpf_file *fb;
 	__u64 size = 0, blocks = 0, end;
 	int i, ret;
 
@@ -186,7 +186,7 @@ static int stripe_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		if (!fb)
 			return -EIO;
 		ret = bpf_vfs_getattr(fctx, fb, &piece, sizeof(piece));
-		bpf_fuse_backing_put(fb);
+		bpf_file_release(fb);
 		if (ret < 0)
 			return ret;
 		if (i == 0)
