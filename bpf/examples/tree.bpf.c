@@ -309,7 +309,7 @@ static int open_fh(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
 
 	if (!out)
 		return -EIO;
-	file = bpf_vfs_open(ctx, node, flags, &err);
+	file = bpf_vfs_open(&ctx->vfs, &node->path, flags, &err);
 	if (!file)
 		return err;
 	return file_add(file, &out->fh);
@@ -337,7 +337,7 @@ static __noinline int serve_lookup(struct fuse_bpf_ctx *ctx,
 	err = get_name(args, 0, name);
 	if (err)
 		return err;
-	fb = bpf_vfs_lookup(ctx, dir, name, sizeof(name), &err);
+	fb = bpf_vfs_lookup(&ctx->vfs, &dir->path, name, sizeof(name), &err);
 	if (!fb)
 		return err;
 	return reply_entry(ctx, args, fb);
@@ -350,7 +350,7 @@ static int reply_created(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
 	struct bpf_file *fb;
 	int err = 0;
 
-	fb = bpf_vfs_lookup(ctx, dir, name, NAME_SZ, &err);
+	fb = bpf_vfs_lookup(&ctx->vfs, &dir->path, name, NAME_SZ, &err);
 	if (!fb)
 		return err;
 	return reply_entry(ctx, args, fb);
@@ -410,7 +410,7 @@ static __noinline int serve_mknod(struct fuse_bpf_ctx *ctx,
 
 		if (!in)
 			return -EIO;
-		err = bpf_vfs_mkdir(ctx, dir, name, sizeof(name), in->mode);
+		err = bpf_vfs_mkdir(&ctx->vfs, &dir->path, name, sizeof(name), in->mode);
 	} else {
 		/* Type, mode and device number come from the request */
 		err = bpf_vfs_mknod(ctx, dir, name, sizeof(name));
@@ -450,7 +450,7 @@ static __noinline int serve_link(struct fuse_bpf_ctx *ctx,
 	old = node_get(in->oldnodeid);
 	if (!old)
 		return -ESTALE;
-	err = bpf_vfs_link(ctx, old, dir, name, sizeof(name));
+	err = bpf_vfs_link(&ctx->vfs, &old->path, &dir->path, name, sizeof(name));
 	bpf_file_release(old);
 	return err ? err : reply_created(ctx, args, dir, name);
 }
@@ -466,8 +466,8 @@ static __noinline int serve_remove(struct fuse_bpf_ctx *ctx,
 	if (err)
 		return err;
 	if (ctx->opcode == FUSE_OP_RMDIR)
-		return bpf_vfs_rmdir(ctx, dir, name, sizeof(name));
-	return bpf_vfs_unlink(ctx, dir, name, sizeof(name));
+		return bpf_vfs_rmdir(&ctx->vfs, &dir->path, name, sizeof(name));
+	return bpf_vfs_unlink(&ctx->vfs, &dir->path, name, sizeof(name));
 }
 
 /* Only the kernel builds struct fuse_rename_in, so it is not in vmlinux.h */
@@ -698,14 +698,14 @@ static __noinline int serve_open_file(struct fuse_bpf_ctx *ctx,
 		break;
 	}
 	case FUSE_OP_FLUSH:
-		ret = bpf_vfs_flush(ctx, file);
+		ret = bpf_vfs_flush(&ctx->vfs, file);
 		break;
 	case FUSE_OP_FSYNC:
 	case FUSE_OP_FSYNCDIR: {
 		const struct fuse_fsync_in *in = bpf_fuse_in(args, 0, struct fuse_fsync_in);
 
 		if (in)
-			ret = bpf_vfs_fsync(ctx, file, in->fsync_flags & 1);
+			ret = bpf_vfs_fsync(&ctx->vfs, file, in->fsync_flags & 1);
 		break;
 	}
 	case FUSE_OP_LSEEK: {
@@ -715,7 +715,7 @@ static __noinline int serve_open_file(struct fuse_bpf_ctx *ctx,
 
 		if (!in || !out)
 			break;
-		pos = bpf_vfs_llseek(ctx, file, in->offset, in->whence);
+		pos = bpf_vfs_llseek(&ctx->vfs, file, in->offset, in->whence);
 		if (pos < 0) {
 			ret = pos;
 		} else {
@@ -728,7 +728,7 @@ static __noinline int serve_open_file(struct fuse_bpf_ctx *ctx,
 		const struct fuse_fallocate_in *in = bpf_fuse_in(args, 0, struct fuse_fallocate_in);
 
 		if (in)
-			ret = bpf_vfs_fallocate(ctx, file, in->mode, in->offset, in->length);
+			ret = bpf_vfs_fallocate(&ctx->vfs, file, in->mode, in->offset, in->length);
 		break;
 	}
 	}

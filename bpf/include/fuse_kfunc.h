@@ -125,14 +125,30 @@ extern struct bpf_file *bpf_file_acquire(struct bpf_file *bf) __ksym;
 extern void bpf_rcu_read_lock(void) __ksym;
 extern void bpf_rcu_read_unlock(void) __ksym;
 
-/* ---- VFS on backing files (sleepable programs only) ------------------- */
+/* ---- Generic VFS kfuncs: fs/bpf_vfs_kfuncs.c (sleepable programs only) -- */
 
 /*
- * Every kfunc using a backing file takes the request: the file is used only
- * where this connection would have accepted it from FUSE_DEV_IOC_BACKING_OPEN
- * (-ELOOP otherwise), wherever it came from.  Programs of two connections
- * sharing a map could otherwise make a mount wait on itself.
- *
+ * They take &ctx->vfs (struct bpf_vfs_ctx, the first member of the request's
+ * context) and a struct bpf_file, or its &bf->path where a path will do.  A
+ * file is used only where this connection would have accepted it from
+ * FUSE_DEV_IOC_BACKING_OPEN (-ELOOP otherwise), wherever it came from:
+ * programs of two connections sharing a map could otherwise make a mount
+ * wait on itself.  The FUSE kfuncs below take the request itself.
+ */
+extern int bpf_vfs_fsync(struct bpf_vfs_ctx *v, struct bpf_file *bf,
+			 int datasync) __ksym;
+extern int bpf_vfs_fallocate(struct bpf_vfs_ctx *v, struct bpf_file *bf,
+			     int mode, __u64 offset, __u64 len) __ksym;
+extern __s64 bpf_vfs_llseek(struct bpf_vfs_ctx *v, struct bpf_file *bf,
+			    __s64 offset, int whence) __ksym;
+/* As on close, for backing filesystems that write back on flush */
+extern int bpf_vfs_flush(struct bpf_vfs_ctx *v, struct bpf_file *bf) __ksym;
+extern int bpf_vfs_truncate(struct bpf_vfs_ctx *v, const struct path *path,
+			    __u64 size) __ksym;
+
+/* ---- VFS on backing files, serving requests (sleepable programs only) -- */
+
+/*
  * Data moves between the backing file and the request's pages inside the
  * kernel; BPF only names offsets.  Both return bytes moved or -errno, and
  * may be called several times to fill one request.
@@ -145,15 +161,6 @@ extern int bpf_vfs_write(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
 /* Fills a struct fuse_attr (@attr__sz = sizeof(struct fuse_attr)) */
 extern int bpf_vfs_getattr(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
 			   void *attr, __u32 attr__sz) __ksym;
-extern int bpf_vfs_fsync(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
-			 int datasync) __ksym;
-extern int bpf_vfs_fallocate(struct fuse_bpf_ctx *ctx,
-			     struct bpf_file *fb, int mode,
-			     __u64 offset, __u64 len) __ksym;
-extern __s64 bpf_vfs_llseek(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
-			    __s64 offset, int whence) __ksym;
-extern int bpf_vfs_truncate(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
-			    __u64 size) __ksym;
 /*
  * Apply the request's SETATTR (size, mode, owner, times, kill suid/sgid)
  * as the caller, with the checks chmod(2), chown(2), truncate(2) and
@@ -161,9 +168,6 @@ extern int bpf_vfs_truncate(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
  */
 extern int bpf_vfs_setattr(struct fuse_bpf_ctx *ctx,
 			   struct bpf_file *fb) __ksym;
-/* As on close, for backing filesystems that write back on flush */
-extern int bpf_vfs_flush(struct fuse_bpf_ctx *ctx,
-			 struct bpf_file *fb) __ksym;
 /* Fills a struct fuse_kstatfs */
 extern int bpf_vfs_statfs(struct fuse_bpf_ctx *ctx, struct bpf_file *fb,
 			  void *st, __u32 st__sz) __ksym;
@@ -210,6 +214,10 @@ extern int bpf_vfs_readdir(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
  * background request as the attacher without any capability): the backing
  * files' own permissions apply to it, and what it creates is its own.
  *
+ * bpf_vfs_lookup(), bpf_vfs_open(), bpf_vfs_mkdir(), bpf_vfs_link(),
+ * bpf_vfs_unlink() and bpf_vfs_rmdir() are the generic kfuncs (&ctx->vfs,
+ * paths); the others serve the request they are given.
+ *
  * bpf_vfs_lookup(): the entry as an O_PATH node (getattr, setattr, xattrs,
  * readlink, further lookups, bpf_vfs_open()).  bpf_vfs_fill_entry(): the
  * request's fuse_entry_out from a node (nodeid, generation, attributes).
@@ -219,31 +227,31 @@ extern int bpf_vfs_readdir(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
  * (mode, flags, device, link contents) comes from the request, the name
  * from the program.
  */
-extern struct bpf_file *bpf_vfs_lookup(struct fuse_bpf_ctx *ctx,
-					   struct bpf_file *dir,
-					   const char *name, __u32 name__sz,
-					   int *err) __ksym;
+extern struct bpf_file *bpf_vfs_lookup(struct bpf_vfs_ctx *v,
+				       const struct path *dir,
+				       const char *name, __u32 name__sz,
+				       int *err) __ksym;
 extern int bpf_vfs_fill_entry(struct fuse_bpf_ctx *ctx,
 			      struct bpf_file *fb, __u64 nodeid) __ksym;
-extern struct bpf_file *bpf_vfs_open(struct fuse_bpf_ctx *ctx,
-					 struct bpf_file *node,
-					 __u32 flags, int *err) __ksym;
+extern struct bpf_file *bpf_vfs_open(struct bpf_vfs_ctx *v,
+				     const struct path *path,
+				     __u32 flags, int *err) __ksym;
 extern struct bpf_file *bpf_vfs_create(struct fuse_bpf_ctx *ctx,
 					   struct bpf_file *dir,
 					   const char *name, __u32 name__sz,
 					   int *err) __ksym;
-extern int bpf_vfs_mkdir(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
+extern int bpf_vfs_mkdir(struct bpf_vfs_ctx *v, const struct path *dir,
 			 const char *name, __u32 name__sz, __u32 mode) __ksym;
 extern int bpf_vfs_mknod(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
 			 const char *name, __u32 name__sz) __ksym;
 extern int bpf_vfs_symlink(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
 			   const char *name, __u32 name__sz) __ksym;
-extern int bpf_vfs_link(struct fuse_bpf_ctx *ctx, struct bpf_file *node,
-			struct bpf_file *dir, const char *name,
+extern int bpf_vfs_link(struct bpf_vfs_ctx *v, const struct path *old,
+			const struct path *dir, const char *name,
 			__u32 name__sz) __ksym;
-extern int bpf_vfs_unlink(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
+extern int bpf_vfs_unlink(struct bpf_vfs_ctx *v, const struct path *dir,
 			  const char *name, __u32 name__sz) __ksym;
-extern int bpf_vfs_rmdir(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
+extern int bpf_vfs_rmdir(struct bpf_vfs_ctx *v, const struct path *dir,
 			 const char *name, __u32 name__sz) __ksym;
 /*
  * @names: "old\0new\0"; the flags are RENAME2's (NOREPLACE, EXCHANGE,

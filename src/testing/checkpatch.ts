@@ -6,15 +6,53 @@
 // fs/fuse` in the kernel work tree), and the hook has to as well.
 export const CHECKPATCH_IGNORE = ['ENOSYS'];
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { seriesFiles } from '../kernel/series.ts';
+
+/** Files a patch creates or deletes. */
+export function addedOrDeleted(patch: string): string[] {
+  const out: string[] = [];
+  let cur: string | undefined;
+  for (const l of patch.split('\n')) {
+    const d = /^diff --git a\/(\S+) b\/(\S+)$/.exec(l);
+    if (d) { cur = d[2]; continue; }
+    if (cur && /^(new|deleted) file mode /.test(l)) { out.push(cur); cur = undefined; }
+  }
+  return out;
+}
+
+/** Whether an F: pattern of MAINTAINERS covers @file (a directory ending in '/', a glob, or the file itself). */
+export function maintained(maintainers: string, file: string): boolean {
+  return [...maintainers.matchAll(/^F:\s+(\S+)\s*$/gm)].some(([, pat]) => {
+    if (pat.endsWith('/')) return file.startsWith(pat);
+    const re = new RegExp(`^${pat.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`);
+    return re.test(file);
+  });
+}
+
+/**
+ * The rules ignored for one patch: CHECKPATCH_IGNORE, and FILE_PATH_CHANGES ("does
+ * MAINTAINERS need updating?", which checkpatch asks of every patch adding a file without
+ * touching MAINTAINERS) when the work tree's MAINTAINERS already covers every file it adds
+ * or deletes, e.g. a new selftest program in a listed directory.
+ */
+export function ignoredFor(patch: string, maintainers: string): string[] {
+  const files = addedOrDeleted(patch);
+  const covered = files.length > 0 && files.every((f) => maintained(maintainers, f));
+  return covered ? [...CHECKPATCH_IGNORE, 'FILE_PATH_CHANGES'] : CHECKPATCH_IGNORE;
+}
 
 export function checkpatchTap(repo: string, worktree: string): string {
   const patches = seriesFiles(repo);
   const out = [`1..${patches.length}`];
+  const mf = join(worktree, 'MAINTAINERS');
+  const maintainers = existsSync(mf) ? readFileSync(mf, 'utf8') : '';
   patches.forEach((p, i) => {
+    const file = join(repo, 'kernel-patch', p);
+    const ignore = ignoredFor(readFileSync(file, 'utf8'), maintainers);
     const r = spawnSync('perl', [join(worktree, 'scripts/checkpatch.pl'), '--strict', '--no-signoff', '--color=never',
-      '--show-types', `--ignore=${CHECKPATCH_IGNORE.join(',')}`, join(repo, 'kernel-patch', p)], {
+      '--show-types', `--ignore=${ignore.join(',')}`, file], {
       cwd: worktree, encoding: 'utf8',
       // Debian's python3 (with python3-ply/-git for spdxcheck.py) before any pyenv shim.
       env: { ...process.env, PATH: `/usr/bin:${process.env.PATH ?? ''}` },

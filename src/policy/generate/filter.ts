@@ -149,7 +149,7 @@ static int do_fsync(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 
 	if (!in)
 		return -EIO;
-	return bpf_vfs_fsync(fctx, fb, in->fsync_flags & 1);	/* FUSE_FSYNC_FDATASYNC */
+	return bpf_vfs_fsync(&fctx->vfs, fb, in->fsync_flags & 1);	/* FUSE_FSYNC_FDATASYNC */
 }
 
 static int do_fallocate(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
@@ -159,7 +159,7 @@ static int do_fallocate(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 
 	if (!in)
 		return -EIO;
-	return bpf_vfs_fallocate(fctx, fb, in->mode, in->offset, in->length);
+	return bpf_vfs_fallocate(&fctx->vfs, fb, in->mode, in->offset, in->length);
 }
 
 static int do_lseek(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
@@ -171,7 +171,7 @@ static int do_lseek(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 
 	if (!in || !out)
 		return -EIO;
-	pos = bpf_vfs_llseek(fctx, fb, in->offset, in->whence);
+	pos = bpf_vfs_llseek(&fctx->vfs, fb, in->offset, in->whence);
 	if (pos < 0)
 		return pos;
 	out->offset = pos;
@@ -191,7 +191,7 @@ static int backing_op(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	case FUSE_OP_FSYNC:
 		return do_fsync(fctx, args, fb);
 	case FUSE_OP_FLUSH:
-		return bpf_vfs_flush(fctx, fb);
+		return bpf_vfs_flush(&fctx->vfs, fb);
 	case FUSE_OP_FALLOCATE:
 		return do_fallocate(fctx, args, fb);
 	case FUSE_OP_LSEEK:

@@ -124,9 +124,9 @@ static int extend(struct fuse_bpf_ctx *fctx, struct stripe_node *n, __u64 end)
 			return -EIO;
 		ret = bpf_vfs_getattr(fctx, fb, &attr, sizeof(attr));
 		if (!ret && attr.size < want) {
-			ret = bpf_vfs_fallocate(fctx, fb, 0, want - 1, 1);
+			ret = bpf_vfs_fallocate(&fctx->vfs, fb, 0, want - 1, 1);
 			if (ret == -EOPNOTSUPP)
-				ret = bpf_vfs_truncate(fctx, fb, want);
+				ret = bpf_vfs_truncate(&fctx->vfs, &fb->path, want);
 		}
 		bpf_file_release(fb);
 		if (ret < 0)
