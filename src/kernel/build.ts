@@ -49,6 +49,35 @@ export function artifactsIn(dir: string): Artifacts | undefined {
   return a;
 }
 
+/** Where a build keeps its modules (fuse.ko when FUSE is one); the guest loads them at boot. */
+export const MODULES_DIR = 'modules';
+
+/** Copy every module the build made into @dest (flat: the guest insmods each one). */
+export function copyModules(obj: string, dest: string): string[] {
+  const found: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) { if (e.name !== 'source' && !e.name.startsWith('.')) walk(join(d, e.name)); }
+      else if (e.name.endsWith('.ko')) found.push(join(d, e.name));
+    }
+  };
+  for (const top of ['fs', 'drivers', 'net', 'lib', 'crypto', 'kernel']) if (existsSync(join(obj, top))) walk(join(obj, top));
+  if (found.length) mkdirSync(dest, { recursive: true });
+  for (const f of found) cpSync(f, join(dest, f.split('/').pop()!));
+  return found;
+}
+
+/**
+ * vmlinux.h for BPF programs: vmlinux's BTF, and with FUSE a module, fuse.ko's split BTF on
+ * top of it (struct fuse_args, fuse_bpf_ops and the FUSE wire structs live there then).
+ */
+export function vmlinuxH(bpftool: string, vmlinux: string, modules: string): string {
+  const fuse = join(modules, 'fuse.ko');
+  return existsSync(fuse)
+    ? capture(bpftool, ['-B', vmlinux, 'btf', 'dump', 'file', fuse, 'format', 'c'])
+    : capture(bpftool, ['btf', 'dump', 'file', vmlinux, 'format', 'c']);
+}
+
 /**
  * `make` arguments running kselftest's own Makefiles on the build in @dir: `all` builds the
  * selftests there (O=@dir), `run_tests` runs them through kselftest's runner.
@@ -210,8 +239,8 @@ export async function build(repo: string, opts: BuildOptions = {}): Promise<Arti
     }
     writeFileSync(stamp, fragHash);
   }
-  await runLogged('make', ['-C', wt, `O=${obj}`, `-j${jobs}`, 'bzImage'],
-    { log, env, phase: `build kernel${tag} (bzImage + vmlinux)`, expectLines: cold ? COLD_BZIMAGE_LINES : undefined });
+  await runLogged('make', ['-C', wt, `O=${obj}`, `-j${jobs}`, 'bzImage', 'modules'],
+    { log, env, phase: `build kernel${tag} (bzImage + vmlinux + modules)`, expectLines: cold ? COLD_BZIMAGE_LINES : undefined });
   const warnings = readFileSync(log, 'utf8').split('\n').filter((l) => /resolve_btfids.*unresolved|warning: /.test(l));
   if (warnings.length) {
     process.stderr.write(`kernel: ${warnings.length} build warning(s), first ones:\n${warnings.slice(0, 5).map((w) => `  ${w}`).join('\n')}\n`);
@@ -237,7 +266,8 @@ export async function build(repo: string, opts: BuildOptions = {}): Promise<Arti
   cpSync(join(root, 'usr/include'), join(tmp, 'libbpf/include'), { recursive: true });
   const libdir = existsSync(join(root, 'usr/lib64')) ? join(root, 'usr/lib64') : join(root, 'usr/lib');
   cpSync(libdir, join(tmp, 'libbpf/lib'), { recursive: true, verbatimSymlinks: true });
-  writeFileSync(join(tmp, 'vmlinux.h'), capture(join(tmp, 'bpftool'), ['btf', 'dump', 'file', join(tmp, 'vmlinux'), 'format', 'c']));
+  copyModules(obj, join(tmp, MODULES_DIR));
+  writeFileSync(join(tmp, 'vmlinux.h'), vmlinuxH(join(tmp, 'bpftool'), join(tmp, 'vmlinux'), join(tmp, MODULES_DIR)));
 
   if (existsSync(join(wt, SELFTEST_DIR, 'Makefile'))) {
     // As kselftest builds them (O= holds usr/include and kselftest/<target>), so that

@@ -18,6 +18,7 @@ import { fmtDuration } from '../util/progress.ts';
 import { checkTarball, readBase } from './base.ts';
 import { readSeries, RECIPE_VERSION } from './series.ts';
 import { checkConfig, parseFragment } from './config.ts';
+import { copyModules, MODULES_DIR } from './build.ts';
 
 export interface UnpatchedArtifacts {
   key: string;
@@ -146,13 +147,15 @@ export async function buildUnpatched(repo: string, opts: { force?: boolean; cach
     }
     writeFileSync(cfgStamp, fragHash);
   }
-  await runLogged('make', ['-C', p.src, `O=${p.obj}`, `-j${jobs}`, 'bzImage'], { log, env, phase: 'build the unpatched kernel (bzImage)' });
+  await runLogged('make', ['-C', p.src, `O=${p.obj}`, `-j${jobs}`, 'bzImage', 'modules'], { log, env, phase: 'build the unpatched kernel (bzImage + modules)' });
 
   const tmp = `${out}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   cpSync(join(p.obj, 'arch/x86/boot/bzImage'), join(tmp, 'bzImage'));
   cpSync(join(p.obj, '.config'), join(tmp, 'config'));
+  // FUSE is a module in the fragment: the guest loads this build's own fuse.ko
+  copyModules(p.obj, join(tmp, MODULES_DIR));
   const release = readFileSync(join(p.obj, 'include/config/kernel.release'), 'utf8').trim();
   writeFileSync(join(tmp, 'build.json'), JSON.stringify({
     key, release, unpatched: true, builtAt: new Date().toISOString(), seconds: Math.round((Date.now() - t0) / 1000),

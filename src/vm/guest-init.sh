@@ -49,6 +49,15 @@ if [ -n "$CACHE" ]; then
 	mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose cache "$CACHE"
 fi
 
+# The booted kernel's own modules (fuse.ko: FUSE is a module, as distributions build it).
+# The host's /lib/modules has nothing for this kernel, so no modprobe: insmod each one.
+if [ -n "$FUSE_KFUNC_MODULES" ]; then
+	for m in "$FUSE_KFUNC_MODULES"/*.ko; do
+		[ -e "$m" ] || continue
+		insmod "$m" || echo "fuse-kfunc-guest: insmod $m failed" > /dev/kmsg
+	done
+fi
+
 out=/dev/ttyS1
 err=/dev/ttyS2
 stty -F $out raw -echo 2>/dev/null

@@ -107,13 +107,24 @@ export function guestBuildDir(kernel: string, cache?: string): string | undefine
   return undefined;
 }
 
+/**
+ * The modules of the booted kernel's own build (fuse.ko, FUSE being a module), which the
+ * guest's init loads: never another build's, whose symbols the kernel may not have.
+ */
+export function guestModulesDir(kernel: string): string | undefined {
+  const own = join(dirname(resolve(kernel)), 'modules');
+  return existsSync(own) ? own : undefined;
+}
+
 /** What the guest's init exports before running the job (guest-init.sh sources it). */
 export function guestEnv(o: VmOptions, cwd: string, cache?: string): Record<string, string> {
   const build = guestBuildDir(o.kernel, cache);
+  const modules = guestModulesDir(o.kernel);
   return {
     REPO: o.repo, JOB_CWD: cwd,
     ...(cache ? { CACHE: cache } : {}),
     ...(build ? { FUSE_KFUNC_BUILD: build } : {}),
+    ...(modules ? { FUSE_KFUNC_MODULES: modules } : {}),
     ...(o.interactive ? { INTERACTIVE: '1' } : { REPO_CACHE: 'loose' }),
     ...(o.env ?? {}),
   };

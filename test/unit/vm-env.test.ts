@@ -43,3 +43,16 @@ test('a job caches the checkout\'s share; a shell sees host edits at once', (t) 
   t.false('REPO_CACHE' in guestEnv({ ...o, interactive: true }, '/r'));
   t.is(guestEnv({ ...o, interactive: true }, '/r').INTERACTIVE, '1');
 });
+
+test('the guest loads the modules of the booted kernel\'s own build, never the current build\'s', (t) => {
+  const c = cache();
+  mkdirSync(join(c.build, 'modules'));
+  writeFileSync(join(c.build, 'modules', 'fuse.ko'), '');
+  t.is(guestEnv({ kernel: join(c.build, 'bzImage'), command: ['true'], repo: '/r' }, '/r', c.root).FUSE_KFUNC_MODULES, join(c.build, 'modules'));
+  // Another bzImage (an unpatched build, a bzImage given with --kernel) finds the current
+  // build's vmlinux.h for its tools, but its own modules or none: the patched fuse.ko needs
+  // symbols only the patched kernel has
+  const other = guestEnv({ kernel: join(c.other, 'bzImage'), command: ['true'], repo: '/r' }, '/r', c.root);
+  t.is(other.FUSE_KFUNC_BUILD, c.build);
+  t.false('FUSE_KFUNC_MODULES' in other);
+});
