@@ -21,16 +21,15 @@
  * program's -ENOSYS asks the daemon, like FUSE_BPF_UPCALL; on the program's
  * own nodes (FUSE_BPF_CTX_OWN_NODE) it stands and switches the opcode off.
  */
-#define FUSE_BPF_UPCALL		1
 #define FUSE_BPF_MAX_ERRNO	512
 
-/* struct fuse_bpf_ctx::flags: the program runs on the fuse_bpf workqueue */
-#define FUSE_BPF_CTX_BACKGROUND	0x1
 /*
- * struct fuse_bpf_ctx::flags: ctx->nodeid is one of the program's own nodes
- * (see FUSE_BPF_NODEID); FORGETs of them always carry it
+ * FUSE_BPF_UPCALL (enum fuse_bpf_ret), the struct fuse_bpf_ctx::flags
+ * FUSE_BPF_CTX_BACKGROUND (the program runs on the fuse_bpf workqueue) and
+ * FUSE_BPF_CTX_OWN_NODE (ctx->nodeid is one of the program's own nodes, see
+ * FUSE_BPF_NODEID; FORGETs of them always carry it), and FUSE_BPF_NODEID
+ * (enum fuse_bpf_nodeid) are enums of the kernel: they come with vmlinux.h.
  */
-#define FUSE_BPF_CTX_OWN_NODE	0x2
 
 /* FUSE opcodes (include/uapi/linux/fuse.h; enums are not always in BTF) */
 #define FUSE_OP_LOOKUP		1
@@ -203,8 +202,8 @@ extern int bpf_vfs_readdir(struct fuse_bpf_ctx *ctx, struct bpf_file *dir,
  * sees them.  The daemon may use the bit too (tagged pointers), so the
  * kernel records per node whose it is: test FUSE_BPF_CTX_OWN_NODE, not the
  * bit.  An id the other side's live node holds is refused (-EIO).
+ * FUSE_BPF_NODEID is 1 << 63 (vmlinux.h).
  */
-#define FUSE_BPF_NODEID		(1ULL << 63)
 
 /*
  * Names are one path component, NUL terminated within name__sz: not empty,

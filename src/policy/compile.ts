@@ -3,7 +3,7 @@
 // diagnostics are kept as file:line messages in the error.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export interface CompileOptions {
   source: string;
@@ -27,7 +27,10 @@ export function clangDiagnostics(stderr: string): string[] {
   return stderr.split('\n').filter((l) => /^[^\s:]+:\d+:\d+: (error|warning|note|fatal error):/.test(l));
 }
 
-/** vmlinux.h of the kernel build (written by the build), else dumped from the running kernel's BTF. */
+/**
+ * vmlinux.h of the kernel build (written by the build), else dumped from the running kernel's
+ * BTF: with FUSE a module, fuse's split BTF on top of vmlinux's (its types live there).
+ */
 export function vmlinuxHeader(buildDir: string, outDir: string, btf = '/sys/kernel/btf/vmlinux'): string {
   const out = join(outDir, 'vmlinux.h');
   if (existsSync(out)) return out;
@@ -37,7 +40,9 @@ export function vmlinuxHeader(buildDir: string, outDir: string, btf = '/sys/kern
   }
   if (!existsSync(btf)) throw new Error(`${btf} is missing: the kernel was built without CONFIG_DEBUG_INFO_BTF`);
   const bpftool = join(buildDir, 'bpftool');
-  const r = spawnSync(bpftool, ['btf', 'dump', 'file', btf, 'format', 'c'], { maxBuffer: 256 << 20 });
+  const fuse = join(dirname(btf), 'fuse');
+  const args = existsSync(fuse) ? ['-B', btf, 'btf', 'dump', 'file', fuse, 'format', 'c'] : ['btf', 'dump', 'file', btf, 'format', 'c'];
+  const r = spawnSync(bpftool, args, { maxBuffer: 256 << 20 });
   if (r.status !== 0) throw new Error(`${bpftool} btf dump ${btf} failed: ${r.error?.message ?? r.stderr.toString().trim()}`);
   writeFileSync(out, r.stdout);
   return out;

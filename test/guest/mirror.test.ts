@@ -56,6 +56,19 @@ test.after.always(async () => {
   for (const m of servers) await m.close().catch(() => undefined);
 });
 
+test('without a build\'s vmlinux.h the running kernel\'s BTF gives one, fuse.ko\'s types included', (t) => {
+  // A build dir holding only bpftool, as a user's own kernel would: the header is dumped from
+  // /sys/kernel/btf, where FUSE's types are in the module's split BTF (FUSE is a module)
+  const build = process.env.FUSE_KFUNC_BUILD!;
+  const bare = fs.mkdtempSync(path.join(work, 'bare-build-'));
+  fs.symlinkSync(path.join(build, 'bpftool'), path.join(bare, 'bpftool'));
+  const out = fs.mkdtempSync(path.join(work, 'bare-out-'));
+  const h = fs.readFileSync(vmlinuxHeader(bare, out), 'utf8');
+  t.regex(h, /^struct fuse_bpf_ops \{/m);
+  t.regex(h, /^struct task_struct \{/m);
+  t.regex(h, /\bFUSE_BPF_UPCALL = 1\b/);
+});
+
 let bpfReplicas: string[] = [];
 
 test.serial('the program serves every READ and WRITE; replicas identical; reads spread over replicas', async (t) => {
