@@ -4,7 +4,8 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, readdirSync, statSync, renameSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { vmlinuxDumpArgs } from '../policy/compile.ts';
 import { capture, runLogged } from '../util/exec.ts';
 import { cachePaths } from '../util/paths.ts';
 import { fmtDuration } from '../util/progress.ts';
@@ -24,7 +25,10 @@ export interface Artifacts {
   libbpfLib: string;       // holds libbpf.a and libbpf.so*
   bpftool: string;
   selftests?: string;      // dir with fuse_bpf_test, when the series has selftests
-  /** The kernel tree the build came from: kselftest's `make ... run_tests` runs its Makefiles. */
+  /**
+   * The kernel tree the build came from, when the build holds its selftests in kselftest's
+   * layout (`kselftest/<target>`): kselftest's `make ... run_tests` runs that tree's Makefiles.
+   */
   tree?: string;
   dev: boolean;            // built from unexported work-tree changes
 }
@@ -38,13 +42,15 @@ export function artifactsIn(dir: string): Artifacts | undefined {
   const f = join(dir, 'build.json');
   if (!existsSync(f)) return undefined;
   const meta = JSON.parse(readFileSync(f, 'utf8'));
+  const kst = join(dir, 'kselftest', KSELFTEST_TARGET);
+  const kselftest = existsSync(join(kst, 'fuse_bpf_test'));
   const a: Artifacts = {
     key: meta.key, dir, release: meta.release, dev: Boolean(meta.dev),
     bzImage: join(dir, 'bzImage'), vmlinux: join(dir, 'vmlinux'), vmlinuxH: join(dir, 'vmlinux.h'),
     libbpfInclude: join(dir, 'libbpf', 'include'), libbpfLib: join(dir, 'libbpf', 'lib'),
     bpftool: join(dir, 'bpftool'),
-    selftests: [join(dir, 'kselftest', KSELFTEST_TARGET), join(dir, 'selftests')].find((d) => existsSync(join(d, 'fuse_bpf_test'))),
-    tree: meta.tree,
+    selftests: kselftest ? kst : existsSync(join(dir, 'selftests', 'fuse_bpf_test')) ? join(dir, 'selftests') : undefined,
+    tree: kselftest ? meta.tree : undefined,
   };
   return a;
 }
@@ -52,18 +58,17 @@ export function artifactsIn(dir: string): Artifacts | undefined {
 /** Where a build keeps its modules (fuse.ko when FUSE is one); the guest loads them at boot. */
 export const MODULES_DIR = 'modules';
 
-/** Copy every module the build made into @dest (flat: the guest insmods each one). */
+/**
+ * Copy every module the build made into @dest (flat: the guest insmods each one), as kbuild
+ * lists them in `modules.order` (`fs/fuse/fuse.o` for fs/fuse/fuse.ko).
+ */
 export function copyModules(obj: string, dest: string): string[] {
-  const found: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) { if (e.name !== 'source' && !e.name.startsWith('.')) walk(join(d, e.name)); }
-      else if (e.name.endsWith('.ko')) found.push(join(d, e.name));
-    }
-  };
-  for (const top of ['fs', 'drivers', 'net', 'lib', 'crypto', 'kernel']) if (existsSync(join(obj, top))) walk(join(obj, top));
+  const order = join(obj, 'modules.order');
+  const found = existsSync(order)
+    ? readFileSync(order, 'utf8').split('\n').filter(Boolean).map((m) => join(obj, m.replace(/\.o$/, '.ko')))
+    : [];
   if (found.length) mkdirSync(dest, { recursive: true });
-  for (const f of found) cpSync(f, join(dest, f.split('/').pop()!));
+  for (const f of found) cpSync(f, join(dest, basename(f)));
   return found;
 }
 
@@ -72,10 +77,7 @@ export function copyModules(obj: string, dest: string): string[] {
  * top of it (struct fuse_args, fuse_bpf_ops and the FUSE wire structs live there then).
  */
 export function vmlinuxH(bpftool: string, vmlinux: string, modules: string): string {
-  const fuse = join(modules, 'fuse.ko');
-  return existsSync(fuse)
-    ? capture(bpftool, ['-B', vmlinux, 'btf', 'dump', 'file', fuse, 'format', 'c'])
-    : capture(bpftool, ['btf', 'dump', 'file', vmlinux, 'format', 'c']);
+  return capture(bpftool, vmlinuxDumpArgs(vmlinux, join(modules, 'fuse.ko')));
 }
 
 /**

@@ -28,6 +28,15 @@ export function clangDiagnostics(stderr: string): string[] {
 }
 
 /**
+ * bpftool's arguments dumping vmlinux.h from @base's BTF (vmlinux, or /sys/kernel/btf/vmlinux)
+ * and, when FUSE is a module, @fuse's split BTF on top of it (fuse.ko or /sys/kernel/btf/fuse):
+ * struct fuse_args, fuse_bpf_ops and the FUSE wire structs live there then.
+ */
+export function vmlinuxDumpArgs(base: string, fuse: string): string[] {
+  return existsSync(fuse) ? ['-B', base, 'btf', 'dump', 'file', fuse, 'format', 'c'] : ['btf', 'dump', 'file', base, 'format', 'c'];
+}
+
+/**
  * vmlinux.h of the kernel build (written by the build), else dumped from the running kernel's
  * BTF: with FUSE a module, fuse's split BTF on top of vmlinux's (its types live there).
  */
@@ -40,9 +49,7 @@ export function vmlinuxHeader(buildDir: string, outDir: string, btf = '/sys/kern
   }
   if (!existsSync(btf)) throw new Error(`${btf} is missing: the kernel was built without CONFIG_DEBUG_INFO_BTF`);
   const bpftool = join(buildDir, 'bpftool');
-  const fuse = join(dirname(btf), 'fuse');
-  const args = existsSync(fuse) ? ['-B', btf, 'btf', 'dump', 'file', fuse, 'format', 'c'] : ['btf', 'dump', 'file', btf, 'format', 'c'];
-  const r = spawnSync(bpftool, args, { maxBuffer: 256 << 20 });
+  const r = spawnSync(bpftool, vmlinuxDumpArgs(btf, join(dirname(btf), 'fuse')), { maxBuffer: 256 << 20 });
   if (r.status !== 0) throw new Error(`${bpftool} btf dump ${btf} failed: ${r.error?.message ?? r.stderr.toString().trim()}`);
   writeFileSync(out, r.stdout);
   return out;
