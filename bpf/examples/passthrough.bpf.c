@@ -93,7 +93,7 @@ static int pt_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 
 	if (!out)
 		return FUSE_BPF_UPCALL;
-	ret = bpf_vfs_getattr(fctx, fb, &out->attr, sizeof(out->attr));
+	ret = fuse_reply_attr(fctx, fb, &out->attr);
 	if (ret < 0)
 		return ret;
 	out->attr_valid = 1;		/* seconds, as the daemon's default */

@@ -108,7 +108,7 @@ __u64 last_fh;
  * request may run on the same CPU meanwhile.
  */
 struct scratch {
-	char names[2 * NAME_SZ];
+	struct bpf_vfs_rename_names rn;
 };
 
 struct {
@@ -239,7 +239,7 @@ static int reply_entry(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
 		return -EIO;
 	}
 	/* Node id 0: FUSE_BPF_NODEID | the backing inode number */
-	err = bpf_vfs_fill_entry(ctx, fb, 0);
+	err = fuse_reply_entry(ctx, args, fb, 0);
 	if (err) {
 		bpf_file_release(fb);
 		return err;
@@ -371,7 +371,8 @@ static __noinline int serve_create(struct fuse_bpf_ctx *ctx,
 	err = get_name(args, 1, name);
 	if (err)
 		return err;
-	file = bpf_vfs_create(ctx, dir, name, sizeof(name), &err);
+	/* Flags and mode come from the request */
+	file = fuse_serve_create(ctx, args, dir, name, sizeof(name), &err);
 	if (!file)
 		return err;
 	/* The new file is both the node and the open file handle */
@@ -413,7 +414,7 @@ static __noinline int serve_mknod(struct fuse_bpf_ctx *ctx,
 		err = bpf_vfs_mkdir(&ctx->vfs, &dir->path, name, sizeof(name), in->mode);
 	} else {
 		/* Type, mode and device number come from the request */
-		err = bpf_vfs_mknod(ctx, dir, name, sizeof(name));
+		err = fuse_serve_mknod(ctx, args, dir, name, sizeof(name));
 	}
 	return err ? err : reply_created(ctx, args, dir, name);
 }
@@ -470,11 +471,7 @@ static __noinline int serve_remove(struct fuse_bpf_ctx *ctx,
 	return bpf_vfs_unlink(&ctx->vfs, &dir->path, name, sizeof(name));
 }
 
-/* Only the kernel builds struct fuse_rename_in, so it is not in vmlinux.h */
-struct tree_rename_in {
-	__u64 newdir;
-};
-
+/* RENAME and RENAME2 (whose flags come from the request) */
 static __noinline int serve_rename(struct fuse_bpf_ctx *ctx,
 				   struct fuse_args *args,
 				   struct bpf_file *dir)
@@ -482,39 +479,19 @@ static __noinline int serve_rename(struct fuse_bpf_ctx *ctx,
 	struct bpf_file *newdir;
 	struct scratch *s;
 	__u64 newdir_id;
-	int err, n1, n2;
-
-	if (ctx->opcode == FUSE_OP_RENAME2) {
-		const struct fuse_rename2_in *in = bpf_fuse_in(args, 0, struct fuse_rename2_in);
-
-		if (!in)
-			return -EIO;
-		newdir_id = in->newdir;
-	} else {
-		const struct tree_rename_in *in = bpf_fuse_in(args, 0, struct tree_rename_in);
-
-		if (!in)
-			return -EIO;
-		newdir_id = in->newdir;
-	}
+	int err;
 
 	s = scratch_get();
 	if (!s)
 		return -ENOMEM;
-	/* Both names back to back, "old\0new\0", as the kfunc takes them */
-	err = -ENAMETOOLONG;
-	n1 = bpf_fuse_in_arg_copy(args, 1, s->names, NAME_SZ);
-	if (n1 <= 0 || n1 > NAME_SZ)
-		goto out;
-	n2 = bpf_fuse_in_arg_copy(args, 2, s->names + n1, NAME_SZ);
-	if (n2 <= 0 || n2 > NAME_SZ)
+	err = fuse_rename_args(ctx, args, &s->rn, &newdir_id);
+	if (err)
 		goto out;
 	err = -ESTALE;
 	newdir = node_backing(ctx, newdir_id);
 	if (!newdir)
 		goto out;
-	/* RENAME2's flags come from the request */
-	err = bpf_vfs_rename(ctx, dir, newdir, s->names, n1 + n2);
+	err = bpf_vfs_rename(&ctx->vfs, &dir->path, &newdir->path, &s->rn);
 	bpf_file_release(newdir);
 out:
 	scratch_put();
@@ -530,12 +507,12 @@ static int serve_attr(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
 	if (!out)
 		return -EIO;
 	if (ctx->opcode == FUSE_OP_SETATTR) {
-		err = bpf_vfs_setattr(ctx, fb);
+		err = fuse_serve_setattr(ctx, args, fb);
 		if (err)
 			return err;
 	}
 	out->attr_valid = valid_secs();
-	return bpf_vfs_getattr(ctx, fb, &out->attr, sizeof(out->attr));
+	return fuse_reply_attr(ctx, fb, &out->attr);
 }
 
 /* Requests about a node (the root or ours), with a reference to it */
@@ -590,7 +567,7 @@ static __noinline int serve_node(struct fuse_bpf_ctx *ctx,
 	case FUSE_OP_STATFS: {
 		struct fuse_statfs_out *out = bpf_fuse_out(args, 0, struct fuse_statfs_out);
 
-		return out ? bpf_vfs_statfs(ctx, fb, &out->st, sizeof(out->st)) : -EIO;
+		return out ? fuse_reply_statfs(ctx, fb, &out->st) : -EIO;
 	}
 	}
 	return -ENOSYS;

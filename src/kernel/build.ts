@@ -35,6 +35,7 @@ export interface Artifacts {
 
 export const KSELFTEST_TARGET = 'filesystems/fuse_bpf';
 const SELFTEST_DIR = `tools/testing/selftests/${KSELFTEST_TARGET}`;
+const KFUNCS_HEADER = 'fuse_bpf_kfuncs.h';
 // LOCALVERSION set (even empty) stops setlocalversion appending "+" for a git tree.
 const BUILD_ENV = { KBUILD_BUILD_USER: 'fuse-kfunc', KBUILD_BUILD_HOST: 'workbench', LOCALVERSION: '' };
 
@@ -266,6 +267,10 @@ export async function build(repo: string, opts: BuildOptions = {}): Promise<Arti
   cpSync(join(obj, '.config'), join(tmp, 'config'));
   cpSync(join(bpftoolOut, 'bpftool'), join(tmp, 'bpftool'));
   cpSync(join(root, 'usr/include'), join(tmp, 'libbpf/include'), { recursive: true });
+  // The kfunc declarations and FUSE reply inlines of this kernel, from its own selftests'
+  // header: one place for them, beside libbpf's headers so that every program finds them.
+  const kfuncsH = join(wt, SELFTEST_DIR, KFUNCS_HEADER);
+  if (existsSync(kfuncsH)) cpSync(kfuncsH, join(tmp, 'libbpf/include', KFUNCS_HEADER));
   const libdir = existsSync(join(root, 'usr/lib64')) ? join(root, 'usr/lib64') : join(root, 'usr/lib');
   cpSync(libdir, join(tmp, 'libbpf/lib'), { recursive: true, verbatimSymlinks: true });
   copyModules(obj, join(tmp, MODULES_DIR));

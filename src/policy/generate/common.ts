@@ -165,7 +165,7 @@ static int serve_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	fb = bpf_fuse_backing_get(fctx, id);
 	if (!fb)
 		return -EIO;
-	ret = bpf_vfs_getattr(fctx, fb, &out->attr, sizeof(out->attr));
+	ret = fuse_reply_attr(fctx, fb, &out->attr);
 	bpf_file_release(fb);
 	if (ret)
 		return ret;

@@ -134,7 +134,7 @@ static int do_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 
 	if (!out)
 		return -EIO;
-	ret = bpf_vfs_getattr(fctx, fb, &out->attr, sizeof(out->attr));
+	ret = fuse_reply_attr(fctx, fb, &out->attr);
 	if (ret < 0)
 		return ret;
 	out->attr_valid = FILTER_ATTR_VALID;

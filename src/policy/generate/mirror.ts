@@ -102,7 +102,7 @@ static int mirror_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		fb = bpf_fuse_backing_get(fctx, n->backing[i]);
 		if (!fb)
 			continue;
-		ret = bpf_vfs_getattr(fctx, fb, &out->attr, sizeof(out->attr));
+		ret = fuse_reply_attr(fctx, fb, &out->attr);
 		bpf_file_release(fb);
 		if (!ret) {
 			out->attr_valid = MIRROR_ATTR_VALID;

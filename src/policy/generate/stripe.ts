@@ -122,7 +122,7 @@ static int extend(struct fuse_bpf_ctx *fctx, struct stripe_node *n, __u64 end)
 		fb = bpf_fuse_backing_get(fctx, n->backing[i]);
 		if (!fb)
 			return -EIO;
-		ret = bpf_vfs_getattr(fctx, fb, &attr, sizeof(attr));
+		ret = fuse_reply_attr(fctx, fb, &attr);
 		if (!ret && attr.size < want) {
 			ret = bpf_vfs_fallocate(&fctx->vfs, fb, 0, want - 1, 1);
 			if (ret == -EOPNOTSUPP)
@@ -185,7 +185,7 @@ static int stripe_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		fb = bpf_fuse_backing_get(fctx, n->backing[i]);
 		if (!fb)
 			return -EIO;
-		ret = bpf_vfs_getattr(fctx, fb, &piece, sizeof(piece));
+		ret = fuse_reply_attr(fctx, fb, &piece);
 		bpf_file_release(fb);
 		if (ret < 0)
 			return ret;
