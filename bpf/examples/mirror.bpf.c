@@ -157,7 +157,7 @@ static __always_inline int read_replica(struct fuse_bpf_ctx *fctx,
 		return -EIO;
 
 	for (i = 0; i < MIRROR_MAX_CHUNKS && done < size; i++) {
-		ret = bpf_vfs_read(fctx, fb, pos + done, done, size - done);
+		ret = bpf_fuse_read(fctx, fb, pos + done, done, size - done);
 		if (ret <= 0)
 			break;
 		done += ret;
@@ -180,7 +180,7 @@ static __always_inline int write_replica(struct fuse_bpf_ctx *fctx,
 		return -EIO;
 
 	for (i = 0; i < MIRROR_MAX_CHUNKS && done < size; i++) {
-		ret = bpf_vfs_write(fctx, fb, pos + done, done, size - done);
+		ret = bpf_fuse_write(fctx, fb, pos + done, done, size - done);
 		if (ret <= 0)
 			break;
 		done += ret;
@@ -196,7 +196,7 @@ static int mirror_getxattr(struct fuse_bpf_ctx *fctx, struct mirror_node *n)
 
 	if (!fb)
 		return FUSE_BPF_UPCALL;	/* the daemon reads the primary itself */
-	ret = bpf_vfs_getxattr(fctx, fb);
+	ret = bpf_fuse_getxattr(fctx, fb);
 	bpf_file_release(fb);
 	return ret;
 }

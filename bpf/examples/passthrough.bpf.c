@@ -52,7 +52,7 @@ static int pt_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	if (!in)
 		return FUSE_BPF_UPCALL;
 	for (i = 0; i < PT_MAX_CHUNKS && done < in->size; i++) {
-		ret = bpf_vfs_read(fctx, fb, in->offset + done, done, in->size - done);
+		ret = bpf_fuse_read(fctx, fb, in->offset + done, done, in->size - done);
 		if (ret <= 0)
 			break;
 		done += ret;
@@ -74,7 +74,7 @@ static int pt_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	if (!in || !out)
 		return FUSE_BPF_UPCALL;
 	for (i = 0; i < PT_MAX_CHUNKS && done < in->size; i++) {
-		ret = bpf_vfs_write(fctx, fb, in->offset + done, done, in->size - done);
+		ret = bpf_fuse_write(fctx, fb, in->offset + done, done, in->size - done);
 		if (ret <= 0)
 			break;
 		done += ret;
@@ -126,9 +126,9 @@ int BPF_PROG(pt_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	else if (op == FUSE_OP_GETATTR)
 		ret = pt_getattr(fctx, args, fb);
 	else if (op == FUSE_OP_GETXATTR)
-		ret = bpf_vfs_getxattr(fctx, fb);
+		ret = bpf_fuse_getxattr(fctx, fb);
 	else
-		ret = bpf_vfs_listxattr(fctx, fb);
+		ret = bpf_fuse_listxattr(fctx, fb);
 	bpf_file_release(fb);
 	return FUSE_KFUNC_COUNT(fctx, ret);
 }

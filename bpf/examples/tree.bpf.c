@@ -430,7 +430,7 @@ static __noinline int serve_symlink(struct fuse_bpf_ctx *ctx,
 	if (err)
 		return err;
 	/* The link's contents come from the request */
-	err = bpf_vfs_symlink(ctx, dir, name, sizeof(name));
+	err = bpf_fuse_symlink(ctx, dir, name, sizeof(name));
 	return err ? err : reply_created(ctx, args, dir, name);
 }
 
@@ -552,18 +552,18 @@ static __noinline int serve_node(struct fuse_bpf_ctx *ctx,
 	case FUSE_OP_RENAME2:
 		return serve_rename(ctx, args, fb);
 	case FUSE_OP_READLINK: {
-		int ret = bpf_vfs_readlink(ctx, fb);
+		int ret = bpf_fuse_readlink(ctx, fb);
 
 		return ret < 0 ? ret : 0;
 	}
 	case FUSE_OP_GETXATTR:
-		return bpf_vfs_getxattr(ctx, fb);
+		return bpf_fuse_getxattr(ctx, fb);
 	case FUSE_OP_LISTXATTR:
-		return bpf_vfs_listxattr(ctx, fb);
+		return bpf_fuse_listxattr(ctx, fb);
 	case FUSE_OP_SETXATTR:
-		return bpf_vfs_setxattr(ctx, fb);
+		return bpf_fuse_setxattr(ctx, fb);
 	case FUSE_OP_REMOVEXATTR:
-		return bpf_vfs_removexattr(ctx, fb);
+		return bpf_fuse_removexattr(ctx, fb);
 	case FUSE_OP_STATFS: {
 		struct fuse_statfs_out *out = bpf_fuse_out(args, 0, struct fuse_statfs_out);
 
@@ -653,10 +653,10 @@ static __noinline int serve_open_file(struct fuse_bpf_ctx *ctx,
 		if (!in)
 			break;
 		if (op == FUSE_OP_READ)
-			ret = bpf_vfs_read(ctx, file, in->offset, 0, in->size);
+			ret = bpf_fuse_read(ctx, file, in->offset, 0, in->size);
 		else
-			ret = bpf_vfs_readdir(ctx, file, in->offset);
-		/* The reply is as long as what the kfunc filled in */
+			ret = fuse_serve_readdir(ctx, file, in->offset);
+		/* The reply is as long as what was filled in */
 		if (ret > 0)
 			ret = 0;
 		break;
@@ -667,7 +667,7 @@ static __noinline int serve_open_file(struct fuse_bpf_ctx *ctx,
 
 		if (!in || !out)
 			break;
-		ret = bpf_vfs_write(ctx, file, in->offset, 0, in->size);
+		ret = bpf_fuse_write(ctx, file, in->offset, 0, in->size);
 		if (ret >= 0) {
 			out->size = ret;
 			ret = 0;

@@ -15,7 +15,7 @@
  * come the inlines that turn the generic kfuncs' results into FUSE replies
  * (fuse_reply_attr(), fuse_reply_entry(), fuse_reply_statfs()) and FUSE
  * requests into their arguments (fuse_serve_setattr(), fuse_serve_mknod(),
- * fuse_serve_create(), fuse_rename_args()).
+ * fuse_serve_create(), fuse_rename_args(), fuse_serve_readdir()).
  */
 #ifndef __FUSE_KFUNC_H
 #define __FUSE_KFUNC_H
@@ -105,9 +105,14 @@
  *   background request as the attacher without any capability).  Names
  *   are one path component: not empty, not "." or "..", no '/'; lookups
  *   follow no final symlink and enter no mount (-EXDEV).
- * - The FUSE kfuncs taking the request (bpf_vfs_read/write into the
- *   request's pages, the xattr ones, readdir, symlink, readlink, the
- *   directory iterator) serve the request they are given.  Every write is
+ * - Directories are listed with the generic iterator (bpf_iter_vfs_dir_new,
+ *   _next, _destroy); bpf_fuse_dir_emit() appends an entry, the
+ *   iterator's or the program's own, to a READDIR(PLUS) reply with the
+ *   offset to continue from (-ENOSPC: full): merged listings, hidden
+ *   entries.  fuse_serve_readdir() lists one directory.
+ * - The FUSE kfuncs taking the request (bpf_fuse_read/write into the
+ *   request's pages, the xattr ones, symlink, readlink) serve the request
+ *   they are given.  Every write is
  *   preceded by a GETXATTR of security.capability (FUSE clears
  *   SB_NOSEC): a program serving WRITE should serve it too.
  * - Node ids a program hands out carry FUSE_BPF_NODEID; their FORGET

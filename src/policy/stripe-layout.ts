@@ -7,7 +7,7 @@
 // is the logical size, and the logical size is read back as the largest logical end any
 // backing implies. Holes inside L are therefore holes of some backing file (zeros), never a
 // short piece, so a READ never has to zero-fill the reply itself (it cannot: READ replies
-// live in pages only bpf_vfs_read fills).
+// live in pages only bpf_fuse_read fills).
 
 export interface StripeGeometry {
   /** Bytes per chunk. */

@@ -102,9 +102,9 @@ static int serve_xattr(struct fuse_bpf_ctx *fctx, __u32 id, bool list)
 	if (!fb)
 		return -EIO;
 	if (list)
-		ret = bpf_vfs_listxattr(fctx, fb);
+		ret = bpf_fuse_listxattr(fctx, fb);
 	else
-		ret = bpf_vfs_getxattr(fctx, fb);
+		ret = bpf_fuse_getxattr(fctx, fb);
 	bpf_file_release(fb);
 	return ret;
 }
@@ -137,9 +137,9 @@ static int backing_io(struct fuse_bpf_ctx *fctx, __u32 id, bool write,
 	 */
 	for (c = 0; c < IO_MAX_CALLS && done < size; c++) {
 		if (write)
-			ret = bpf_vfs_write(fctx, fb, pos + done, done, size - done);
+			ret = bpf_fuse_write(fctx, fb, pos + done, done, size - done);
 		else
-			ret = bpf_vfs_read(fctx, fb, pos + done, done, size - done);
+			ret = bpf_fuse_read(fctx, fb, pos + done, done, size - done);
 		if (ret <= 0)
 			break;
 		done += ret;

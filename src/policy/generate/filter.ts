@@ -91,7 +91,7 @@ static int do_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	if (!in)
 		return -EIO;
 	for (c = 0; c < FILTER_MAX_CALLS && done < in->size; c++) {
-		ret = bpf_vfs_read(fctx, fb, in->offset + done, done, in->size - done);
+		ret = bpf_fuse_read(fctx, fb, in->offset + done, done, in->size - done);
 		if (ret <= 0)
 			break;
 		done += ret;
@@ -114,7 +114,7 @@ static int do_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	if (!in || !out)
 		return -EIO;
 	for (c = 0; c < FILTER_MAX_CALLS && done < in->size; c++) {
-		ret = bpf_vfs_write(fctx, fb, in->offset + done, done, in->size - done);
+		ret = bpf_fuse_write(fctx, fb, in->offset + done, done, in->size - done);
 		if (ret <= 0)
 			break;
 		done += ret;
@@ -197,9 +197,9 @@ static int backing_op(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	case FUSE_OP_LSEEK:
 		return do_lseek(fctx, args, fb);
 	case FUSE_OP_GETXATTR:
-		return bpf_vfs_getxattr(fctx, fb);
+		return bpf_fuse_getxattr(fctx, fb);
 	case FUSE_OP_LISTXATTR:
-		return bpf_vfs_listxattr(fctx, fb);
+		return bpf_fuse_listxattr(fctx, fb);
 	}
 	return FUSE_BPF_UPCALL;
 }

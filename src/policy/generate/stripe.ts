@@ -89,9 +89,9 @@ ${ids.map((_, i) => `	barrier_var(id${i});`).join('\n')}
 		if (!fb)
 			return -EIO;	/* id closed behind our back */
 		if (write)
-			ret = bpf_vfs_write(fctx, fb, pos, done, len);
+			ret = bpf_fuse_write(fctx, fb, pos, done, len);
 		else
-			ret = bpf_vfs_read(fctx, fb, pos, done, len);
+			ret = bpf_fuse_read(fctx, fb, pos, done, len);
 		bpf_file_release(fb);
 		count_io(i, write, ret);
 		if (ret < 0)
