@@ -5,7 +5,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, write
 import { createHash } from 'node:crypto';
 import { cpus } from 'node:os';
 import { basename, join } from 'node:path';
-import { vmlinuxDumpArgs } from '../policy/compile.ts';
+import { KFUNCS_HEADER, vmlinuxDumpArgs } from '../policy/compile.ts';
 import { capture, runLogged } from '../util/exec.ts';
 import { cachePaths } from '../util/paths.ts';
 import { fmtDuration } from '../util/progress.ts';
@@ -35,7 +35,6 @@ export interface Artifacts {
 
 export const KSELFTEST_TARGET = 'filesystems/fuse_bpf';
 const SELFTEST_DIR = `tools/testing/selftests/${KSELFTEST_TARGET}`;
-const KFUNCS_HEADER = 'fuse_bpf_kfuncs.h';
 // LOCALVERSION set (even empty) stops setlocalversion appending "+" for a git tree.
 const BUILD_ENV = { KBUILD_BUILD_USER: 'fuse-kfunc', KBUILD_BUILD_HOST: 'workbench', LOCALVERSION: '' };
 

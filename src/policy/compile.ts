@@ -55,8 +55,23 @@ export function vmlinuxHeader(buildDir: string, outDir: string, btf = '/sys/kern
   return out;
 }
 
+/**
+ * The kfunc declarations live in one place, the kernel's selftest header, which `kernel build`
+ * installs beside libbpf's headers: a build dir without it predates that and cannot build
+ * programs for its kernel.
+ */
+export const KFUNCS_HEADER = 'fuse_bpf_kfuncs.h';
+
+export function checkKfuncsHeader(buildDir: string): void {
+  if (!existsSync(join(buildDir, 'libbpf', 'include', KFUNCS_HEADER))) {
+    throw new Error(`${buildDir} has no libbpf/include/${KFUNCS_HEADER} (the kernel's kfunc declarations): ` +
+      'it was built before kernel builds installed them; run `fuse-kfunc kernel build` to rebuild it');
+  }
+}
+
 /** Compiles `source` to `outDir/<name>.o` and returns its path. */
 export function compileBpf(o: CompileOptions): string {
+  checkKfuncsHeader(o.buildDir);
   mkdirSync(o.outDir, { recursive: true });
   vmlinuxHeader(o.buildDir, o.outDir, o.btf);
   const name = o.source.replace(/^.*\//, '').replace(/\.c$/, '');

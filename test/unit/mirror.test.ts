@@ -1,10 +1,12 @@
 // Host-side pieces of the mirror policy: map value layouts (must match
 // bpf/examples/mirror.bpf.c), clang diagnostics, the demo's tables.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeOpStats, decodeReplicaStats, encodeNode, encodeNodeKey, MAX_REPLICAS, NODE_SIZE } from '../../src/policy/mirror-layout.ts';
-import { clangDiagnostics } from '../../src/policy/compile.ts';
+import { clangDiagnostics, compileBpf, KFUNCS_HEADER } from '../../src/policy/compile.ts';
 import { opcodeTable, replicaTable, bytes } from '../../src/demo/report.ts';
 
 const SRC = readFileSync(fileURLToPath(new URL('../../bpf/examples/mirror.bpf.c', import.meta.url)), 'utf8');
@@ -53,4 +55,19 @@ test('tables: READ and WRITE first, totals, both sides per replica', (t) => {
   const reps = replicaTable(s, ['/a', '/b']);
   t.regex(reps, /0 \/a\s+kernel\s+5\s+3\.00 MiB/);
   t.is(bytes(1536), '1.5 KiB');
+});
+
+test('a kernel build without the kernel\'s kfunc header is a clear error, before clang runs', (t) => {
+  const build = mkdtempSync(join(tmpdir(), 'fk-build-'));
+  try {
+    const e = t.throws(() => compileBpf({ source: '/nonexistent.bpf.c', outDir: join(build, 'out'), buildDir: build, repo: '/nonexistent' }));
+    t.regex(e!.message, new RegExp(`${KFUNCS_HEADER}.*run \`fuse-kfunc kernel build\``));
+    // With the header, the next problem is the next one reported (here: no vmlinux.h source)
+    mkdirSync(join(build, 'libbpf', 'include'), { recursive: true });
+    writeFileSync(join(build, 'libbpf', 'include', KFUNCS_HEADER), '');
+    const e2 = t.throws(() => compileBpf({ source: '/nonexistent.bpf.c', outDir: join(build, 'out'), buildDir: build, repo: '/nonexistent', btf: join(build, 'no-btf') }));
+    t.notRegex(e2!.message, new RegExp(KFUNCS_HEADER));
+  } finally {
+    rmSync(build, { recursive: true, force: true });
+  }
 });
