@@ -241,8 +241,13 @@ export async function build(repo: string, opts: BuildOptions = {}): Promise<Arti
     }
     writeFileSync(stamp, fragHash);
   }
-  await runLogged('make', ['-C', wt, `O=${obj}`, `-j${jobs}`, 'bzImage', 'modules'],
-    { log, env, phase: `build kernel${tag} (bzImage + vmlinux + modules)`, expectLines: cold ? COLD_BZIMAGE_LINES : undefined });
+  await runLogged('make', ['-C', wt, `O=${obj}`, `-j${jobs}`, 'bzImage'],
+    { log, env, phase: `build kernel${tag} (bzImage + vmlinux)`, expectLines: cold ? COLD_BZIMAGE_LINES : undefined });
+  // Apart, after vmlinux: a module's BTF is split BTF on top of vmlinux's, and in one
+  // parallel make modfinal can check (or regenerate it against) vmlinux before vmlinux is
+  // relinked. A change to built-in code only then left fuse.ko's BTF describing the old
+  // vmlinux, and its kfuncs lost their flags in the verifier (KF_ACQUIRE, seen at stop 19).
+  await runLogged('make', ['-C', wt, `O=${obj}`, `-j${jobs}`, 'modules'], { log, env, phase: `build kernel${tag} modules` });
   const warnings = readFileSync(log, 'utf8').split('\n').filter((l) => /resolve_btfids.*unresolved|warning: /.test(l));
   if (warnings.length) {
     process.stderr.write(`kernel: ${warnings.length} build warning(s), first ones:\n${warnings.slice(0, 5).map((w) => `  ${w}`).join('\n')}\n`);
