@@ -63,13 +63,18 @@ export const MODULES_DIR = 'modules';
  * lists them in `modules.order` (`fs/fuse/fuse.o` for fs/fuse/fuse.ko).
  */
 export function copyModules(obj: string, dest: string): string[] {
-  const order = join(obj, 'modules.order');
-  const found = existsSync(order)
-    ? readFileSync(order, 'utf8').split('\n').filter(Boolean).map((m) => join(obj, m.replace(/\.o$/, '.ko')))
-    : [];
+  const found = builtModules(obj);
   if (found.length) mkdirSync(dest, { recursive: true });
   for (const f of found) cpSync(f, join(dest, basename(f)));
   return found;
+}
+
+/** The .ko files kbuild's modules.order lists in the object dir @obj. */
+export function builtModules(obj: string): string[] {
+  const order = join(obj, 'modules.order');
+  return existsSync(order)
+    ? readFileSync(order, 'utf8').split('\n').filter(Boolean).map((m) => join(obj, m.replace(/\.o$/, '.ko')))
+    : [];
 }
 
 /**
@@ -243,10 +248,12 @@ export async function build(repo: string, opts: BuildOptions = {}): Promise<Arti
   }
   await runLogged('make', ['-C', wt, `O=${obj}`, `-j${jobs}`, 'bzImage'],
     { log, env, phase: `build kernel${tag} (bzImage + vmlinux)`, expectLines: cold ? COLD_BZIMAGE_LINES : undefined });
-  // Apart, after vmlinux: a module's BTF is split BTF on top of vmlinux's, and in one
-  // parallel make modfinal can check (or regenerate it against) vmlinux before vmlinux is
-  // relinked. A change to built-in code only then left fuse.ko's BTF describing the old
-  // vmlinux, and its kfuncs lost their flags in the verifier (KF_ACQUIRE, seen at stop 19).
+  // A module's BTF is split BTF on top of vmlinux's. When only built-in code changed, kbuild
+  // does not relink the .ko but re-runs pahole and resolve_btfids on the one it has, whose
+  // .BTF is already there and stays: its kfunc ids then name other functions, which lost
+  // their flags in the verifier (bpf_fuse_backing_get without KF_ACQUIRE, seen at stop 19).
+  // Relinking the modules is a few seconds: remove them, after vmlinux, and make them again.
+  for (const ko of builtModules(obj)) rmSync(ko, { force: true });
   await runLogged('make', ['-C', wt, `O=${obj}`, `-j${jobs}`, 'modules'], { log, env, phase: `build kernel${tag} modules` });
   const warnings = readFileSync(log, 'utf8').split('\n').filter((l) => /resolve_btfids.*unresolved|warning: /.test(l));
   if (warnings.length) {
