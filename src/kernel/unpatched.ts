@@ -147,9 +147,7 @@ export async function buildUnpatched(repo: string, opts: { force?: boolean; cach
     }
     writeFileSync(cfgStamp, fragHash);
   }
-  // bzImage, then modules: see build.ts (module BTF is split on top of vmlinux's)
-  await runLogged('make', ['-C', p.src, `O=${p.obj}`, `-j${jobs}`, 'bzImage'], { log, env, phase: 'build the unpatched kernel (bzImage)' });
-  await runLogged('make', ['-C', p.src, `O=${p.obj}`, `-j${jobs}`, 'modules'], { log, env, phase: 'build the unpatched kernel (modules)' });
+  await runLogged('make', ['-C', p.src, `O=${p.obj}`, `-j${jobs}`, 'bzImage', 'modules'], { log, env, phase: 'build the unpatched kernel (bzImage + modules)' });
 
   const tmp = `${out}.tmp`;
   rmSync(tmp, { recursive: true, force: true });

@@ -57,15 +57,14 @@ export function vmlinuxHeader(buildDir: string, outDir: string, btf = '/sys/kern
 
 /**
  * The kfunc declarations live in one place, the kernel's selftest header, which `kernel build`
- * installs beside libbpf's headers: a build dir without it predates that and cannot build
- * programs for its kernel.
+ * installs beside libbpf's headers: without it no program builds for that kernel.
  */
 export const KFUNCS_HEADER = 'fuse_bpf_kfuncs.h';
 
 export function checkKfuncsHeader(buildDir: string): void {
   if (!existsSync(join(buildDir, 'libbpf', 'include', KFUNCS_HEADER))) {
-    throw new Error(`${buildDir} has no libbpf/include/${KFUNCS_HEADER} (the kernel's kfunc declarations): ` +
-      'it was built before kernel builds installed them; run `fuse-kfunc kernel build` to rebuild it');
+    throw new Error(`${buildDir} has no libbpf/include/${KFUNCS_HEADER}, the kfunc declarations of its kernel ` +
+      '(a build made before builds installed them, or a directory that is no build): run `fuse-kfunc kernel build`');
   }
 }
 
