@@ -189,14 +189,15 @@ static __always_inline int write_replica(struct fuse_bpf_ctx *fctx,
 	return ret < 0 ? ret : done;
 }
 
-static int mirror_getxattr(struct fuse_bpf_ctx *fctx, struct mirror_node *n)
+static int mirror_getxattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+			   struct mirror_node *n)
 {
 	struct bpf_file *fb = replica_get(fctx, n, 0);
 	int ret;
 
 	if (!fb)
 		return FUSE_BPF_UPCALL;	/* the daemon reads the primary itself */
-	ret = bpf_fuse_getxattr(fctx, fb);
+	ret = fuse_serve_getxattr(fctx, args, fb);
 	bpf_file_release(fb);
 	return ret;
 }
@@ -293,7 +294,7 @@ int BPF_PROG(mirror_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 		else if (op == FUSE_OP_WRITE)
 			ret = mirror_write(fctx, args, n);
 		else
-			ret = mirror_getxattr(fctx, n);
+			ret = mirror_getxattr(fctx, args, n);
 	}
 
 	os = bpf_map_lookup_elem(&op_stats, &op);

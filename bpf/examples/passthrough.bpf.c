@@ -125,10 +125,8 @@ int BPF_PROG(pt_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 		ret = pt_write(fctx, args, fb);
 	else if (op == FUSE_OP_GETATTR)
 		ret = pt_getattr(fctx, args, fb);
-	else if (op == FUSE_OP_GETXATTR)
-		ret = bpf_fuse_getxattr(fctx, fb);
 	else
-		ret = bpf_fuse_listxattr(fctx, fb);
+		ret = fuse_serve_getxattr(fctx, args, fb);
 	bpf_file_release(fb);
 	return FUSE_KFUNC_COUNT(fctx, ret);
 }

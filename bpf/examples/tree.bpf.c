@@ -430,7 +430,7 @@ static __noinline int serve_symlink(struct fuse_bpf_ctx *ctx,
 	if (err)
 		return err;
 	/* The link's contents come from the request */
-	err = bpf_fuse_symlink(ctx, dir, name, sizeof(name));
+	err = fuse_serve_symlink(ctx, args, dir, name, sizeof(name));
 	return err ? err : reply_created(ctx, args, dir, name);
 }
 
@@ -552,18 +552,17 @@ static __noinline int serve_node(struct fuse_bpf_ctx *ctx,
 	case FUSE_OP_RENAME2:
 		return serve_rename(ctx, args, fb);
 	case FUSE_OP_READLINK: {
-		int ret = bpf_fuse_readlink(ctx, fb);
+		int ret = fuse_serve_readlink(ctx, fb);
 
 		return ret < 0 ? ret : 0;
 	}
 	case FUSE_OP_GETXATTR:
-		return bpf_fuse_getxattr(ctx, fb);
 	case FUSE_OP_LISTXATTR:
-		return bpf_fuse_listxattr(ctx, fb);
+		return fuse_serve_getxattr(ctx, args, fb);
 	case FUSE_OP_SETXATTR:
-		return bpf_fuse_setxattr(ctx, fb);
+		return fuse_serve_setxattr(ctx, args, fb);
 	case FUSE_OP_REMOVEXATTR:
-		return bpf_fuse_removexattr(ctx, fb);
+		return fuse_serve_removexattr(ctx, args, fb);
 	case FUSE_OP_STATFS: {
 		struct fuse_statfs_out *out = bpf_fuse_out(args, 0, struct fuse_statfs_out);
 

@@ -94,17 +94,15 @@ export function xattrHelper(): string {
  * it here keeps writes off the daemon.  The daemon sets attributes on the
  * first backing directory's file, so that is where they are read.
  */
-static int serve_xattr(struct fuse_bpf_ctx *fctx, __u32 id, bool list)
+static int serve_xattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+		       __u32 id)
 {
 	struct bpf_file *fb = bpf_fuse_backing_get(fctx, id);
 	int ret;
 
 	if (!fb)
 		return -EIO;
-	if (list)
-		ret = bpf_fuse_listxattr(fctx, fb);
-	else
-		ret = bpf_fuse_getxattr(fctx, fb);
+	ret = fuse_serve_getxattr(fctx, args, fb);
 	bpf_file_release(fb);
 	return ret;
 }

@@ -197,9 +197,8 @@ static int backing_op(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	case FUSE_OP_LSEEK:
 		return do_lseek(fctx, args, fb);
 	case FUSE_OP_GETXATTR:
-		return bpf_fuse_getxattr(fctx, fb);
 	case FUSE_OP_LISTXATTR:
-		return bpf_fuse_listxattr(fctx, fb);
+		return fuse_serve_getxattr(fctx, args, fb);
 	}
 	return FUSE_BPF_UPCALL;
 }

@@ -86,7 +86,7 @@ int BPF_PROG(${p}_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	else if (op == FUSE_OP_GETATTR)
 		ret = serve_getattr(fctx, args, id, PLACED_ATTR_VALID);
 	else
-		ret = serve_xattr(fctx, id, op == FUSE_OP_LISTXATTR);
+		ret = serve_xattr(fctx, args, id);
 	return FUSE_KFUNC_COUNT(fctx, ret);
 }
 

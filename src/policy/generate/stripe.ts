@@ -225,7 +225,7 @@ int BPF_PROG(stripe_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	else if (op == FUSE_OP_GETATTR)
 		ret = stripe_getattr(fctx, args, n);
 	else
-		ret = serve_xattr(fctx, n->backing[0], op == FUSE_OP_LISTXATTR);
+		ret = serve_xattr(fctx, args, n->backing[0]);
 	return FUSE_KFUNC_COUNT(fctx, ret);
 }
 

@@ -101,7 +101,7 @@ int BPF_PROG(tier_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	else if (op == FUSE_OP_GETATTR)
 		ret = serve_getattr(fctx, args, n->backing[TIER_SLOW], TIER_ATTR_VALID);
 	else
-		ret = serve_xattr(fctx, n->backing[TIER_SLOW], op == FUSE_OP_LISTXATTR);
+		ret = serve_xattr(fctx, args, n->backing[TIER_SLOW]);
 	return FUSE_KFUNC_COUNT(fctx, ret);
 }
 
