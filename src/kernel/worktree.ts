@@ -143,9 +143,12 @@ export function exportSeries(repo: string, opts: { cache?: string } = {}): { wri
   const tmp = mkdtempSync(join(tmpdir(), 'fuse-kfunc-export-'));
   try {
     if (count > 0) {
+      // The round of the series ("PATCH v2"), if kernel-patch/subject-prefix names one.
+      const pf = join(dir, 'subject-prefix');
+      const prefix = existsSync(pf) ? readFileSync(pf, 'utf8').trim() : '';
       // --zero-commit and no signature keep re-exports of unchanged commits byte-identical.
       git(wt, 'format-patch', '-q', '--zero-commit', '--no-signature', '--abbrev=9', '--cover-letter', '--base', BASE_TAG,
-        '-o', tmp, `${BASE_TAG}..HEAD`);
+        ...(prefix ? [`--subject-prefix=${prefix}`] : []), '-o', tmp, `${BASE_TAG}..HEAD`);
     }
     const fresh = readdirSync(tmp).filter((f) => PATCH_RE.test(f)).sort();
     const old = readdirSync(dir).filter((f) => PATCH_RE.test(f));

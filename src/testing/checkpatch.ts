@@ -1,10 +1,13 @@
 // Kernel style as a test: every patch of the series must be `checkpatch.pl --strict`
 // clean, one TAP result per patch, so a style regression fails `npm test` like a bug.
-// One rule is ignored: ENOSYS ("means 'invalid syscall nr' and nothing else", a rule
-// checkpatch itself says has false positives). FUSE's protocol answers "not implemented"
+// Two rules are ignored. ENOSYS ("means 'invalid syscall nr' and nothing else", a rule
+// checkpatch itself says has false positives): FUSE's protocol answers "not implemented"
 // with it, fs/fuse of 6.12 compares against it 22 times (`git grep -c "== -ENOSYS" fuse-kfunc-base --
-// fs/fuse` in the kernel work tree), and the hook has to as well.
-export const CHECKPATCH_IGNORE = ['ENOSYS'];
+// fs/fuse` in the kernel work tree), and the hook has to as well. UNKNOWN_COMMIT_ID: the work
+// tree is Debian's source tarball, one commit without upstream history, so checkpatch cannot
+// look up the commit a `Fixes:` tag names; the tags' ids and subjects were checked against the
+// public record instead (docs/kernel.md, "Fixes: tags").
+export const CHECKPATCH_IGNORE = ['ENOSYS', 'UNKNOWN_COMMIT_ID'];
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -2,7 +2,7 @@
 // the whole git round trip runs in a second.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { prepare, exportSeries, worktreeStatus } from '../../src/kernel/worktree.ts';
@@ -78,6 +78,14 @@ test.serial('prepare, edit, status, export, re-prepare round trip', async (t) =>
     const before = readFileSync(join(repo, 'kernel-patch', '0002-fuse-return-two.patch'), 'utf8');
     exportSeries(repo, { cache });
     t.is(readFileSync(join(repo, 'kernel-patch', '0002-fuse-return-two.patch'), 'utf8'), before);
+
+    // kernel-patch/subject-prefix names the round; the hand-written subject stays.
+    writeFileSync(join(repo, 'kernel-patch', 'subject-prefix'), 'PATCH v2\n');
+    exportSeries(repo, { cache });
+    t.regex(readFileSync(coverPath, 'utf8'), /Subject: \[PATCH v2 0\/2\] fuse: a BPF hook/);
+    t.regex(readFileSync(join(repo, 'kernel-patch', '0002-fuse-return-two.patch'), 'utf8'), /Subject: \[PATCH v2 2\/2\] fuse: return two/);
+    rmSync(join(repo, 'kernel-patch', 'subject-prefix'));
+    exportSeries(repo, { cache });
 
     // Dropping a commit removes its stale patch file.
     execFileSync('git', ['-C', wt, 'reset', '-q', '--hard', 'HEAD~1']);
