@@ -6,7 +6,7 @@
 // fs/fuse` in the kernel work tree), and the hook has to as well. UNKNOWN_COMMIT_ID: the work
 // tree is Debian's source tarball, one commit without upstream history, so checkpatch cannot
 // look up the commit a `Fixes:` tag names; the tags' ids and subjects were checked against the
-// public record instead (docs/kernel.md, "Fixes: tags").
+// public record instead (docs/kernel-v2.md, the status table).
 export const CHECKPATCH_IGNORE = ['ENOSYS', 'UNKNOWN_COMMIT_ID'];
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
