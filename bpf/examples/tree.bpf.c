@@ -44,6 +44,9 @@ char LICENSE[] SEC("license") = "GPL";
 #define O_TRUNC		01000
 #define O_DIRECTORY	0200000
 
+/* include/uapi/linux/fuse.h: defines do not reach vmlinux.h */
+#define FOPEN_PASSTHROUGH	0x80
+
 #define ROOT_ID		1
 #define NAME_SZ		256	/* NAME_MAX + 1 */
 #define MAX_NODES	65536
@@ -75,10 +78,25 @@ static __u64 valid_secs(void)
 	return t ? *t : 0;
 }
 
+/*
+ * Pass open regular files through to their backing inodes: reads, writes
+ * and mappings then go to the backing file without a request or a program
+ * run, as fast as upstream FUSE passthrough, and this program no longer
+ * sees them.  Set before load (the SDK's `globals: { passthrough: 1 }`);
+ * the daemon has enabled passthrough at INIT, which backing ids need.
+ */
+const volatile bool passthrough;
+
 struct tree_node {
 	struct bpf_spin_lock lock;
 	/* Lookups the kernel holds; 0: forgotten, about to be deleted */
 	__u32 nlookup;
+	/*
+	 * With passthrough, the node's backing id from its first open
+	 * (0 before it): every open of a FUSE inode must name the same one.
+	 * 64 bits for the atomic exchanges of BPF's base instruction set.
+	 */
+	__u64 backing_id;
 	struct bpf_file __kptr *fb;
 };
 
@@ -207,10 +225,11 @@ static int node_remember(__u64 nodeid, struct bpf_file *fb)
 	return -EAGAIN;
 }
 
-static void node_forget(__u64 nodeid, __u64 nlookup)
+static void node_forget(struct fuse_bpf_ctx *ctx, __u64 nodeid, __u64 nlookup)
 {
 	struct tree_node *n = bpf_map_lookup_elem(&tree_nodes, &nodeid);
 	struct bpf_file *fb;
+	__u64 backing_id;
 	bool gone;
 
 	if (!n)
@@ -224,6 +243,10 @@ static void node_forget(__u64 nodeid, __u64 nlookup)
 	fb = bpf_kptr_xchg(&n->fb, NULL);
 	if (fb)
 		bpf_file_release(fb);
+	/* Open files keep their backing file; later opens get a new id */
+	backing_id = __sync_lock_test_and_set(&n->backing_id, 0);
+	if (backing_id)
+		bpf_fuse_backing_close(ctx, backing_id);
 	bpf_map_delete_elem(&tree_nodes, &nodeid);
 }
 
@@ -315,6 +338,42 @@ static int open_fh(struct fuse_bpf_ctx *ctx, struct fuse_args *args,
 	return file_add(file, &out->fh);
 }
 
+/*
+ * With passthrough, make the file an OPEN or CREATE reply opens (@out) a
+ * passthrough one on node @nodeid's inode @node.  The file handle was
+ * opened all the same: that checked the caller against the backing file,
+ * and FLUSH, FSYNC and RELEASE still come here.  If the node cannot be
+ * passed through (not a regular file), its requests are served as usual.
+ */
+static __noinline int pass_through(struct fuse_bpf_ctx *ctx,
+				   struct fuse_open_out *out, __u64 nodeid,
+				   struct bpf_file *node)
+{
+	struct tree_node *n;
+	__u64 id;
+	int ret;
+
+	if (!passthrough)
+		return 0;
+	n = bpf_map_lookup_elem(&tree_nodes, &nodeid);
+	if (!n)
+		return 0;
+	id = n->backing_id;
+	if (!id) {
+		ret = bpf_fuse_backing_open(ctx, node);
+		if (ret < 0)
+			return 0;
+		id = __sync_val_compare_and_swap(&n->backing_id, 0, (__u64)ret);
+		if (id)
+			bpf_fuse_backing_close(ctx, ret);	/* another open won */
+		else
+			id = ret;
+	}
+	out->open_flags |= FOPEN_PASSTHROUGH;
+	out->backing_id = id;
+	return 0;
+}
+
 /* ---- Names ---------------------------------------------------------------- */
 
 static int get_name(struct fuse_args *args, __u32 idx, char *name)
@@ -361,7 +420,8 @@ static __noinline int serve_create(struct fuse_bpf_ctx *ctx,
 				   struct bpf_file *dir)
 {
 	struct fuse_open_out *open_out = bpf_fuse_out(args, 1, struct fuse_open_out);
-	struct bpf_file *file, *node;
+	struct bpf_file *file, *node, *node2;
+	struct fuse_entry_out *out;
 	char name[NAME_SZ];
 	__u64 fh = 0;
 	int err;
@@ -386,13 +446,22 @@ static __noinline int serve_create(struct fuse_bpf_ctx *ctx,
 		bpf_file_release(node);
 		return err;
 	}
+	/* reply_entry() consumes the node: keep one for pass_through() */
+	node2 = passthrough ? bpf_file_acquire(node) : NULL;
 	err = reply_entry(ctx, args, node);
 	if (err) {
+		if (node2)
+			bpf_file_release(node2);
 		file_release(fh);
 		return err;
 	}
 	open_out->fh = fh;
-	return 0;
+	if (!node2)
+		return 0;
+	out = bpf_fuse_out(args, 0, struct fuse_entry_out);
+	err = out ? pass_through(ctx, open_out, out->nodeid, node2) : 0;
+	bpf_file_release(node2);
+	return err;
 }
 
 static __noinline int serve_mknod(struct fuse_bpf_ctx *ctx,
@@ -528,11 +597,17 @@ static __noinline int serve_node(struct fuse_bpf_ctx *ctx,
 		return serve_attr(ctx, args, fb);
 	case FUSE_OP_OPEN: {
 		const struct fuse_open_in *in = bpf_fuse_in(args, 0, struct fuse_open_in);
+		struct fuse_open_out *out;
+		int err;
 
 		if (!in)
 			return -EIO;
 		/* O_APPEND is the kernel's business: it sends the offset */
-		return open_fh(ctx, args, fb, in->flags & (O_ACCMODE | O_TRUNC));
+		err = open_fh(ctx, args, fb, in->flags & (O_ACCMODE | O_TRUNC));
+		out = bpf_fuse_out(args, 0, struct fuse_open_out);
+		if (err || !out)
+			return err;
+		return pass_through(ctx, out, ctx->nodeid, fb);
 	}
 	case FUSE_OP_OPENDIR:
 		return open_fh(ctx, args, fb, O_RDONLY | O_DIRECTORY);
@@ -744,7 +819,7 @@ static __noinline int tree_serve(struct fuse_bpf_ctx *ctx, struct fuse_args *arg
 		const struct fuse_forget_in *in = bpf_fuse_in(args, 0, struct fuse_forget_in);
 
 		if (in)
-			node_forget(nodeid, in->nlookup);
+			node_forget(ctx, nodeid, in->nlookup);
 		return 0;
 	}
 	case FUSE_OP_READ:

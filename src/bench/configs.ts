@@ -25,6 +25,8 @@ export const CONFIGS: Config[] = [
   { name: 'passthrough', label: 'upstream FUSE passthrough (FOPEN_PASSTHROUGH, backing ids)', backings: 1 },
   { name: 'bpf', label: 'this design: bpf/examples/passthrough.bpf.c (READ/WRITE/GETATTR in BPF)', backings: 1, program: true },
   { name: 'tree', label: 'this design: bpf/examples/tree.bpf.c (names, attributes and data all in BPF: no daemon after INIT)', backings: 1, program: true },
+  { name: 'tree-pt', label: 'tree.bpf.c with passthrough: the program passes open files through to their backing files (bpf_fuse_backing_open, FOPEN_PASSTHROUGH)', backings: 1, program: true },
+  { name: 'tree-cached', label: 'tree-pt with the 1 s entry/attribute timeouts the program puts in its replies', backings: 1, program: true },
   { name: 'filter', label: 'the filter policy: fuse-bpf\'s pre/post-filter pipeline on this hook', backings: 1, program: true },
   { name: 'stripe2', label: 'stripe policy, 64 KiB chunks over 2 backings', backings: 2, program: true },
   { name: 'mirror2', label: 'mirror policy over 2 replicas, round-robin reads', backings: 2, program: true },
@@ -81,6 +83,8 @@ export async function setup(c: Config, ctx: SetupContext): Promise<Mounted> {
     case 'passthrough': h = await mount({ ...common, passthrough: true }); break;
     case 'bpf': h = await mount({ ...common, program: join(ctx.repo, 'bpf/examples/passthrough.bpf.c') }); break;
     case 'tree': h = await mount({ ...common, program: join(ctx.repo, 'bpf/examples/tree.bpf.c') }); break;
+    case 'tree-pt': h = await mount({ ...common, program: join(ctx.repo, 'bpf/examples/tree.bpf.c'), globals: { passthrough: 1 } }); break;
+    case 'tree-cached': h = await mount({ ...common, timeout: 1, program: join(ctx.repo, 'bpf/examples/tree.bpf.c'), globals: { passthrough: 1 } }); break;
     case 'filter': h = await mount({ ...common, policy: makePolicy('filter', {}, 1) }); break;
     case 'stripe2': h = await mount({ ...common, policy: makePolicy('stripe', { chunk: '64k' }, 2) }); break;
     case 'mirror2': h = await mount({ ...common, policy: makePolicy('mirror', {}, 2) }); break;

@@ -13,6 +13,8 @@ export interface RawResults {
   command: string;
   repeats: number;
   runtime: number;
+  /** `bench --profile`: fio ran under perf; its latencies include the sampling. */
+  profile?: boolean;
   configs: Config[];
   workloads: Workload[];
   /** results[config][workload] = one Measurement per repeat. */
@@ -31,6 +33,8 @@ export interface GuestBenchOptions {
   workloads: string[];
   mode: string;
   command: string;
+  /** fio under perf (Measurement.profile) */
+  profile?: boolean;
 }
 
 export async function benchInGuest(o: GuestBenchOptions): Promise<number> {
@@ -39,7 +43,7 @@ export async function benchInGuest(o: GuestBenchOptions): Promise<number> {
   const workloads = WORKLOADS.filter((w) => o.workloads.includes(w.name));
   const raw: RawResults = {
     started: new Date().toISOString(), kernel: release(), mode: o.mode, command: o.command,
-    repeats: o.repeats, runtime: o.runtime, configs, workloads, results: {}, errors: [],
+    repeats: o.repeats, runtime: o.runtime, ...(o.profile ? { profile: true } : {}), configs, workloads, results: {}, errors: [],
   };
   const save = () => writeFileSync(o.out, JSON.stringify(raw, null, 1) + '\n');
   const ctx = { repo: o.repo, buildDir: o.buildDir, fixtures: o.fixtures, work };
@@ -72,7 +76,7 @@ export async function benchInGuest(o: GuestBenchOptions): Promise<number> {
       for (const w of workloads) {
         process.stderr.write(`bench: repeat ${rep + 1}/${o.repeats} ${c.name} ${w.name}\n`);
         try {
-          const r = await runWorkload(w, m.dir, { runtime: o.runtime, metaloop: join(o.fixtures, 'metaloop'), count, tarball });
+          const r = await runWorkload(w, m.dir, { runtime: o.runtime, metaloop: join(o.fixtures, 'metaloop'), count, tarball, profile: o.profile });
           ((raw.results[c.name] ??= {})[w.name] ??= []).push(r);
         } catch (e) {
           raw.errors.push(`${c.name} ${w.name} (repeat ${rep + 1}): ${(e as Error).message}`);

@@ -43,6 +43,10 @@ configuration on every workload, repeated (interleaved); writes
   --workloads LIST   subset of: ${WORKLOADS.map((w) => w.name).join(', ')}
   --report-only      rewrite the report from the raw JSON already there
   --out FILE         the raw JSON to FILE instead, docs/ untouched (smoke runs)
+  --profile          run fio under perf (cpu-clock sampling, Debian's perf from the host
+                     root): a table of where each fio workload's time goes, per kernel
+                     function, in µs per operation, to docs/bench/raw-profile-<mode>.json;
+                     its latencies include the sampling's own cost
 
   --overhead         "overhead when unused": the daemon-only configurations (${OVERHEAD_CONFIGS.join(', ')})
                      on the patched kernel with no program and on the unpatched base
@@ -69,6 +73,8 @@ export interface BenchOptions {
   overhead: boolean;
   /** Raw JSON to this file instead of docs/bench/raw-<mode>.json, report untouched (smoke runs). */
   out?: string;
+  /** fio under perf: where each workload's time goes, per function. */
+  profile: boolean;
   argv: string[];
 }
 
@@ -91,6 +97,7 @@ export function parseBenchArgs(flags: Map<string, string | true>, repo: string, 
   const overhead = flags.has('overhead');
   if (flags.has('wallclock') && !overhead) throw new UsageError('--wallclock only applies to --overhead (the default mode of bench is wall clock)');
   if (flags.has('wallclock') && flags.has('icount')) throw new UsageError('--wallclock and --icount exclude each other');
+  if (flags.has('profile') && overhead) throw new UsageError('--profile and --overhead exclude each other');
   const configs = flags.has('configs') || !overhead ? pick(flags.get('configs') as string | undefined, CONFIGS.map((c) => c.name), 'configuration') : OVERHEAD_CONFIGS;
   if (overhead) {
     const prog = configs.filter((c) => !OVERHEAD_CONFIGS.includes(c));
@@ -105,6 +112,7 @@ export function parseBenchArgs(flags: Map<string, string | true>, repo: string, 
       : pick(flags.get('workloads') as string | undefined, WORKLOADS.map((w) => w.name), 'workload'),
     reportOnly: flags.has('report-only'),
     out: typeof flags.get('out') === 'string' ? resolve(flags.get('out') as string) : undefined,
+    profile: flags.has('profile'),
   };
 }
 
@@ -198,7 +206,7 @@ async function guestRun(o: BenchOptions, g: GuestRun) {
     timeoutSec: 600 + o.configs.length * g.repeats * (o.workloads.length * perCell + heavy),
     command: [...entry, 'bench', '--in-guest', '--out', g.out,
       '--repeats', String(g.repeats), '--runtime', String(o.runtime), '--configs', o.configs.join(','),
-      '--workloads', o.workloads.join(','), '--mode', g.mode, '--command', g.command],
+      '--workloads', o.workloads.join(','), '--mode', g.mode, '--command', g.command, ...(o.profile ? ['--profile'] : [])],
     env: { FUSE_KFUNC_BUILD: g.a.dir, FUSE_KFUNC_FIXTURES: g.fixtures, ...(g.srctree ? { FUSE_KFUNC_SRCTREE: g.srctree } : {}) },
     stdout: process.stdout, stderr: process.stderr,
   });
@@ -218,7 +226,7 @@ export async function bench(o: BenchOptions): Promise<number> {
   mkdirSync(dir, { recursive: true });
   const command = `fuse-kfunc bench ${o.argv.join(' ')}`.trim();
   if (o.overhead) return overhead(o, { a, fixtures, srctree, accel, command });
-  const mode = o.icount ? 'icount' : 'wallclock';
+  const mode = `${o.profile ? 'profile-' : ''}${o.icount ? 'icount' : 'wallclock'}`;
   const out = o.out ?? join(dir, `raw-${mode}.json`);
   // The guest writes into the repo (shared read-write; its /tmp is its own tmpfs).
   const part = join(dir, `.raw-${mode}-boot.json`);
@@ -297,5 +305,6 @@ export async function benchGuestCmd(flags: Map<string, string | true>, repo: str
   return benchInGuest({
     repo, buildDir, fixtures, out: s('out'), repeats: Number(s('repeats')), runtime: Number(s('runtime')),
     configs: s('configs').split(','), workloads: s('workloads').split(','), mode: s('mode'), command: s('command'),
+    profile: flags.has('profile'),
   });
 }

@@ -1,7 +1,7 @@
 // Raw measurements -> medians and ranges, ratios measured side by side in one run, the goals
 // of issue 7 checked against them, a markdown report and SVG bar charts.
 import type { RawResults } from './guest.ts';
-import type { Measurement, Phase } from './workloads.ts';
+import { PROFILE_PERIOD_NS, type Measurement, type Phase } from './workloads.ts';
 
 export interface Stat {
   median: number;
@@ -53,6 +53,15 @@ export function goals(raw: RawResults): Goal[] {
     g('BPF open+close <= 1.5x native', ratio(raw, 'bpf', 'native', 'open-close', 'p50us'), (v) => v <= 1.5, 'p50(bpf) / p50(native)'),
     g('BPF stat >= 5x faster than the C daemon', ratio(raw, 'libfuse-c', 'bpf', 'stat', 'p50us'), (v) => v >= 5, 'p50(libfuse-c) / p50(bpf)'),
     g('stripe over 2: 128 KiB sequential read >= 0.9x native throughput', ratio(raw, 'stripe2', 'native', 'seqread128k-direct', 'mbps'), (v) => v >= 0.9, 'MB/s(stripe2) / MB/s(native)'),
+    // Issue 17: the data path at passthrough speed; one backing passed through by the program.
+    g('passed through by the program: 4 KiB direct read p50 <= 1.15x native', ratio(raw, 'tree-pt', 'native', rr, 'p50us'), (v) => v <= 1.15, 'p50(tree-pt) / p50(native)'),
+    g('passed through by the program: 4 KiB direct read p50 <= 1.1x upstream passthrough', ratio(raw, 'tree-pt', 'passthrough', rr, 'p50us'), (v) => v <= 1.1, 'p50(tree-pt) / p50(passthrough)'),
+    g('passed through by the program: 4 KiB buffered read p50 <= 1.2x native', ratio(raw, 'tree-pt', 'native', 'randread4k-buffered', 'p50us'), (v) => v <= 1.2, 'p50(tree-pt) / p50(native)'),
+    g('passed through by the program: 4 KiB direct write p50 <= 1.2x native', ratio(raw, 'tree-pt', 'native', 'randwrite4k-direct', 'p50us'), (v) => v <= 1.2, 'p50(tree-pt) / p50(native)'),
+    g('stripe over 2: 128 KiB sequential read >= 0.97x native throughput', ratio(raw, 'stripe2', 'native', 'seqread128k-direct', 'mbps'), (v) => v >= 0.97, 'MB/s(stripe2) / MB/s(native)'),
+    g('stripe over 2: 4 KiB direct read p50 <= 1.2x native', ratio(raw, 'stripe2', 'native', rr, 'p50us'), (v) => v <= 1.2, 'p50(stripe2) / p50(native)'),
+    g('tree, zero timeouts: stat <= 1.5x native', ratio(raw, 'tree', 'native', 'stat', 'p50us'), (v) => v <= 1.5, 'p50(tree) / p50(native)'),
+    g('tree, timeouts the program chooses (1 s): stat <= 1.1x native', ratio(raw, 'tree-cached', 'native', 'stat', 'p50us'), (v) => v <= 1.1, 'p50(tree-cached) / p50(native)'),
   ];
 }
 
@@ -82,6 +91,7 @@ export function markdown(raw: RawResults): string {
       L.push(`| ${c.name} | ${range(metric(raw, c.name, w.name, 'p50us'))} | ${range(metric(raw, c.name, w.name, 'p99us'))} | ${range(thr, 0)} | ${fmt(ratio(raw, c.name, 'native', w.name, 'p50us'), 2)} | ${fmt(metric(raw, c.name, w.name, 'cpuMsPerKop')?.median)} | ${fmt(metric(raw, c.name, w.name, 'daemonPerOp')?.median, 2)} | ${program ? fmt(metric(raw, c.name, w.name, 'kernelPerOp')?.median, 2) : '–'} |`);
     }
     L.push('');
+    L.push(...profileTable(raw, w.name));
   }
   L.push('#### Goals (ratios of medians in this run)');
   L.push('');
@@ -91,6 +101,37 @@ export function markdown(raw: RawResults): string {
   L.push('');
   L.push(...errorLines(raw.errors));
   return L.join('\n');
+}
+
+/**
+ * `bench --profile`: self time per operation of the functions that take the most in any
+ * configuration (first repeat), one column per configuration, and what the rows leave out.
+ */
+export function profileTable(raw: RawResults, workload: string, rows = 16): string[] {
+  const cols = raw.configs.filter((c) => raw.results[c.name]?.[workload]?.[0]?.profile);
+  if (!cols.length) return [];
+  const prof = new Map(cols.map((c) => [c.name, raw.results[c.name]![workload]![0]!.profile!]));
+  const key = (e: { sym: string; kernel: boolean }) => `${e.kernel ? '' : '(user) '}${e.sym}`;
+  const top = new Map<string, number>();
+  for (const p of prof.values()) for (const e of p) top.set(key(e), Math.max(top.get(key(e)) ?? 0, e.usPerOp));
+  const names = [...top.entries()].sort((a, b) => b[1] - a[1]).slice(0, rows).map(([n]) => n);
+  const cell = (c: string, n: string) => {
+    const e = prof.get(c)!.find((x) => key(x) === n);
+    return e ? fmt(e.usPerOp, 2) : '–';
+  };
+  const total = (c: string) => prof.get(c)!.reduce((a, e) => a + e.usPerOp, 0);
+  const shown = (c: string) => prof.get(c)!.filter((e) => names.includes(key(e))).reduce((a, e) => a + e.usPerOp, 0);
+  const L = [
+    `Where the time goes (\`--profile\`: perf cpu-clock samples of fio's context every ${PROFILE_PERIOD_NS / 1000} µs, self time per operation in µs, functions with ≥ 0.5 % of a configuration's samples; first repeat):`,
+    '',
+    `| function | ${cols.map((c) => c.name).join(' | ')} |`,
+    `|---|${cols.map(() => '---').join('|')}|`,
+    ...names.map((n) => `| ${n} | ${cols.map((c) => cell(c.name, n)).join(' | ')} |`),
+    `| *other functions ≥ 0.5 %* | ${cols.map((c) => fmt(total(c.name) - shown(c.name), 2)).join(' | ')} |`,
+    `| *sum of the above* | ${cols.map((c) => fmt(total(c.name), 2)).join(' | ')} |`,
+    '',
+  ];
+  return L;
 }
 
 /** The run's errors, first line of each, as a markdown list (nothing when there were none). */

@@ -3,7 +3,7 @@
 // run also reports guest CPU time (all processes: the daemon's work counts) and the
 // requests the daemon received per operation.
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { totals, type MountStats } from '../sdk/stats.ts';
 
@@ -59,6 +59,42 @@ export interface Measurement {
   byOpcode?: Record<string, { daemon: number; kernel: number | null }>;
   /** Jobs only: per phase (untar, grep). */
   phases?: Phase[];
+  /** fio under `bench --profile`: where the workload's time went, per function. */
+  profile?: ProfileEntry[];
+}
+
+/** One function of a profile: its own (self) time per operation. */
+export interface ProfileEntry {
+  sym: string;
+  /** [k] kernel, [.] user */
+  kernel: boolean;
+  usPerOp: number;
+  /** Share of all samples, % */
+  share: number;
+}
+
+/**
+ * perf's sampling period, ns of cpu-clock: 100k samples per guest second, the kernel's
+ * default perf_event_max_sample_rate; a 2 s job gets ~200k, enough for shares of 0.5 %.
+ */
+export const PROFILE_PERIOD_NS = 10_000;
+
+/**
+ * Parses `perf report --stdio --sort sym` output: the event count of cpu-clock (ns) and
+ * the functions with their share of it, into self time per operation. Exported for tests.
+ */
+export function parsePerfReport(text: string, ops: number): ProfileEntry[] {
+  const ev = /^# Event count \(approx\.\): (\d+)/m.exec(text);
+  if (!ev) throw new Error(`perf report printed no event count:\n${text.slice(0, 400)}`);
+  const totalUs = Number(ev[1]) / 1000;
+  const out: ProfileEntry[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s+([\d.]+)%\s+\[([k.])\]\s+(\S.*?)\s*$/.exec(line);
+    if (!m) continue;
+    const share = Number(m[1]);
+    out.push({ sym: m[3]!, kernel: m[2] === 'k', share, usPerOp: (share / 100) * totalUs / Math.max(1, ops) });
+  }
+  return out;
 }
 
 /** Busy jiffies of all CPUs (/proc/stat), USER_HZ = 100. */
@@ -109,6 +145,9 @@ export interface RunOptions {
   count: Counter;
   /** The job's source tarball, in guest memory (untar-grep). */
   tarball?: string;
+  /** fio under `perf record` (cpu-clock): adds Measurement.profile; the figures then include
+   *  the sampling's own cost. */
+  profile?: boolean;
 }
 
 /** Sum of daemon / kernel counts between two snapshots (null where nothing counts). */
@@ -181,13 +220,19 @@ export async function runWorkload(w: Workload, dir: string, opts: RunOptions): P
   const cpu0 = cpuBusy();
   const t0 = process.hrtime.bigint();
   let m: Omit<Measurement, 'cpuMsPerKop' | 'daemonPerOp' | 'kernelPerOp' | 'seconds'>;
+  let profile: ProfileEntry[] | undefined;
   if (w.kind === 'fio') {
-    const r = spawnSync('fio', [
-      `--name=${w.name}`, `--directory=${join(dir, 'fio')}`, `--filename=data`, `--size=${FIO_SIZE}`,
+    const fio = [
+      'fio', `--name=${w.name}`, `--directory=${join(dir, 'fio')}`, `--filename=data`, `--size=${FIO_SIZE}`,
       '--ioengine=psync', '--iodepth=1', '--time_based', `--runtime=${opts.runtime}`,
       '--group_reporting', '--output-format=json', '--randrepeat=1', '--random_generator=tausworthe64',
       ...w.args,
-    ], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    ];
+    // The profile samples fio and what runs in its context (the whole synchronous FUSE path,
+    // the program included), not the daemon's process or workers.
+    const data = join(dir, 'perf.data');
+    const cmd = opts.profile ? ['perf', 'record', '-q', '-e', 'cpu-clock', '-c', String(PROFILE_PERIOD_NS), '-o', data, '--', ...fio] : fio;
+    const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20 });
     if (r.status !== 0) throw new Error(`fio ${w.name} in ${dir} failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n')}`);
     const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
     const side = /write/.test(w.args.join(' ')) ? job.write : job.read;
@@ -196,6 +241,12 @@ export async function runWorkload(w: Workload, dir: string, opts: RunOptions): P
       ops: side.total_ios, iops: side.iops, mbps: side.bw_bytes / 1e6,
       p50us: pct['50.000000']! / 1000, p99us: pct['99.000000']! / 1000,
     };
+    if (opts.profile) {
+      const rep = spawnSync('perf', ['report', '-i', data, '--stdio', '--sort', 'sym', '--percent-limit', '0.5'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      if (rep.status !== 0) throw new Error(`perf report failed: ${rep.stderr.trim().split('\n').slice(-3).join('\n')}`);
+      profile = parsePerfReport(rep.stdout, side.total_ios);
+      rmSync(data, { force: true });
+    }
   } else {
     const target = w.args[0] === 'stat' || w.args[0] === 'open' ? join(dir, 'meta-file') : w.args[0] === 'create' ? join(dir, 'meta-dir') : join(dir, w.args[1] ?? 'dir-1k');
     const n = META_N[w.args[1] ?? w.args[0]!]!;
@@ -219,7 +270,7 @@ export async function runWorkload(w: Workload, dir: string, opts: RunOptions): P
     }
   }
   return {
-    ...m, seconds,
+    ...m, seconds, ...(profile ? { profile } : {}),
     cpuMsPerKop: (cpu * 1e6) / Math.max(1, m.ops),
     daemonPerOp: per(t1s?.daemon, t0s?.daemon),
     kernelPerOp: per(t1s?.kernel, t0s?.kernel),

@@ -13,6 +13,8 @@ export interface MountArgs {
   userspace: boolean;
   passthrough: boolean;
   timeout?: number;
+  /** --set NAME=VALUE: global variables of --program, set before load. */
+  globals: Record<string, number>;
   help: boolean;
 }
 
@@ -23,21 +25,30 @@ const BOOL = new Set(['userspace', 'passthrough', 'help']);
 export function parseMountArgs(argv: string[]): MountArgs {
   const pos: string[] = [];
   const f = new Map<string, string | true>();
+  const globals: Record<string, number> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-h') { f.set('help', true); continue; }
     if (!a.startsWith('--')) { pos.push(a); continue; }
     const eq = a.indexOf('=');
     const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
+    if (name === 'set') {
+      // --set NAME=VALUE (the first '=' after --set belongs to the assignment)
+      const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
+      const m = /^([A-Za-z_]\w*)=(\d+|0x[0-9a-fA-F]+)$/.exec(v ?? '');
+      if (!m) throw new UsageError(`--set wants NAME=VALUE, a global variable of --program and a non-negative integer (e.g. --set passthrough=1), got "${v ?? ''}"`);
+      globals[m[1]!] = Number(m[2]);
+      continue;
+    }
     if (VALUE.has(name)) {
       const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
       if (v === undefined || v === '') throw new UsageError(`--${name} needs a value`);
       f.set(name, v);
     } else if (BOOL.has(name) && eq < 0) f.set(name, true);
-    else throw new UsageError(`unknown option ${a} (mount takes --program, --policy, --struct-ops, --userspace, --passthrough, --timeout)`);
+    else throw new UsageError(`unknown option ${a} (mount takes --program, --set, --policy, --struct-ops, --userspace, --passthrough, --timeout)`);
   }
   const help = f.has('help');
-  if (help) return { backings: [], mountpoint: '', userspace: false, passthrough: false, help, policyParams: {} };
+  if (help) return { backings: [], mountpoint: '', userspace: false, passthrough: false, help, policyParams: {}, globals };
   if (pos.length < 2) throw new UsageError('mount needs BACKING... MOUNTPOINT (at least one backing directory and the mountpoint)');
   const program = f.get('program') as string | undefined;
   const userspace = f.has('userspace');
@@ -46,6 +57,7 @@ export function parseMountArgs(argv: string[]): MountArgs {
   if (userspace && modes > 1) throw new UsageError('--userspace excludes --program and --passthrough');
   if (program !== undefined && passthrough) throw new UsageError('--program and --passthrough exclude each other (upstream passthrough would bypass the program for READ/WRITE)');
   if (f.has('struct-ops') && program === undefined) throw new UsageError('--struct-ops names a map of --program');
+  if (Object.keys(globals).length && program === undefined) throw new UsageError('--set sets a global variable of --program: add --program FILE');
   const policy = f.get('policy') as string | undefined;
   const policyParams: Record<string, string> = {};
   for (const k of POLICY_PARAMS) if (f.has(k)) policyParams[k] = f.get(k) as string;
@@ -62,7 +74,7 @@ export function parseMountArgs(argv: string[]): MountArgs {
   }
   return {
     backings: pos.slice(0, -1), mountpoint: pos[pos.length - 1]!, program, policy, policyParams,
-    structOps: f.get('struct-ops') as string | undefined, userspace, passthrough, timeout, help,
+    structOps: f.get('struct-ops') as string | undefined, userspace, passthrough, timeout, globals, help,
   };
 }
 

@@ -8,7 +8,7 @@ import { parseMountArgs, parseStatsArgs } from './args.ts';
 import { STATS_DIR, formatPerBacking, formatStats, statsFileName, type StatsFile } from './stats.ts';
 
 export const MOUNT_HELP = `Usage: fuse-kfunc mount BACKING... MOUNTPOINT [--program OBJ|SRC] [--struct-ops NAME]
-                        [--policy NAME [PARAMS]] [--userspace] [--passthrough] [--timeout SEC]
+                        [--set NAME=VALUE]... [--policy NAME [PARAMS]] [--userspace] [--passthrough] [--timeout SEC]
 
 Mounts BACKING on MOUNTPOINT with the TypeScript FUSE daemon (in a child process) and stays
 in the foreground until SIGINT/SIGTERM or until someone unmounts MOUNTPOINT. Needs root.
@@ -25,6 +25,9 @@ Modes:
                           serves the whole tree, names included, with its own node ids
                           (see bpf/examples/tree.bpf.c; a "cache_timeout" map gets --timeout)
   --struct-ops NAME       the struct_ops map to attach when FILE has several
+  --set NAME=VALUE        set FILE's global variable NAME (a const volatile knob) to the
+                          integer VALUE before loading it, e.g. --set passthrough=1 for
+                          tree.bpf.c (open files passed through to their backing files)
   --policy NAME           a built-in policy over the BACKING directories: its BPF C is
                           generated, compiled (cached) and attached, and the daemon serves
                           the rest the same way; with --userspace the daemon alone (the
@@ -60,7 +63,7 @@ export async function mountCmd(argv: string[]): Promise<number> {
   try {
     const policy = a.policy !== undefined ? makePolicy(a.policy, a.policyParams, a.backings.length) : undefined;
     h = await mount({
-      backings: a.backings, mountpoint: a.mountpoint, program: a.program, structOps: a.structOps, policy,
+      backings: a.backings, mountpoint: a.mountpoint, program: a.program, structOps: a.structOps, globals: a.globals, policy,
       userspace: a.userspace, passthrough: a.passthrough, timeout: a.timeout, echo: true,
     });
   } catch (e) {

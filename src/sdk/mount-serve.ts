@@ -33,6 +33,8 @@ export interface ServeConfig {
   /** Compiled object to load and attach (already checked for a struct_ops map). */
   object?: string;
   structOps?: string;
+  /** Global variables of `object` to set before loading it. */
+  globals?: Record<string, number>;
   passthrough: boolean;
   timeout?: number;
   /** A built-in policy: its daemon (the program, if any, is `object`). */
@@ -161,6 +163,7 @@ async function main(cfg: ServeConfig): Promise<void> {
     if (cfg.object) {
       const spec = BpfObjectSpec.open(cfg.object);
       mapNames = spec.maps;
+      for (const [name, value] of Object.entries(cfg.globals ?? {})) spec.setGlobal(name, value);
       obj = spec.load();
     }
   } catch (e) {

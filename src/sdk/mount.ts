@@ -35,6 +35,9 @@ export interface MountOptions {
   policy?: PolicySpec;
   /** The struct_ops map to attach, when the object has several. */
   structOps?: string;
+  /** Global variables of `program` (its `const volatile` knobs) to set before it is
+   *  loaded, e.g. `{ passthrough: 1 }` for tree.bpf.c. An unknown name fails the mount. */
+  globals?: Record<string, number>;
   /** Explicitly no program, no passthrough (the default when neither is given). */
   userspace?: boolean;
   /** Upstream FUSE passthrough (FOPEN_PASSTHROUGH); excludes `program`. */
@@ -119,6 +122,10 @@ function checkDir(p: string, what: string): string {
 export function checkInputs(o: MountOptions): { backings: string[]; mountpoint: string } {
   if (!o.backings.length) throw new MountError('mount needs at least one backing directory', 'backing-missing');
   if (o.program !== undefined && o.passthrough) throw new MountError('program and passthrough exclude each other', 'usage');
+  for (const [k, v] of Object.entries(o.globals ?? {})) {
+    if (o.program === undefined) throw new MountError(`globals set variables of a program: "${k}" needs program`, 'usage');
+    if (!Number.isSafeInteger(v) || v < 0) throw new MountError(`global "${k}" wants a non-negative integer, got ${v}`, 'usage');
+  }
   if (o.userspace && (o.program !== undefined || o.passthrough)) throw new MountError('userspace excludes program and passthrough', 'usage');
   if (o.policy) {
     if (o.program !== undefined || o.passthrough) throw new MountError('a policy brings its own program: it excludes program and passthrough', 'usage');
@@ -197,7 +204,7 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
     : o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
   const repo = repoRoot();
   const entry = nodeEntry(repo, 'mount-serve');
-  const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, passthrough: !!o.passthrough, timeout: o.timeout, policy: o.policy };
+  const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, globals: o.globals, passthrough: !!o.passthrough, timeout: o.timeout, policy: o.policy };
   const child = fork(entry.file, [JSON.stringify(cfg)], { cwd: repo, execArgv: entry.execArgv, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
   let err = '';
   child.stderr!.on('data', (d) => {

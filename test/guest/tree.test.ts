@@ -5,7 +5,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { mount, type MountHandle } from '../../src/sdk/mount.ts';
 import type { MountStats } from '../../src/sdk/stats.ts';
@@ -117,4 +117,40 @@ test.serial('tree.bpf.c: create/unlink churn and dropped caches: every FORGET re
   t.is(s.BATCH_FORGET?.daemon ?? 0, 0);
   t.deepEqual(fs.readdirSync(mnt).length, 150, 'the files not unlinked are still there');
   await h.close();
+});
+
+test.serial('tree.bpf.c with passthrough (--set passthrough=1): reads, writes and mmap of open files reach neither the program nor the daemon', async (t) => {
+  const { b, mnt } = mountDirs(work, 'passthrough', 1);
+  const big = populate(b[0]!);
+  const h = await mount({ backings: b, mountpoint: mnt, program: TREE, buildDir: build, timeout: 0, globals: { passthrough: 1 } });
+  handles.push(h);
+  const before = await h.stats();
+
+  t.true(fs.readFileSync(path.join(mnt, 'src/sub/b.bin')).equals(big), 'read through the mount');
+  const data = randomBytes(200_000);
+  fs.writeFileSync(path.join(mnt, 'new.bin'), data);
+  t.true(fs.readFileSync(path.join(b[0]!, 'new.bin')).equals(data), 'a file CREATEd and written through the mount is in the backing tree');
+  const fd = fs.openSync(path.join(mnt, 'new.bin'), 'r+');
+  fs.writeSync(fd, Buffer.from('HEAD'), 0, 4, 0);
+  t.is(fs.fstatSync(fd).size, data.length);
+  fs.closeSync(fd);
+  t.is(fs.readFileSync(path.join(b[0]!, 'new.bin')).subarray(0, 4).toString(), 'HEAD', 'an OPENed file writes through too');
+  const mapped = sh(['python3', '-c', 'import mmap,sys,hashlib;f=open(sys.argv[1],"rb");m=mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ);print(hashlib.sha256(m).hexdigest())', path.join(mnt, 'src/sub/b.bin')]).trim();
+  t.is(mapped, createHash('sha256').update(big).digest('hex'), 'mmap passes through');
+  sh(['dd', `if=${path.join(mnt, 'src/sub/b.bin')}`, `of=${path.join(work, 'pt-copy')}`, 'bs=4096', 'iflag=direct', 'status=none']);
+  t.true(fs.readFileSync(path.join(work, 'pt-copy')).subarray(0, big.length).equals(big), 'O_DIRECT reads pass through');
+  sh(['cp', '-r', path.join(mnt, 'src'), path.join(mnt, 'copy')]);
+  sh(['diff', '-r', path.join(mnt, 'src'), path.join(mnt, 'copy')]);
+
+  const after = await h.stats();
+  t.deepEqual(daemonGrowth(before, after), {}, 'no request reached the daemon');
+  for (const op of ['READ', 'WRITE']) t.is(served(after, op) - served(before, op), 0, `${op}: none, the open files were passed through`);
+  t.true(served(after, 'OPEN') > served(before, 'OPEN') && served(after, 'CREATE') > served(before, 'CREATE'), 'OPEN and CREATE were the program\'s');
+  await h.close();
+});
+
+test.serial('a global the program does not have is a clear mount error', async (t) => {
+  const { b, mnt } = mountDirs(work, 'badglobal', 1);
+  const e = await t.throwsAsync(mount({ backings: b, mountpoint: mnt, program: TREE, buildDir: build, globals: { passthru: 1 } }));
+  t.regex(e!.message, /no global variable "passthru"/);
 });

@@ -3,7 +3,7 @@
 import test from 'ava';
 import { goals, markdown, metric, ratio, stat, svgBars } from '../../src/bench/report.ts';
 import type { RawResults } from '../../src/bench/guest.ts';
-import type { Measurement } from '../../src/bench/workloads.ts';
+import { parsePerfReport, type Measurement } from '../../src/bench/workloads.ts';
 
 const m = (p50us: number, extra: Partial<Measurement> = {}): Measurement => ({
   ops: 1000, seconds: 1, iops: 1e6 / p50us, mbps: 0, p50us, p99us: p50us * 3, cpuMsPerKop: 10,
@@ -69,4 +69,25 @@ test('bench arguments: defaults, --quick, subsets, clear errors', async (t) => {
   t.deepEqual([q.repeats, q.runtime, q.configs], [1, 2, ['native', 'bpf']]);
   t.throws(() => parseBenchArgs(f({ configs: 'native,zfs' }), '/r', []), { message: /unknown configuration "zfs" \(choose from native, / });
   t.throws(() => parseBenchArgs(f({ repeats: '0' }), '/r', []), { message: /--repeats wants a whole number >= 1/ });
+});
+
+test('bench --profile: perf report output becomes self time per operation', (t) => {
+  const text = [
+    '# Samples: 221K of event \'cpu-clock\'',
+    '# Event count (approx.): 2000000000',
+    '#',
+    '# Overhead  Symbol',
+    '#',
+    '    50.00%  [k] fuse_simple_request',
+    '     1.50%  [.] 0x00000000004f2a10',
+    '',
+  ].join('\n');
+  const p = parsePerfReport(text, 1000);
+  t.deepEqual(p.map((e) => e.sym), ['fuse_simple_request', '0x00000000004f2a10']);
+  t.true(p[0]!.kernel);
+  t.false(p[1]!.kernel);
+  // 2 s of samples over 1000 operations: 2000 µs each, half of it in the first function
+  t.is(p[0]!.usPerOp, 1000);
+  t.is(p[1]!.share, 1.5);
+  t.throws(() => parsePerfReport('nothing', 1), { message: /no event count/ });
 });

@@ -12,6 +12,9 @@ test('mount: backings then mountpoint, flags anywhere', (t) => {
   t.false(a.passthrough);
   t.true(parseMountArgs(['/a', '/m', '--passthrough']).passthrough);
   t.is(parseMountArgs(['/a', '/m', '--program=x.o', '--struct-ops', 'ops']).structOps, 'ops');
+  t.deepEqual(parseMountArgs(['/a', '/m', '--program=x.o', '--set', 'passthrough=1', '--set=mask=0x10']).globals,
+    { passthrough: 1, mask: 16 }, '--set repeats, with or without "="');
+  t.deepEqual(parseMountArgs(['/a', '/m']).globals, {});
 });
 
 test('mount: usage errors', (t) => {
@@ -21,6 +24,10 @@ test('mount: usage errors', (t) => {
   bad(['/a', '/m', '--program', 'x.o', '--passthrough'], /exclude/);
   bad(['/a', '/m', '--userspace', '--passthrough'], /--userspace excludes/);
   bad(['/a', '/m', '--struct-ops', 'x'], /names a map of --program/);
+  bad(['/a', '/m', '--set', 'passthrough=1'], /--set sets a global variable of --program/);
+  bad(['/a', '/m', '--program', 'x.o', '--set', 'passthrough'], /--set wants NAME=VALUE.*got "passthrough"/);
+  bad(['/a', '/m', '--program', 'x.o', '--set', 'x=-1'], /non-negative integer/);
+  bad(['/a', '/m', '--program', 'x.o', '--set'], /--set wants NAME=VALUE/);
   bad(['/a', '/m', '--frobnicate'], /unknown option --frobnicate/);
   bad(['/a', '/m', '--timeout', 'soon'], /--timeout/);
   bad(['/a', '/b', '/m', '--chunk', '4k'], /--chunk is a policy parameter: add --policy NAME/);
