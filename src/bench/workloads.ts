@@ -231,6 +231,12 @@ export async function runWorkload(w: Workload, dir: string, opts: RunOptions): P
     // The profile samples fio and what runs in its context (the whole synchronous FUSE path,
     // the program included), not the daemon's process or workers.
     const data = join(dir, 'perf.data');
+    if (opts.profile) {
+      // Under TCG a sample's interrupt is slow, and the kernel would lower the sample rate to
+      // a few hundred per second to bound it: keep the rate asked for.
+      writeFileSync('/proc/sys/kernel/perf_cpu_time_max_percent', '0');
+      writeFileSync('/proc/sys/kernel/perf_event_max_sample_rate', String(2 * 1e9 / PROFILE_PERIOD_NS));
+    }
     const cmd = opts.profile ? ['perf', 'record', '-q', '-e', 'cpu-clock', '-c', String(PROFILE_PERIOD_NS), '-o', data, '--', ...fio] : fio;
     const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20 });
     if (r.status !== 0) throw new Error(`fio ${w.name} in ${dir} failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n')}`);
