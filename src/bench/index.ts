@@ -43,10 +43,10 @@ configuration on every workload, repeated (interleaved); writes
   --workloads LIST   subset of: ${WORKLOADS.map((w) => w.name).join(', ')}
   --report-only      rewrite the report from the raw JSON already there
   --out FILE         the raw JSON to FILE instead, docs/ untouched (smoke runs)
-  --profile          run fio under perf (cpu-clock sampling, Debian's perf from the host
-                     root): a table of where each fio workload's time goes, per kernel
-                     function, in µs per operation, to docs/bench/raw-profile-<mode>.json;
-                     its latencies include the sampling's own cost
+  --profile          run each fio and metadata workload under perf (cpu-clock sampling,
+                     Debian's perf from the host root): a table of where its time goes,
+                     per function, in µs per operation, to docs/bench/raw-profile-<mode>.json;
+                     the latencies of such a run include the sampling's own cost
 
   --overhead         "overhead when unused": the daemon-only configurations (${OVERHEAD_CONFIGS.join(', ')})
                      on the patched kernel with no program and on the unpatched base

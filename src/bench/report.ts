@@ -122,7 +122,7 @@ export function profileTable(raw: RawResults, workload: string, rows = 16): stri
   const total = (c: string) => prof.get(c)!.reduce((a, e) => a + e.usPerOp, 0);
   const shown = (c: string) => prof.get(c)!.filter((e) => names.includes(key(e))).reduce((a, e) => a + e.usPerOp, 0);
   const L = [
-    `Where the time goes (\`--profile\`: perf cpu-clock samples of fio's context every ${PROFILE_PERIOD_NS / 1000} µs, self time per operation in µs, functions with ≥ 0.5 % of a configuration's samples; first repeat):`,
+    `Where the time goes (\`--profile\`: perf cpu-clock samples of the workload's context every ${PROFILE_PERIOD_NS / 1000} µs, self time per operation in µs, functions with ≥ 0.5 % of a configuration's samples; first repeat):`,
     '',
     `| function | ${cols.map((c) => c.name).join(' | ')} |`,
     `|---|${cols.map(() => '---').join('|')}|`,

@@ -221,24 +221,24 @@ export async function runWorkload(w: Workload, dir: string, opts: RunOptions): P
   const t0 = process.hrtime.bigint();
   let m: Omit<Measurement, 'cpuMsPerKop' | 'daemonPerOp' | 'kernelPerOp' | 'seconds'>;
   let profile: ProfileEntry[] | undefined;
+  // `--profile`: the workload under perf, which samples it and what runs in its context (the
+  // whole synchronous FUSE path, the program included), not the daemon's process or workers.
+  const data = join(dir, 'perf.data');
+  const run = (argv: string[]) => {
+    if (!opts.profile) return spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20 });
+    // Under TCG a sample's interrupt is slow, and the kernel would lower the sample rate to a
+    // few hundred per second to bound it: keep the rate asked for.
+    writeFileSync('/proc/sys/kernel/perf_cpu_time_max_percent', '0');
+    writeFileSync('/proc/sys/kernel/perf_event_max_sample_rate', String(2 * 1e9 / PROFILE_PERIOD_NS));
+    return spawnSync('perf', ['record', '-q', '-e', 'cpu-clock', '-c', String(PROFILE_PERIOD_NS), '-o', data, '--', ...argv], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  };
   if (w.kind === 'fio') {
-    const fio = [
+    const r = run([
       'fio', `--name=${w.name}`, `--directory=${join(dir, 'fio')}`, `--filename=data`, `--size=${FIO_SIZE}`,
       '--ioengine=psync', '--iodepth=1', '--time_based', `--runtime=${opts.runtime}`,
       '--group_reporting', '--output-format=json', '--randrepeat=1', '--random_generator=tausworthe64',
       ...w.args,
-    ];
-    // The profile samples fio and what runs in its context (the whole synchronous FUSE path,
-    // the program included), not the daemon's process or workers.
-    const data = join(dir, 'perf.data');
-    if (opts.profile) {
-      // Under TCG a sample's interrupt is slow, and the kernel would lower the sample rate to
-      // a few hundred per second to bound it: keep the rate asked for.
-      writeFileSync('/proc/sys/kernel/perf_cpu_time_max_percent', '0');
-      writeFileSync('/proc/sys/kernel/perf_event_max_sample_rate', String(2 * 1e9 / PROFILE_PERIOD_NS));
-    }
-    const cmd = opts.profile ? ['perf', 'record', '-q', '-e', 'cpu-clock', '-c', String(PROFILE_PERIOD_NS), '-o', data, '--', ...fio] : fio;
-    const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20 });
+    ]);
     if (r.status !== 0) throw new Error(`fio ${w.name} in ${dir} failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n')}`);
     const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
     const side = /write/.test(w.args.join(' ')) ? job.write : job.read;
@@ -247,19 +247,19 @@ export async function runWorkload(w: Workload, dir: string, opts: RunOptions): P
       ops: side.total_ios, iops: side.iops, mbps: side.bw_bytes / 1e6,
       p50us: pct['50.000000']! / 1000, p99us: pct['99.000000']! / 1000,
     };
-    if (opts.profile) {
-      const rep = spawnSync('perf', ['report', '-i', data, '--stdio', '--sort', 'sym', '--percent-limit', '0.5'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-      if (rep.status !== 0) throw new Error(`perf report failed: ${rep.stderr.trim().split('\n').slice(-3).join('\n')}`);
-      profile = parsePerfReport(rep.stdout, side.total_ios);
-      rmSync(data, { force: true });
-    }
   } else {
     const target = w.args[0] === 'stat' || w.args[0] === 'open' ? join(dir, 'meta-file') : w.args[0] === 'create' ? join(dir, 'meta-dir') : join(dir, w.args[1] ?? 'dir-1k');
     const n = META_N[w.args[1] ?? w.args[0]!]!;
-    const r = spawnSync(opts.metaloop, [w.args[0]!, target, String(n)], { encoding: 'utf8' });
+    const r = run([opts.metaloop, w.args[0]!, target, String(n)]);
     if (r.status !== 0) throw new Error(`metaloop ${w.args[0]} ${target} failed: ${r.stderr.trim()}`);
     const j = JSON.parse(r.stdout) as { n: number; p50_ns: number; p99_ns: number; mean_ns: number };
     m = { ops: j.n, iops: 1e9 / j.mean_ns, mbps: 0, p50us: j.p50_ns / 1000, p99us: j.p99_ns / 1000 };
+  }
+  if (opts.profile) {
+    const rep = spawnSync('perf', ['report', '-i', data, '--stdio', '--sort', 'sym', '--percent-limit', '0.5'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    if (rep.status !== 0) throw new Error(`perf report failed: ${rep.stderr.trim().split('\n').slice(-3).join('\n')}`);
+    profile = parsePerfReport(rep.stdout, m.ops);
+    rmSync(data, { force: true });
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = cpuBusy() - cpu0;

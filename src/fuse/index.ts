@@ -16,6 +16,14 @@ export interface MountFuseOptions {
   mountpoint: string;
   /** Hand regular files to the kernel (FOPEN_PASSTHROUGH); needs root and kernel ≥ 6.9. */
   passthrough?: boolean;
+  /**
+   * Negotiate FUSE_HANDLE_KILLPRIV_V2: the server, not the kernel, clears S_ISUID, S_ISGID
+   * and security.capability on write, truncate and chown. Only for a server that does: a
+   * program serving every file through the VFS as the caller (tree.bpf.c), whose backing
+   * filesystem clears them itself. The kernel then skips its own check, a GETXATTR of
+   * security.capability before every write.
+   */
+  killPrivV2?: boolean;
   debug?: boolean;
   /** Seconds the kernel caches names/attributes (default 1). */
   timeout?: number;
@@ -61,7 +69,8 @@ export async function mountFuse(opts: MountFuseOptions): Promise<FuseHandle> {
   });
   const session = new Session(dev, {
     maxPages,
-    wantFlags: PASSTHROUGH_FS_FLAGS | (opts.passthrough ? InitFlag.PASSTHROUGH : 0n),
+    wantFlags: PASSTHROUGH_FS_FLAGS | (opts.passthrough ? InitFlag.PASSTHROUGH : 0n) |
+      (opts.killPrivV2 ? InitFlag.HANDLE_KILLPRIV_V2 : 0n),
     requirePassthrough: !!opts.passthrough,
     debug: opts.debug,
   });

@@ -224,6 +224,9 @@ async function main(cfg: ServeConfig): Promise<void> {
       // A program gets a connection with FUSE_PASSTHROUGH (backing ids); publishBackingIds
       // and the mirror daemon keep files off FOPEN_PASSTHROUGH.
       passthrough: cfg.passthrough || (!!obj && (publishes || !!roots || cfg.backings.length > 1)),
+      // A program serving the whole tree writes, truncates and chowns through the VFS as the
+      // caller: the backing filesystem clears the privileges, as the flag asks of a server.
+      killPrivV2: !!roots,
       timeout: cfg.timeout,
       setup,
     });
