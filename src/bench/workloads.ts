@@ -227,9 +227,12 @@ export async function runWorkload(w: Workload, dir: string, opts: RunOptions): P
   const run = (argv: string[]) => {
     if (!opts.profile) return spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20 });
     // Under TCG a sample's interrupt is slow, and the kernel would lower the sample rate to a
-    // few hundred per second to bound it: keep the rate asked for.
-    writeFileSync('/proc/sys/kernel/perf_cpu_time_max_percent', '0');
-    writeFileSync('/proc/sys/kernel/perf_event_max_sample_rate', String(2 * 1e9 / PROFILE_PERIOD_NS));
+    // few hundred per second to bound it: keep the rate asked for (the rate first: the
+    // kernel refuses to set it once throttling is off).
+    if (readFileSync('/proc/sys/kernel/perf_cpu_time_max_percent', 'utf8').trim() !== '0') {
+      writeFileSync('/proc/sys/kernel/perf_event_max_sample_rate', String(2 * 1e9 / PROFILE_PERIOD_NS));
+      writeFileSync('/proc/sys/kernel/perf_cpu_time_max_percent', '0');
+    }
     return spawnSync('perf', ['record', '-q', '-e', 'cpu-clock', '-c', String(PROFILE_PERIOD_NS), '-o', data, '--', ...argv], { encoding: 'utf8', maxBuffer: 64 << 20 });
   };
   if (w.kind === 'fio') {
