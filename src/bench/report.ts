@@ -1,7 +1,7 @@
 // Raw measurements -> medians and ranges, ratios measured side by side in one run, the goals
 // of issue 7 checked against them, a markdown report and SVG bar charts.
 import type { RawResults } from './guest.ts';
-import { PROFILE_PERIOD_NS, type Measurement, type Phase } from './workloads.ts';
+import type { Measurement, Phase } from './workloads.ts';
 
 export interface Stat {
   median: number;
@@ -110,7 +110,13 @@ export function markdown(raw: RawResults): string {
 export function profileTable(raw: RawResults, workload: string, rows = 16): string[] {
   const cols = raw.configs.filter((c) => raw.results[c.name]?.[workload]?.[0]?.profile);
   if (!cols.length) return [];
-  const prof = new Map(cols.map((c) => [c.name, raw.results[c.name]![workload]![0]!.profile!]));
+  // Self time per operation: a function's share of the samples times the operation's mean
+  // time (fio: 1 / IOPS, one job; metaloop: its mean), the workload being always busy.
+  const prof = new Map(cols.map((c) => {
+    const m = raw.results[c.name]![workload]![0]!;
+    return [c.name, m.profile!.map((e) => ({ ...e, usPerOp: (e.share / 100) * (1e6 / m.iops) }))];
+  }));
+  const samples = cols.map((c) => raw.results[c.name]![workload]![0]!.profileSamples ?? NaN);
   const key = (e: { sym: string; kernel: boolean }) => `${e.kernel ? '' : '(user) '}${e.sym}`;
   const top = new Map<string, number>();
   for (const p of prof.values()) for (const e of p) top.set(key(e), Math.max(top.get(key(e)) ?? 0, e.usPerOp));
@@ -122,13 +128,14 @@ export function profileTable(raw: RawResults, workload: string, rows = 16): stri
   const total = (c: string) => prof.get(c)!.reduce((a, e) => a + e.usPerOp, 0);
   const shown = (c: string) => prof.get(c)!.filter((e) => names.includes(key(e))).reduce((a, e) => a + e.usPerOp, 0);
   const L = [
-    `Where the time goes (\`--profile\`: perf cpu-clock samples of the workload's context every ${PROFILE_PERIOD_NS / 1000} µs, self time per operation in µs, functions with ≥ 0.5 % of a configuration's samples; first repeat):`,
+    `Where the time goes (\`--profile\`: perf cpu-clock samples of the workload's context, at the guest's tick; self time per operation in µs = share of the samples × mean time per operation; functions with ≥ 0.5 % of a configuration's samples; first repeat; ${fmt(Math.min(...samples), 0)}–${fmt(Math.max(...samples), 0)} samples per configuration, so a share is ± a few % of itself and more for small ones):`,
     '',
     `| function | ${cols.map((c) => c.name).join(' | ')} |`,
     `|---|${cols.map(() => '---').join('|')}|`,
     ...names.map((n) => `| ${n} | ${cols.map((c) => cell(c.name, n)).join(' | ')} |`),
     `| *other functions ≥ 0.5 %* | ${cols.map((c) => fmt(total(c.name) - shown(c.name), 2)).join(' | ')} |`,
     `| *sum of the above* | ${cols.map((c) => fmt(total(c.name), 2)).join(' | ')} |`,
+    `| *mean time per operation* | ${cols.map((c) => fmt(1e6 / raw.results[c.name]![workload]![0]!.iops, 2)).join(' | ')} |`,
     '',
   ];
   return L;

@@ -59,42 +59,42 @@ export interface Measurement {
   byOpcode?: Record<string, { daemon: number; kernel: number | null }>;
   /** Jobs only: per phase (untar, grep). */
   phases?: Phase[];
-  /** fio under `bench --profile`: where the workload's time went, per function. */
+  /** `bench --profile`: where the workload's time went, per function (self time). */
   profile?: ProfileEntry[];
+  /** `bench --profile`: how many samples the shares are of. */
+  profileSamples?: number;
 }
 
-/** One function of a profile: its own (self) time per operation. */
+/** One function of a profile: its share of the samples (self time). */
 export interface ProfileEntry {
   sym: string;
   /** [k] kernel, [.] user */
   kernel: boolean;
-  usPerOp: number;
   /** Share of all samples, % */
   share: number;
 }
 
 /**
- * perf's sampling period, ns of cpu-clock: 100k samples per guest second, the kernel's
- * default perf_event_max_sample_rate; a 2 s job gets ~200k, enough for shares of 0.5 %.
+ * perf's sampling period asked for, ns of cpu-clock. The guest kernel has no high-resolution
+ * timers (tinyconfig), so samples actually come at its tick: a 2 s job gets a few hundred,
+ * whatever is asked. Shares are what a profile gives; times per operation come from the
+ * workload's own latency (report.ts).
  */
 export const PROFILE_PERIOD_NS = 10_000;
 
 /**
- * Parses `perf report --stdio --sort sym` output: the event count of cpu-clock (ns) and
- * the functions with their share of it, into self time per operation. Exported for tests.
+ * Parses `perf report --stdio --sort sym` output: the number of samples and each function's
+ * share of them. Exported for tests.
  */
-export function parsePerfReport(text: string, ops: number): ProfileEntry[] {
-  const ev = /^# Event count \(approx\.\): (\d+)/m.exec(text);
-  if (!ev) throw new Error(`perf report printed no event count:\n${text.slice(0, 400)}`);
-  const totalUs = Number(ev[1]) / 1000;
-  const out: ProfileEntry[] = [];
+export function parsePerfReport(text: string): { samples: number; entries: ProfileEntry[] } {
+  const n = /^# Samples: (\d+)(K?)/m.exec(text);
+  if (!n) throw new Error(`perf report printed no sample count:\n${text.slice(0, 400)}`);
+  const entries: ProfileEntry[] = [];
   for (const line of text.split('\n')) {
     const m = /^\s+([\d.]+)%\s+\[([k.])\]\s+(\S.*?)\s*$/.exec(line);
-    if (!m) continue;
-    const share = Number(m[1]);
-    out.push({ sym: m[3]!, kernel: m[2] === 'k', share, usPerOp: (share / 100) * totalUs / Math.max(1, ops) });
+    if (m) entries.push({ sym: m[3]!, kernel: m[2] === 'k', share: Number(m[1]) });
   }
-  return out;
+  return { samples: Number(n[1]) * (n[2] ? 1000 : 1), entries };
 }
 
 /** Busy jiffies of all CPUs (/proc/stat), USER_HZ = 100. */
@@ -220,7 +220,7 @@ export async function runWorkload(w: Workload, dir: string, opts: RunOptions): P
   const cpu0 = cpuBusy();
   const t0 = process.hrtime.bigint();
   let m: Omit<Measurement, 'cpuMsPerKop' | 'daemonPerOp' | 'kernelPerOp' | 'seconds'>;
-  let profile: ProfileEntry[] | undefined;
+  let profile: ReturnType<typeof parsePerfReport> | undefined;
   // `--profile`: the workload under perf, which samples it and what runs in its context (the
   // whole synchronous FUSE path, the program included), not the daemon's process or workers.
   const data = join(dir, 'perf.data');
@@ -261,7 +261,7 @@ export async function runWorkload(w: Workload, dir: string, opts: RunOptions): P
   if (opts.profile) {
     const rep = spawnSync('perf', ['report', '-i', data, '--stdio', '--sort', 'sym', '--percent-limit', '0.5'], { encoding: 'utf8', maxBuffer: 64 << 20 });
     if (rep.status !== 0) throw new Error(`perf report failed: ${rep.stderr.trim().split('\n').slice(-3).join('\n')}`);
-    profile = parsePerfReport(rep.stdout, m.ops);
+    profile = parsePerfReport(rep.stdout);
     rmSync(data, { force: true });
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -279,7 +279,7 @@ export async function runWorkload(w: Workload, dir: string, opts: RunOptions): P
     }
   }
   return {
-    ...m, seconds, ...(profile ? { profile } : {}),
+    ...m, seconds, ...(profile ? { profile: profile.entries, profileSamples: profile.samples } : {}),
     cpuMsPerKop: (cpu * 1e6) / Math.max(1, m.ops),
     daemonPerOp: per(t1s?.daemon, t0s?.daemon),
     kernelPerOp: per(t1s?.kernel, t0s?.kernel),
