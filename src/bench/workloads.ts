@@ -88,7 +88,11 @@ export const PROFILE_PERIOD_NS = 10_000;
  */
 export function parsePerfReport(text: string): { samples: number; entries: ProfileEntry[] } {
   const n = /^# Samples: (\d+)(K?)/m.exec(text);
-  if (!n) throw new Error(`perf report printed no sample count:\n${text.slice(0, 400)}`);
+  // No sample at all: the workload slept throughout (waiting for a daemon), or perf failed
+  if (!n) {
+    if (/^# To display the perf\.data header/m.test(text)) return { samples: 0, entries: [] };
+    throw new Error(`perf report printed no sample count:\n${text.slice(0, 400)}`);
+  }
   const entries: ProfileEntry[] = [];
   for (const line of text.split('\n')) {
     const m = /^\s+([\d.]+)%\s+\[([k.])\]\s+(\S.*?)\s*$/.exec(line);

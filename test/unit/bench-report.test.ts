@@ -90,4 +90,5 @@ test('bench --profile: perf report output becomes shares of the samples', (t) =>
   t.is(p[0]!.share, 50);
   t.is(p[1]!.share, 1.5);
   t.throws(() => parsePerfReport('nothing'), { message: /no sample count/ });
+  t.deepEqual(parsePerfReport('# To display the perf.data header info, please use --header/--header-only options.\n#\n'), { samples: 0, entries: [] });
 });
