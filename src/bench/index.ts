@@ -138,7 +138,7 @@ export function writeReport(repo: string): void {
       ['untar-grep', 'seconds', 'untar + grep -r of a source tree: seconds', 's'],
     ];
     for (const [w, m, title, unit] of charts) {
-      if (!raw.workloads.some((x) => x.name === w)) continue;
+      if (raw.profile || !raw.workloads.some((x) => x.name === w)) continue;
       const name = `${mode}-${w}.svg`;
       writeFileSync(join(dir, name), svgBars(raw, w, m, `${title} (${mode})`, unit));
       parts.push(`![${title}](bench/${name})\n`);
