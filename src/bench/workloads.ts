@@ -149,8 +149,8 @@ export interface RunOptions {
   count: Counter;
   /** The job's source tarball, in guest memory (untar-grep). */
   tarball?: string;
-  /** fio under `perf record` (cpu-clock): adds Measurement.profile; the figures then include
-   *  the sampling's own cost. */
+  /** The workload (fio or metaloop) under `perf record` (cpu-clock): adds
+   *  Measurement.profile; the figures then include the sampling's own cost. */
   profile?: boolean;
 }
 
