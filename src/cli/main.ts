@@ -78,6 +78,8 @@ Options:
   --timeout SEC     stop the guest after SEC seconds (default 900)
   --mem MB          guest memory (default 2048)
   --cpus N          guest CPUs (default 2)
+  --icount          QEMU -icount: guest time follows executed instructions (timings that
+                    do not move with the host's load; TCG only)
   --accel tcg|kvm   override the KVM probe
   --cwd DIR         guest working directory (default: the current directory)
   --console         print the whole kernel console afterwards`,
@@ -217,6 +219,7 @@ async function vmCmd(p: Parsed): Promise<number> {
   const r = await runVm({
     kernel, repo, accel, cwd, command: sub === 'shell' ? ['true'] : p.rest, interactive: sub === 'shell',
     timeoutSec: numberFlag(p, 'timeout'), memMB: numberFlag(p, 'mem'), cpus: numberFlag(p, 'cpus'),
+    icount: p.flags.has('icount'),
   });
   if (p.flags.has('console')) process.stderr.write(r.console);
   if (r.failure) process.stderr.write(`fuse-kfunc vm: ${r.message}\n`);

@@ -3,18 +3,82 @@
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import * as libc from './libc.ts';
-import { BACKING_MAP, FUSE_BACKING_DIR, FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN, encodeStruct } from './protocol.ts';
+import {
+  BACKING_MAP, FUSE_BACKING_DIR, FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN, IN_HEADER, OUT_HEADER, Op,
+  READ_IN, WRITE_IN, WRITE_OUT, encodeStruct, opName,
+} from './protocol.ts';
 
 // Readers are plain threads doing blocking read(2): a read on /dev/fuse sleeps until the
 // kernel has a request, which would pin a libuv threadpool thread forever (and starve the
-// fs calls the handlers need). Each read returns exactly one request; the bytes are
-// copied into a right-sized ArrayBuffer and transferred, so the big buffer is reused.
+// fs calls the handlers need). Each read returns exactly one request.
+//
+// READ and WRITE of a fast handle (fastFh: a plain backing file whose I/O no policy
+// intercepts) are served right here: pread into the reply buffer, or pwrite from the
+// request buffer, then one write(2) of the reply. No copy, no hop to the main thread: with
+// several readers, several such requests are served at once, as a multi-threaded C daemon
+// does. Everything else (the requests that touch the node and handle tables) is copied
+// into a right-sized ArrayBuffer and transferred to the main thread, which serves it.
 // Plain JS (eval: true) so it works both under tsx and in the esbuild bundle.
 const READER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
+const { parentPort, workerData: w } = require('node:worker_threads');
 const fs = require('node:fs');
-const { fd, bufSize } = workerData;
+const { errno: ERRNO } = require('node:os').constants;
+const { fd, bufSize, L } = w;
 const buf = Buffer.allocUnsafeSlow(bufSize);
+const out = Buffer.allocUnsafeSlow(bufSize);
+const counts = new Int32Array(w.counts);
+const times = w.times ? new Float64Array(w.times) : null;
+const now = () => Number(process.hrtime.bigint());
+const errnoOf = (e) => ERRNO[e.code] || ERRNO.EIO;
+// The reply: out_header (len, error, unique copied from the request) and n bytes after it.
+function reply(error, n) {
+  out.writeUInt32LE(L.outHeader + n, 0);
+  out.writeInt32LE(error, 4);
+  buf.copy(out, 8, 8, 16);
+  try {
+    fs.writeSync(fd, out, 0, L.outHeader + n);
+  } catch (e) {
+    // ENOENT: the request was interrupted meanwhile; ENODEV: the connection is gone.
+    if (e.code !== 'ENOENT' && e.code !== 'ENODEV') throw e;
+  }
+}
+function serveRead() {
+  const file = buf.readUInt32LE(L.inHeader + L.readFh);
+  const size = buf.readUInt32LE(L.inHeader + L.readSize);
+  const off = buf.readUInt32LE(L.inHeader + L.readOffset + 4) * 4294967296 + buf.readUInt32LE(L.inHeader + L.readOffset);
+  let n = 0;
+  try {
+    n = fs.readSync(file, out, L.outHeader, size, off);
+  } catch (e) {
+    return -errnoOf(e);
+  }
+  return n;
+}
+function serveWrite() {
+  const file = buf.readUInt32LE(L.inHeader + L.writeFh);
+  const size = buf.readUInt32LE(L.inHeader + L.writeSize);
+  const off = buf.readUInt32LE(L.inHeader + L.writeOffset + 4) * 4294967296 + buf.readUInt32LE(L.inHeader + L.writeOffset);
+  const data = L.inHeader + L.writeIn;
+  let done = 0;
+  try {
+    // A short write only happens on ENOSPC-like conditions: retry, so the kernel sees
+    // either everything or the error.
+    while (done < size) {
+      const k = fs.writeSync(file, buf, data + done, size - done, off + done);
+      if (k === 0) break;
+      done += k;
+    }
+  } catch (e) {
+    return -errnoOf(e);
+  }
+  out.writeUInt32LE(done, L.outHeader);
+  out.writeUInt32LE(0, L.outHeader + 4);
+  return L.writeOut;
+}
+// With a server module the thread serves every request itself (thread-server.ts): the
+// node and handle tables live here, and nothing hops to the main thread.
+(async () => {
+const serve = w.server ? await (await import(w.server.module)).threadServer(w.server, fd) : null;
 for (;;) {
   let n;
   try {
@@ -22,15 +86,94 @@ for (;;) {
   } catch (e) {
     // EINTR: signal; ENOENT: the request was interrupted before we got it; EAGAIN: spurious.
     if (e.code === 'EINTR' || e.code === 'ENOENT' || e.code === 'EAGAIN') continue;
+    if (serve) serve.end();
     parentPort.postMessage({ end: e.code || String(e) });
     break;
   }
-  if (n === 0) { parentPort.postMessage({ end: 'EOF' }); break; }
+  if (n === 0) { if (serve) serve.end(); parentPort.postMessage({ end: 'EOF' }); break; }
+  const t0 = times ? now() : 0;
+  const op = n >= L.inHeader ? buf.readUInt32LE(4) : 0;
+  const fast = op === L.READ ? n >= L.inHeader + L.readIn && buf.readUInt32LE(L.inHeader + L.readFh + 4) === L.fastTag &&
+      L.outHeader + buf.readUInt32LE(L.inHeader + L.readSize) <= bufSize
+    : op === L.WRITE ? n >= L.inHeader + L.writeIn && buf.readUInt32LE(L.inHeader + L.writeFh + 4) === L.fastTag &&
+      n >= L.inHeader + L.writeIn + buf.readUInt32LE(L.inHeader + L.writeSize)
+    : false;
+  // Anything malformed or unusual goes to the main thread, which says what is wrong.
+  if (fast) {
+    {
+      const r = op === L.READ ? serveRead() : serveWrite();
+      const t1 = times ? now() : 0;
+      if (r < 0) reply(r, 0);
+      else reply(0, r);
+      Atomics.add(counts, op, 1);
+      if (times) {
+        times[op * 4] += 1;
+        times[op * 4 + 2] += t1 - t0;
+        times[op * 4 + 3] += now() - t1;
+      }
+      continue;
+    }
+  }
+  if (serve) {
+    if (op > 0 && op < counts.length) Atomics.add(counts, op, 1);
+    // The request is served from the read buffer: a handler that is not synchronous (a
+    // promise) is awaited before the next read, so the buffer is not reused under it.
+    const pending = serve(buf.subarray(0, n), times ? t0 : undefined);
+    if (pending) await pending;
+    continue;
+  }
   const ab = new ArrayBuffer(n);
   new Uint8Array(ab).set(buf.subarray(0, n));
-  parentPort.postMessage(ab, [ab]);
+  if (times) parentPort.postMessage({ ab, t: t0 }, [ab]);
+  else parentPort.postMessage(ab, [ab]);
 }
+})().catch((e) => parentPort.postMessage({ end: 'server error: ' + (e && e.stack || e) }));
 `;
+
+/** The module a server thread imports (beside this one: .ts under tsx, .js in dist/). */
+const THREAD_SERVER = new URL(import.meta.url.endsWith('.ts') ? './thread-server.ts' : './thread-server.js', import.meta.url);
+
+/** What a server thread is told (thread-server.ts: threadServer). */
+export interface ThreadServerConfig {
+  backing: string;
+  passthrough: boolean;
+  killPrivV2: boolean;
+  timeout: number;
+  maxPages: number;
+  debug: boolean;
+}
+
+/** What a server thread reports: INIT's outcome, and its trace at the end. */
+export type ThreadServerMessage =
+  | { init: { ok: true; negotiated: unknown } | { ok: false; error: string } }
+  | { trace: unknown };
+
+/** Handles at or above this fh carry their backing fd in the low 32 bits (fastFh). */
+const FAST_TAG = 0x10_0000;
+
+/**
+ * The fh of a fast handle: the reader threads serve its READ and WRITE with the backing
+ * file's fd, found in the fh itself. 2^52 + fd: above every counter-made fh, exact as a JS
+ * number, and unique while the fd is open (the handle is released before the fd closes).
+ */
+export function fastFh(fd: number): number {
+  return FAST_TAG * 2 ** 32 + fd;
+}
+
+/** Offsets the readers need, from the protocol's struct layouts (one place for them). */
+function readerLayout() {
+  const off = (def: { fields: ReadonlyArray<{ name: string; offset: number }> }, f: string) => def.fields.find((x) => x.name === f)!.offset;
+  return {
+    READ: Op.READ, WRITE: Op.WRITE, fastTag: FAST_TAG,
+    inHeader: IN_HEADER.size, outHeader: OUT_HEADER.size,
+    readFh: off(READ_IN, 'fh'), readOffset: off(READ_IN, 'offset'), readSize: off(READ_IN, 'size'),
+    writeFh: off(WRITE_IN, 'fh'), writeOffset: off(WRITE_IN, 'offset'), writeSize: off(WRITE_IN, 'size'),
+    readIn: READ_IN.size, writeIn: WRITE_IN.size, writeOut: WRITE_OUT.size,
+  };
+}
+
+/** Opcodes the readers count (Int32Array slots): READ and WRITE, below 64. */
+const COUNTED = 64;
 
 export interface MountOptions {
   mountpoint: string;
@@ -45,7 +188,8 @@ export interface MountOptions {
   readers?: number;
 }
 
-export type RequestHandler = (buf: Buffer) => void;
+/** `readAt`: hrtime (ns) at which a reader got the request, when tracing. */
+export type RequestHandler = (buf: Buffer, readAt?: number) => void;
 
 export class FuseDevice {
   readonly fd: number;
@@ -53,11 +197,21 @@ export class FuseDevice {
   /** Settles once every reader saw the connection end (unmounted, aborted, or closed). */
   readonly ended: Promise<string>;
   private workers: Worker[] = [];
+  /** What the readers served themselves, per opcode (Atomics). */
+  private readonly served = new Int32Array(new SharedArrayBuffer(COUNTED * 4));
+  /** Per reader, with tracing: [n, hop, handle, reply] per opcode (ns). */
+  private readonly readerTimes: Float64Array[] = [];
   private resolveEnded!: (why: string) => void;
   private endReason: string | undefined;
   private mounted = false;
   private fdClosed = false;
   private connId: string | undefined;
+
+  /** The connection `fd` as seen from a server thread: replies and backing ids, no mount. */
+  static forThread(fd: number): FuseDevice {
+    const d = new FuseDevice(fd, { mountpoint: '', readBufferSize: 0 });
+    return d;
+  }
 
   private constructor(fd: number, private readonly opts: MountOptions) {
     this.fd = fd;
@@ -92,20 +246,29 @@ export class FuseDevice {
     return dev;
   }
 
-  /** Starts the readers; requests are delivered one message per request. */
-  start(onRequest: RequestHandler): void {
-    const n = Math.max(1, this.opts.readers ?? 2);
+  /** Starts the readers; requests are delivered one message per request. `trace`: time
+   *  each request's stages (Session.times, readerTimes()). */
+  start(onRequest: RequestHandler, opts: { trace?: boolean; server?: ThreadServerConfig } = {}): void {
+    // A server thread serves everything alone: one thread, like a single-threaded C daemon.
+    const n = opts.server ? 1 : Math.max(1, this.opts.readers ?? 2);
     let live = n;
+    const L = readerLayout();
     for (let i = 0; i < n; i++) {
+      const times = opts.trace ? new SharedArrayBuffer(COUNTED * 4 * 8) : null;
+      if (times) this.readerTimes.push(new Float64Array(times));
+      const server = opts.server ? { ...opts.server, module: THREAD_SERVER.href, tables: this.tablesShared.buffer, times } : undefined;
       const w = new Worker(READER_SOURCE, {
         eval: true,
-        execArgv: [],
-        workerData: { fd: this.fd, bufSize: this.opts.readBufferSize },
-        name: `fuse-reader-${i}`,
+        // The server module is TypeScript when this module is (tsx): the thread needs its loader.
+        execArgv: server && THREAD_SERVER.pathname.endsWith('.ts') ? process.execArgv : [],
+        workerData: { fd: this.fd, bufSize: this.opts.readBufferSize, L, counts: this.served.buffer, times, server },
+        name: server ? 'fuse-server' : `fuse-reader-${i}`,
       });
-      w.on('message', (m: ArrayBuffer | { end: string }) => {
+      w.on('message', (m: ArrayBuffer | { ab: ArrayBuffer; t: number } | { end: string } | ThreadServerMessage) => {
         if (m instanceof ArrayBuffer) onRequest(Buffer.from(m));
-        else this.endReason ??= m.end;
+        else if ('ab' in m) onRequest(Buffer.from(m.ab), m.t);
+        else if ('end' in m) this.endReason ??= m.end;
+        else this.serverMessage?.(m);
       });
       w.on('error', (e) => (this.endReason ??= `reader error: ${e.message}`));
       w.on('exit', () => {
@@ -113,6 +276,41 @@ export class FuseDevice {
       });
       this.workers.push(w);
     }
+  }
+
+  /** A server thread's messages (INIT's outcome, its trace), for the one who started it. */
+  serverMessage: ((m: ThreadServerMessage) => void) | undefined;
+  /** A server thread's tables: [nodes, handles], stored after every request. */
+  private readonly tablesShared = new Int32Array(new SharedArrayBuffer(8));
+
+  serverTables(): { nodes: number; handles: number } {
+    return { nodes: Atomics.load(this.tablesShared, 0), handles: Atomics.load(this.tablesShared, 1) };
+  }
+
+  /** Requests the reader threads served themselves (fast READ/WRITE, or everything with a
+   *  server thread), by opcode name. */
+  servedByReaders(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (let op = 0; op < COUNTED; op++) {
+      const k = Atomics.load(this.served, op);
+      if (k) out[opName(op)] = k;
+    }
+    return out;
+  }
+
+  /** With tracing: the readers' own stage times, summed over readers, by opcode name. */
+  readerTimesByOp(): Record<string, { n: number; hop: number; handle: number; reply: number }> {
+    const out: Record<string, { n: number; hop: number; handle: number; reply: number }> = {};
+    for (let op = 0; op < COUNTED; op++) {
+      for (const t of this.readerTimes) {
+        if (!t[op * 4]) continue;
+        const o = (out[opName(op)] ??= { n: 0, hop: 0, handle: 0, reply: 0 });
+        o.n += t[op * 4]!;
+        o.handle += t[op * 4 + 2]!;
+        o.reply += t[op * 4 + 3]!;
+      }
+    }
+    return out;
   }
 
   /** One writev: the kernel takes a reply as exactly one write. */

@@ -1,9 +1,10 @@
 // Public entry: mount a passthrough FUSE filesystem served by this process.
-import { FuseDevice } from './dev.ts';
+import { FuseDevice, type ThreadServerMessage } from './dev.ts';
 import { InitFlag } from './protocol.ts';
 import { Session, type Negotiated } from './session.ts';
 import { PASSTHROUGH_FS_FLAGS, createPassthroughFs } from './passthrough-fs.ts';
 import type { PtContext } from './pt-context.ts';
+import { traceRows, writeTrace, type TraceRow } from './trace.ts';
 
 export { FuseDevice } from './dev.ts';
 export { Session, NO_REPLY, type Negotiated, type Handler } from './session.ts';
@@ -36,6 +37,18 @@ export interface MountFuseOptions {
   /** How long to wait for the kernel's INIT (default 30 s: TCG guests are slow). */
   initTimeoutMs?: number;
   /**
+   * Time every request's stages (reader thread -> main thread, handler, reply) and write
+   * them, per opcode in µs per request, to this file as JSON when the connection ends
+   * (default: $FUSE_KFUNC_TRACE). Costs a clock read per stage.
+   */
+  traceFile?: string;
+  /**
+   * Serve in one thread of its own (thread-server.ts), the node table with it: no request
+   * hops to this thread's event loop. For the passthrough filesystem as it is: excludes
+   * `setup` (which changes handlers here) and leaves `session` undefined.
+   */
+  thread?: boolean;
+  /**
    * Runs after the passthrough ops are registered and before the first request is read:
    * override opcodes with `session.on(op, handler)` (e.g. a userspace policy), or use
    * `device.fd` (e.g. to attach a BPF program to this connection).
@@ -47,7 +60,8 @@ export interface FuseHandle {
   readonly mountpoint: string;
   /** The connection: its fd, backingOpen/backingClose (FUSE_DEV_IOC_BACKING_*). */
   readonly device: FuseDevice;
-  readonly session: Session;
+  /** undefined when served by a thread of its own (`thread`). */
+  readonly session: Session | undefined;
   readonly negotiated: Negotiated;
   /** Requests received, by opcode name (e.g. { LOOKUP: 3, GETATTR: 5 }). */
   stats(): Record<string, number>;
@@ -60,37 +74,63 @@ export interface FuseHandle {
 }
 
 export async function mountFuse(opts: MountFuseOptions): Promise<FuseHandle> {
+  if (opts.thread && opts.setup) throw new Error('mountFuse: `thread` serves the passthrough filesystem as it is; `setup` needs this thread');
   const maxPages = opts.maxPages ?? 256;
+  const timeout = opts.timeout ?? 1;
   const dev = FuseDevice.mount({
     mountpoint: opts.mountpoint,
     source: opts.backing,
     readBufferSize: Session.readBufferSize(maxPages),
     readers: opts.readers ?? 2,
   });
-  const session = new Session(dev, {
-    maxPages,
-    wantFlags: PASSTHROUGH_FS_FLAGS | (opts.passthrough ? InitFlag.PASSTHROUGH : 0n) |
-      (opts.killPrivV2 ? InitFlag.HANDLE_KILLPRIV_V2 : 0n),
-    requirePassthrough: !!opts.passthrough,
-    debug: opts.debug,
-  });
-  let fsys;
-  try {
-    fsys = await createPassthroughFs(session, dev, opts.backing, {
-      passthrough: !!opts.passthrough,
-      entryTimeout: opts.timeout ?? 1,
-      attrTimeout: opts.timeout ?? 1,
+  const traceFile = opts.traceFile ?? (process.env.FUSE_KFUNC_TRACE || undefined);
+  const serverTrace: TraceRow[] = [];
+  let session: Session | undefined;
+  let fsys: Awaited<ReturnType<typeof createPassthroughFs>> | undefined;
+  let initDone: Promise<Negotiated>;
+  if (opts.thread) {
+    initDone = new Promise((resolve, reject) => {
+      dev.serverMessage = (m: ThreadServerMessage) => {
+        if ('trace' in m) serverTrace.push(...(m.trace as TraceRow[]));
+        else if (m.init.ok) resolve(m.init.negotiated as Negotiated);
+        else reject(new Error(m.init.error));
+      };
+      void dev.ended.then((why) => reject(new Error(`FUSE connection ended before INIT: ${why}`)));
     });
-    await opts.setup?.({ session, device: dev, fs: fsys.ctx });
-  } catch (e) {
-    await dev.dispose();
-    throw e;
+    initDone.catch(() => {});
+    dev.start(() => {}, {
+      trace: !!traceFile,
+      server: { backing: opts.backing, passthrough: !!opts.passthrough, killPrivV2: !!opts.killPrivV2, timeout, maxPages, debug: !!opts.debug },
+    });
+  } else {
+    const s = (session = new Session(dev, {
+      maxPages,
+      wantFlags: PASSTHROUGH_FS_FLAGS | (opts.passthrough ? InitFlag.PASSTHROUGH : 0n) |
+        (opts.killPrivV2 ? InitFlag.HANDLE_KILLPRIV_V2 : 0n),
+      requirePassthrough: !!opts.passthrough,
+      debug: opts.debug,
+    }));
+    try {
+      fsys = await createPassthroughFs(s, dev, opts.backing, {
+        passthrough: !!opts.passthrough,
+        entryTimeout: timeout,
+        attrTimeout: timeout,
+      });
+      await opts.setup?.({ session: s, device: dev, fs: fsys.ctx });
+    } catch (e) {
+      await dev.dispose();
+      throw e;
+    }
+    initDone = s.initDone;
+    dev.start(s.receive, { trace: !!traceFile });
   }
-  dev.start(session.receive);
 
   const closed = dev.ended.then(async (why) => {
-    session.failInit(new Error(`FUSE connection ended before INIT: ${why}`));
-    await fsys.dispose();
+    session?.failInit(new Error(`FUSE connection ended before INIT: ${why}`));
+    if (traceFile) {
+      writeTrace(traceFile, [...(session ? traceRows(session.times, 'main') : serverTrace), ...traceRows(dev.readerTimesByOp(), 'reader')]);
+    }
+    fsys?.dispose();
     removeSignals();
     return why;
   });
@@ -116,7 +156,7 @@ export async function mountFuse(opts: MountFuseOptions): Promise<FuseHandle> {
   let timer: NodeJS.Timeout | undefined;
   try {
     negotiated = await Promise.race([
-      session.initDone,
+      initDone,
       new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`no FUSE INIT within ${initTimeout} ms`)), initTimeout))),
     ]);
   } catch (e) {
@@ -132,8 +172,12 @@ export async function mountFuse(opts: MountFuseOptions): Promise<FuseHandle> {
     device: dev,
     session,
     negotiated,
-    stats: () => Object.fromEntries(session.counts),
-    tables: () => ({ nodes: fsys.ctx.nodes.size, handles: fsys.ctx.handles.size }),
+    stats: () => {
+      const out: Record<string, number> = session ? Object.fromEntries(session.counts) : {};
+      for (const [op, n] of Object.entries(dev.servedByReaders())) out[op] = (out[op] ?? 0) + n;
+      return out;
+    },
+    tables: () => (fsys ? { nodes: fsys.ctx.nodes.size, handles: fsys.ctx.handles.size } : dev.serverTables()),
     close: async () => {
       await dev.unmount();
       await closed;

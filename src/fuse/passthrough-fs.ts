@@ -1,6 +1,6 @@
 // A stacked filesystem mirroring one backing directory: composes the op groups over a
 // shared context and picks the INIT flags such a filesystem wants.
-import fsp from 'node:fs/promises';
+import fs from 'node:fs';
 import type { FuseDevice } from './dev.ts';
 import { InitFlag, Op } from './protocol.ts';
 import { NO_REPLY, Session } from './session.ts';
@@ -17,7 +17,7 @@ export const PASSTHROUGH_FS_FLAGS =
 export interface PassthroughFs {
   ctx: PtContext;
   /** Call after the device ends: closes every backing fd still open. */
-  dispose(): Promise<void>;
+  dispose(): void;
 }
 
 export async function createPassthroughFs(
@@ -26,8 +26,8 @@ export async function createPassthroughFs(
   backing: string,
   opts: PassthroughOptions,
 ): Promise<PassthroughFs> {
-  const root = await fsp.realpath(backing);
-  const st = await fsp.lstat(root, { bigint: true });
+  const root = fs.realpathSync(backing);
+  const st = fs.lstatSync(root, { bigint: true });
   if (!st.isDirectory()) throw new Error(`backing ${backing} is not a directory`);
   const ctx = new PtContext(root, st, session, dev, opts);
   registerNamespaceOps(session, ctx);

@@ -1,7 +1,8 @@
 // State shared by the passthrough filesystem's op groups: backing root, nodeid table,
-// open handles, and the helpers every op needs.
-import fsp, { type FileHandle } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
+// open handles, and the helpers every op needs. Its calls on the backing filesystem are
+// synchronous: a request is served in one turn of the event loop, with no hop to libuv's
+// threadpool and back (docs/fuse-server.md: the request path).
+import fs, { type BigIntStats } from 'node:fs';
 import type { FuseDevice } from './dev.ts';
 import { NodeTable, type Node } from './nodes.ts';
 import { encodeEntryOut, encodeAttrOut, type AttrIn, type Request } from './protocol.ts';
@@ -11,9 +12,12 @@ import * as libc from './libc.ts';
 
 export interface FileHandleEntry {
   kind: 'file';
-  fh: FileHandle;
+  /** The backing file, opened by the daemon. */
+  fd: number;
   node: Node;
   passthrough: boolean;
+  /** READ and WRITE of this handle are served by the reader threads (dev.ts: FAST_FH). */
+  fast: boolean;
 }
 
 export interface DirHandleEntry {
@@ -81,8 +85,8 @@ export class PtContext {
     return { rel, abs: this.abs(rel) };
   }
 
-  lstat(abs: string): Promise<BigIntStats> {
-    return fsp.lstat(abs, { bigint: true });
+  lstat(abs: string): BigIntStats {
+    return fs.lstatSync(abs, { bigint: true });
   }
 
   /** Builds an entry reply and takes the kernel reference it implies. */
@@ -104,8 +108,8 @@ export class PtContext {
     return this.attrHook ? this.attrHook(at, st, a) : a;
   }
 
-  addHandle(h: FileHandleEntry | DirHandleEntry): number {
-    const id = this.nextFh++;
+  /** `id`: the handle's fh if the caller chose it (a fast file's, dev.ts: fastFh). */
+  addHandle(h: FileHandleEntry | DirHandleEntry, id = this.nextFh++): number {
     this.handles.set(id, h);
     h.node.openCount++;
     return id;
@@ -142,10 +146,10 @@ export class PtContext {
    * applied the caller's (no FUSE_DONT_MASK), so restore the exact mode it asked for and,
    * as root, the caller's ownership.
    */
-  async fixNew(abs: string, mode: number | null, req: Request, isSymlink = false): Promise<void> {
-    if (mode !== null && !isSymlink && (mode & 0o7777 & this.umask) !== 0) await fsp.chmod(abs, mode & 0o7777);
+  fixNew(abs: string, mode: number | null, req: Request, isSymlink = false): void {
+    if (mode !== null && !isSymlink && (mode & 0o7777 & this.umask) !== 0) fs.chmodSync(abs, mode & 0o7777);
     if (this.isRoot && (req.header.uid !== 0 || req.header.gid !== 0)) {
-      await fsp.lchown(abs, req.header.uid, req.header.gid);
+      fs.lchownSync(abs, req.header.uid, req.header.gid);
     }
   }
 
@@ -172,9 +176,16 @@ export class PtContext {
     }
   }
 
-  async closeAll(): Promise<void> {
+  closeAll(): void {
     const all = [...this.handles.values()];
     this.handles.clear();
-    await Promise.allSettled(all.map((h) => (h.kind === 'file' ? h.fh.close() : undefined)));
+    for (const h of all) {
+      if (h.kind !== 'file') continue;
+      try {
+        fs.closeSync(h.fd);
+      } catch {
+        /* closing everything at the end: nothing to report to */
+      }
+    }
   }
 }

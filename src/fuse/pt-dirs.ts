@@ -1,8 +1,7 @@
 // Passthrough: directory handles and listings. A listing is a snapshot of names taken at
 // offset 0; entry i carries off=i+1, so a later READDIR resumes exactly where the kernel
 // stopped even if the directory changed in between.
-import fsp from 'node:fs/promises';
-import { constants as fsc, type BigIntStats } from 'node:fs';
+import fs, { constants as fsc, type BigIntStats } from 'node:fs';
 import {
   FSYNC_IN, FUSE_FSYNC_FDATASYNC, OPEN_IN, OPEN_OUT, Op, READ_IN, RELEASE_IN, direntSize, direntplusSize,
   encodeDirentInto, encodeDirentplusInto, encodeStruct, type Request,
@@ -13,22 +12,30 @@ import type { BodyReader } from './protocol.ts';
 import { dtype, statKey } from './attr.ts';
 
 export function registerDirOps(s: Session, c: PtContext): void {
-  s.on(Op.OPENDIR, async (req, b) => {
+  s.on(Op.OPENDIR, (req, b) => {
     b.struct(OPEN_IN);
     const path = c.nodePath(req.nodeid);
-    const st = await c.lstat(path);
+    const st = c.lstat(path);
     if (!st.isDirectory()) throw new Errno('ENOTDIR');
     const id = c.addHandle({ kind: 'dir', node: c.nodes.get(req.nodeid), names: null });
     return encodeStruct(OPEN_OUT, { fh: id, open_flags: 0, backing_id: 0 });
   });
 
-  const list = async (req: Request, b: BodyReader, plus: boolean) => {
+  // A policy's lister (names merged from several directories) is asynchronous; the plain
+  // listing is not, so a READDIR of one directory is served in one turn of the event loop.
+  const list = (req: Request, b: BodyReader, plus: boolean): Buffer | Promise<Buffer> => {
     const a = b.struct(READ_IN);
     const h = c.dir(a.fh);
-    const start = Number(a.offset);
     const dirRel = c.nodes.path(h.node.id);
-    if (start === 0 || h.names === null) h.names = ['.', '..', ...(await (c.lister ? c.lister(dirRel) : fsp.readdir(c.abs(dirRel))))];
-    const names = h.names;
+    if (Number(a.offset) !== 0 && h.names !== null) return window(a, h.names, dirRel, plus);
+    if (c.lister) {
+      return c.lister(dirRel).then((names) => window(a, (h.names = ['.', '..', ...names]), dirRel, plus));
+    }
+    return window(a, (h.names = ['.', '..', ...fs.readdirSync(c.abs(dirRel))]), dirRel, plus);
+  };
+
+  const window = (a: { offset: bigint; size: number }, names: string[], dirRel: string, plus: boolean): Buffer => {
+    const start = Number(a.offset);
 
     // Pick the window that fits first, so we stat only what we send.
     const sizeOf = plus ? direntplusSize : direntSize;
@@ -38,7 +45,13 @@ export function registerDirOps(s: Session, c: PtContext): void {
       if (used > a.size) break;
     }
     const rels = names.slice(start, end).map((n) => (n === '.' ? dirRel : n === '..' ? parentOf(dirRel) : dirRel === '' ? n : `${dirRel}/${n}`));
-    const stats = await Promise.all(rels.map((r) => c.lstat(c.abs(r)).catch(() => null)));
+    const stats = rels.map((r) => {
+      try {
+        return c.lstat(c.abs(r));
+      } catch {
+        return null;
+      }
+    });
 
     const out = Buffer.alloc(a.size);
     let at = 0;
@@ -75,14 +88,15 @@ export function registerDirOps(s: Session, c: PtContext): void {
     c.dropHandle(b.struct(RELEASE_IN).fh);
   });
 
-  s.on(Op.FSYNCDIR, async (req, b) => {
+  s.on(Op.FSYNCDIR, (req, b) => {
     const a = b.struct(FSYNC_IN);
     c.dir(a.fh);
-    const fh = await fsp.open(c.nodePath(req.nodeid), fsc.O_RDONLY | fsc.O_DIRECTORY);
+    const fd = fs.openSync(c.nodePath(req.nodeid), fsc.O_RDONLY | fsc.O_DIRECTORY);
     try {
-      await (a.fsync_flags & FUSE_FSYNC_FDATASYNC ? fh.datasync() : fh.sync());
+      if (a.fsync_flags & FUSE_FSYNC_FDATASYNC) fs.fdatasyncSync(fd);
+      else fs.fsyncSync(fd);
     } finally {
-      await fh.close();
+      fs.closeSync(fd);
     }
   });
 }

@@ -1,6 +1,7 @@
 // Passthrough: names, attributes and xattrs. Every op maps to the same syscall on the
-// backing path of the node; errors travel back unchanged as errno.
-import fsp from 'node:fs/promises';
+// backing path of the node; errors travel back unchanged as errno. Synchronous calls:
+// a request is served in one turn of the event loop (pt-context.ts).
+import fs from 'node:fs';
 import * as libc from './libc.ts';
 import {
   ACCESS_IN, BATCH_FORGET_IN, FAttr, FORGET_IN, FORGET_ONE, FUSE_GETATTR_FH, GETATTR_IN, GETXATTR_IN,
@@ -12,9 +13,9 @@ import { toKstatfs } from './attr.ts';
 import type { PtContext } from './pt-context.ts';
 
 export function registerNamespaceOps(s: Session, c: PtContext): void {
-  s.on(Op.LOOKUP, async (req, b) => {
+  s.on(Op.LOOKUP, (req, b) => {
     const { rel, abs } = c.child(req.nodeid, b.cstring());
-    return c.entryFor(rel, await c.lstat(abs));
+    return c.entryFor(rel, c.lstat(abs));
   });
 
   s.on(Op.FORGET, (req, b) => {
@@ -32,89 +33,96 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     return NO_REPLY;
   });
 
-  s.on(Op.GETATTR, async (req, b) => {
+  s.on(Op.GETATTR, (req, b) => {
     const a = b.struct(GETATTR_IN);
     let h = a.getattr_flags & FUSE_GETATTR_FH ? c.handles.get(Number(a.fh)) : undefined;
     // fstat(2) on a FUSE file arrives without a handle; once the last name is unlinked the
     // only way to the inode is any handle still open on it.
     if (!h && c.nodes.get(req.nodeid).paths.length === 0) h = c.anyOpenFile(req.nodeid);
-    const st = h?.kind === 'file' ? await h.fh.stat({ bigint: true }) : await c.lstat(c.nodePath(req.nodeid));
+    const st = h?.kind === 'file' ? fs.fstatSync(h.fd, { bigint: true }) : c.lstat(c.nodePath(req.nodeid));
     return c.attrOut(req.nodeid, st);
   });
 
-  s.on(Op.SETATTR, async (req, b) => {
+  s.on(Op.SETATTR, (req, b) => {
     const a = b.struct(SETATTR_IN);
     const node = c.nodes.get(req.nodeid);
     let h = a.valid & FAttr.FH ? c.handles.get(Number(a.fh)) : undefined;
     if (!h && node.paths.length === 0) h = c.anyOpenFile(req.nodeid);
-    const fh = h?.kind === 'file' ? h.fh : undefined;
+    const fd = h?.kind === 'file' ? h.fd : undefined;
     const abs = node.paths.length ? c.abs(node.paths[0]!) : null;
-    if (!fh && !abs) throw new Errno('ENOENT', 'no name and no handle');
-    if (a.valid & FAttr.MODE) await (fh ? fh.chmod(a.mode & 0o7777) : fsp.chmod(abs!, a.mode & 0o7777));
+    if (fd === undefined && !abs) throw new Errno('ENOENT', 'no name and no handle');
+    if (a.valid & FAttr.MODE) {
+      if (fd !== undefined) fs.fchmodSync(fd, a.mode & 0o7777);
+      else fs.chmodSync(abs!, a.mode & 0o7777);
+    }
     if (a.valid & (FAttr.UID | FAttr.GID)) {
       const uid = a.valid & FAttr.UID ? a.uid : -1;
       const gid = a.valid & FAttr.GID ? a.gid : -1;
-      await (fh ? fh.chown(uid, gid) : fsp.lchown(abs!, uid, gid));
+      if (fd !== undefined) fs.fchownSync(fd, uid, gid);
+      else fs.lchownSync(abs!, uid, gid);
     }
-    if (a.valid & FAttr.SIZE) await (fh ? fh.truncate(Number(a.size)) : fsp.truncate(abs!, Number(a.size)));
+    if (a.valid & FAttr.SIZE) {
+      if (fd !== undefined) fs.ftruncateSync(fd, Number(a.size));
+      else fs.truncateSync(abs!, Number(a.size));
+    }
     if (a.valid & (FAttr.ATIME | FAttr.MTIME)) {
       const at: libc.TimeSpec = !(a.valid & FAttr.ATIME) ? 'omit' : a.valid & FAttr.ATIME_NOW ? 'now' : { sec: a.atime, nsec: a.atimensec };
       const mt: libc.TimeSpec = !(a.valid & FAttr.MTIME) ? 'omit' : a.valid & FAttr.MTIME_NOW ? 'now' : { sec: a.mtime, nsec: a.mtimensec };
       if (abs) libc.utimensat(abs, at, mt);
       else {
         // Unlinked but open: node's futimes takes seconds, so nanoseconds are rounded.
-        const cur = await fh!.stat();
+        const cur = fs.fstatSync(fd!);
         const secs = (t: libc.TimeSpec, old: Date) =>
           t === 'now' ? Date.now() / 1000 : t === 'omit' ? old.getTime() / 1000 : Number(t.sec) + t.nsec / 1e9;
-        await fh!.utimes(secs(at, cur.atime), secs(mt, cur.mtime));
+        fs.futimesSync(fd!, secs(at, cur.atime), secs(mt, cur.mtime));
       }
     }
-    return c.attrOut(req.nodeid, fh ? await fh.stat({ bigint: true }) : await c.lstat(abs!));
+    return c.attrOut(req.nodeid, fd !== undefined ? fs.fstatSync(fd, { bigint: true }) : c.lstat(abs!));
   });
 
-  s.on(Op.READLINK, async (req) => fsp.readlink(c.nodePath(req.nodeid), { encoding: 'buffer' }));
+  s.on(Op.READLINK, (req) => fs.readlinkSync(c.nodePath(req.nodeid), { encoding: 'buffer' }));
 
-  s.on(Op.SYMLINK, async (req, b) => {
+  s.on(Op.SYMLINK, (req, b) => {
     const name = b.cstring();
     const target = b.cstringBytes();
     const { rel, abs } = c.child(req.nodeid, name);
-    await fsp.symlink(target, abs);
-    await c.fixNew(abs, null, req, true);
-    return c.entryFor(rel, await c.lstat(abs));
+    fs.symlinkSync(target, abs);
+    c.fixNew(abs, null, req, true);
+    return c.entryFor(rel, c.lstat(abs));
   });
 
-  s.on(Op.MKNOD, async (req, b) => {
+  s.on(Op.MKNOD, (req, b) => {
     const a = b.struct(MKNOD_IN);
     const { rel, abs } = c.child(req.nodeid, b.cstring());
     libc.mknod(abs, a.mode, a.rdev);
-    await c.fixNew(abs, a.mode, req);
-    return c.entryFor(rel, await c.lstat(abs));
+    c.fixNew(abs, a.mode, req);
+    return c.entryFor(rel, c.lstat(abs));
   });
 
-  s.on(Op.MKDIR, async (req, b) => {
+  s.on(Op.MKDIR, (req, b) => {
     const a = b.struct(MKDIR_IN);
     const { rel, abs } = c.child(req.nodeid, b.cstring());
-    await fsp.mkdir(abs, { mode: a.mode & 0o7777 });
-    await c.fixNew(abs, a.mode, req);
-    return c.entryFor(rel, await c.lstat(abs));
+    fs.mkdirSync(abs, { mode: a.mode & 0o7777 });
+    c.fixNew(abs, a.mode, req);
+    return c.entryFor(rel, c.lstat(abs));
   });
 
-  s.on(Op.UNLINK, async (req, b) => {
+  s.on(Op.UNLINK, (req, b) => {
     const { rel, abs } = c.child(req.nodeid, b.cstring());
-    await fsp.unlink(abs);
+    fs.unlinkSync(abs);
     c.nodes.removePath(rel);
   });
 
-  s.on(Op.RMDIR, async (req, b) => {
+  s.on(Op.RMDIR, (req, b) => {
     const { rel, abs } = c.child(req.nodeid, b.cstring());
-    await fsp.rmdir(abs);
+    fs.rmdirSync(abs);
     c.nodes.removePath(rel);
   });
 
-  const rename = async (parent: number, newdir: number, oldName: string, newName: string, flags: number) => {
+  const rename = (parent: number, newdir: number, oldName: string, newName: string, flags: number) => {
     const from = c.child(parent, oldName);
     const to = c.child(newdir, newName);
-    if (flags === 0) await fsp.rename(from.abs, to.abs);
+    if (flags === 0) fs.renameSync(from.abs, to.abs);
     else libc.renameat2(from.abs, to.abs, flags);
     if (flags & libc.RENAME_EXCHANGE) {
       c.nodes.exchangePaths(from.rel, to.rel);
@@ -124,32 +132,32 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     }
   };
 
-  s.on(Op.RENAME, async (req, b) => {
+  s.on(Op.RENAME, (req, b) => {
     const a = b.struct(RENAME_IN);
     const oldName = b.cstring();
-    await rename(req.nodeid, Number(a.newdir), oldName, b.cstring(), 0);
+    rename(req.nodeid, Number(a.newdir), oldName, b.cstring(), 0);
   });
 
-  s.on(Op.RENAME2, async (req, b) => {
+  s.on(Op.RENAME2, (req, b) => {
     const a = b.struct(RENAME2_IN);
     const oldName = b.cstring();
-    await rename(req.nodeid, Number(a.newdir), oldName, b.cstring(), a.flags);
+    rename(req.nodeid, Number(a.newdir), oldName, b.cstring(), a.flags);
   });
 
-  s.on(Op.LINK, async (req, b) => {
+  s.on(Op.LINK, (req, b) => {
     const a = b.struct(LINK_IN);
     const { rel, abs } = c.child(req.nodeid, b.cstring());
-    await fsp.link(c.nodePath(Number(a.oldnodeid)), abs);
-    return c.entryFor(rel, await c.lstat(abs));
+    fs.linkSync(c.nodePath(Number(a.oldnodeid)), abs);
+    return c.entryFor(rel, c.lstat(abs));
   });
 
-  s.on(Op.STATFS, async (req) => {
-    const st = await fsp.statfs(c.nodes.get(req.nodeid).paths.length ? c.nodePath(req.nodeid) : c.root, { bigint: true });
+  s.on(Op.STATFS, (req) => {
+    const st = fs.statfsSync(c.nodes.get(req.nodeid).paths.length ? c.nodePath(req.nodeid) : c.root, { bigint: true });
     return encodeStruct(STATFS_OUT, { st: toKstatfs(st) });
   });
 
-  s.on(Op.ACCESS, async (req, b) => {
-    await fsp.access(c.nodePath(req.nodeid), b.struct(ACCESS_IN).mask);
+  s.on(Op.ACCESS, (req, b) => {
+    fs.accessSync(c.nodePath(req.nodeid), b.struct(ACCESS_IN).mask);
   });
 
   // ---- extended attributes ----

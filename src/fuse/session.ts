@@ -32,10 +32,25 @@ export interface SessionOptions {
 
 const PAGE = 4096;
 
+/** Per opcode, with FUSE_KFUNC_TRACE: requests, and nanoseconds summed per stage. */
+export interface StageTimes {
+  n: number;
+  /** From read(2) returning in a reader thread to the handler starting on the main thread. */
+  hop: number;
+  /** The handler, its calls on the backing filesystem included. */
+  handle: number;
+  /** Encoding and writing the reply. */
+  reply: number;
+}
+
 export class Session {
   negotiated: Negotiated | undefined;
   readonly counts = new Map<string, number>();
+  /** Filled only when tracing (FuseDevice.start's `trace`). */
+  readonly times = new Map<string, StageTimes>();
   errors = 0;
+  /** Why INIT failed, once it did (also rejects initDone). */
+  initError: Error | undefined;
   private handlers = new Map<number, Handler>();
   private initWaiters: { resolve: (n: Negotiated) => void; reject: (e: Error) => void } | undefined;
   readonly initDone: Promise<Negotiated>;
@@ -44,6 +59,10 @@ export class Session {
     this.initDone = new Promise((resolve, reject) => (this.initWaiters = { resolve, reject }));
     // Nobody may await initDone (e.g. the device ended first); keep that from crashing.
     this.initDone.catch(() => {});
+  }
+
+  get debug(): boolean {
+    return !!this.opts.debug;
   }
 
   static readBufferSize(maxPages: number): number {
@@ -63,8 +82,10 @@ export class Session {
     this.initWaiters?.reject(e);
   }
 
-  /** Entry point for each raw request read from the device. */
-  receive = (buf: Buffer): void => {
+  /** Entry point for each raw request read from the device; `readAt`: when (hrtime ns,
+   *  tracing only) the reader thread got it. */
+  receive = (buf: Buffer, readAt?: number): void | Promise<void> => {
+    const t = readAt === undefined ? undefined : { readAt, start: now(), done: 0 };
     let req: Request;
     try {
       req = parseRequest(buf);
@@ -84,24 +105,37 @@ export class Session {
     try {
       result = h(req, new BodyReader(req.body, name));
     } catch (e) {
-      return this.fail(req, e);
+      return this.fail(req, e, t);
     }
-    if (result instanceof Promise) result.then((r) => this.done(req, r), (e) => this.fail(req, e));
-    else this.done(req, result);
+    if (result instanceof Promise) return result.then((r) => this.done(req, r, t), (e) => this.fail(req, e, t));
+    this.done(req, result, t);
   };
 
-  private done(req: Request, r: HandlerResult): void {
-    if (r === NO_REPLY) return;
-    this.send(req, 0, r === undefined ? [] : Array.isArray(r) ? r : [r]);
+  private done(req: Request, r: HandlerResult, t?: Timing): void {
+    if (t) t.done = now();
+    if (r !== NO_REPLY) this.send(req, 0, r === undefined ? [] : Array.isArray(r) ? r : [r]);
+    if (t) this.account(req.opcode, t);
   }
 
-  private fail(req: Request, e: unknown): void {
+  private fail(req: Request, e: unknown, t?: Timing): void {
+    if (t) t.done = now();
     const errno = toErrno(e);
     if (errno === osConstants.errno.EIO || e instanceof ProtocolError) {
       this.errors++;
       process.stderr.write(`fuse: ${opName(req.opcode)} nodeid=${req.nodeid}: ${(e as Error)?.stack ?? e}\n`);
     }
     this.send(req, -errno);
+    if (t) this.account(req.opcode, t);
+  }
+
+  private account(opcode: number, t: Timing): void {
+    const name = opName(opcode);
+    let s = this.times.get(name);
+    if (!s) this.times.set(name, (s = { n: 0, hop: 0, handle: 0, reply: 0 }));
+    s.n++;
+    s.hop += t.start - t.readAt;
+    s.handle += t.done - t.start;
+    s.reply += now() - t.done;
   }
 
   private send(req: Request, error: number, payload: Buffer[] = []): void {
@@ -136,9 +170,16 @@ export class Session {
       this.initWaiters?.resolve(this.negotiated);
     } catch (e) {
       this.send(req, -osConstants.errno.EPROTO);
+      this.initError = e as Error;
       this.initWaiters?.reject(e as Error);
     }
   }
+}
+
+interface Timing { readAt: number; start: number; done: number }
+
+function now(): number {
+  return Number(process.hrtime.bigint());
 }
 
 /** node:fs errors carry a code; koffi SysErrors carry a positive errno; anything else is EIO. */

@@ -10,7 +10,7 @@
 // What the bytes mean is the subclass's: READ/WRITE that still reach the daemon (no
 // program, program detached, file without an entry), truncation and sizes.
 import fsp, { type FileHandle } from 'node:fs/promises';
-import { constants as fsc } from 'node:fs';
+import fs, { constants as fsc } from 'node:fs';
 import { join } from 'node:path';
 import {
   BodyReader, CREATE_IN, FAttr, MKDIR_IN, OPEN_IN, OPEN_OUT, Op, READ_IN, RELEASE_IN, RENAME2_IN, RENAME_IN,
@@ -209,13 +209,13 @@ export abstract class FanOutDaemon {
     const afterOpen = async (nodeid: number, rel: string, openOut: Buffer, how: { create?: number; trunc?: boolean }) => {
       const fh = Number(decodeStruct(OPEN_OUT, openOut).fh);
       const h = c.handles.get(fh);
-      if (!h || h.kind !== 'file' || !(await h.fh.stat()).isFile()) return;
+      if (!h || h.kind !== 'file' || !fs.fstatSync(h.fd).isFile()) return;
       try {
         await this.acquire(nodeid, rel, how);
       } catch (e) {
         // The kernel gets the error, so it will never RELEASE this handle: undo it here.
         c.dropHandle(BigInt(fh));
-        await h.fh.close();
+        fs.closeSync(h.fd);
         if (how.create !== undefined) c.nodes.forget(nodeid, 1);
         throw e;
       }

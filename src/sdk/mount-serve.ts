@@ -72,7 +72,7 @@ function publishBackingIds(obj: LoadedObject) {
       if (!h || h.kind !== 'file') return;
       // Not fatal: without an entry the program sends the file's requests to the daemon.
       try {
-        const id = fs.backingFor(h.node, h.fh.fd);
+        const id = fs.backingFor(h.node, h.fd);
         try {
           nodes.update(encodeNodeKey(h.node.id), encodeNode([id]));
           published.add(Number(fh));
@@ -229,6 +229,9 @@ async function main(cfg: ServeConfig): Promise<void> {
       killPrivV2: !!roots,
       timeout: cfg.timeout,
       setup,
+      // Nothing changes the passthrough filesystem's handlers: it is served in a thread of
+      // its own, every request read, served and answered there (src/fuse/thread-server.ts).
+      thread: !setup,
     });
   } catch (e) {
     await fail(e);

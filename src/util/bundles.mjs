@@ -13,6 +13,8 @@ export const BUNDLES = {
   'mount-serve': 'src/sdk/mount-serve.ts',
   'mirror-serve': 'src/policy/mirror-serve.ts',
   serve: 'src/fuse/serve.ts',
+  // Not a program: the module a daemon's FUSE server thread imports (src/fuse/dev.ts).
+  'thread-server': 'src/fuse/thread-server.ts',
   stress: 'src/testing/stress.ts',
   fuzz: 'src/testing/fuzz.ts',
 };
