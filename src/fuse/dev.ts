@@ -1,7 +1,9 @@
 // One FUSE connection: the /dev/fuse fd, the mount, request reading, reply writing,
 // passthrough backing ids, and unmount. Knows nothing about filesystems.
 import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { workerModule } from '../util/bundles.mjs';
 import * as libc from './libc.ts';
 import {
   BACKING_MAP, FUSE_BACKING_DIR, FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN, IN_HEADER, OUT_HEADER, Op,
@@ -130,8 +132,12 @@ for (;;) {
 })().catch((e) => parentPort.postMessage({ end: 'server error: ' + (e && e.stack || e) }));
 `;
 
-/** The module a server thread imports (beside this one: .ts under tsx, .js in dist/). */
-const THREAD_SERVER = new URL(import.meta.url.endsWith('.ts') ? './thread-server.ts' : './thread-server.js', import.meta.url);
+/** The module a server thread imports: beside this one in dist/, or built from the sources
+ *  when running them through tsx (bundles.mjs: workerModule). */
+function threadServerModule(): string {
+  if (!import.meta.url.endsWith('.ts')) return new URL('./thread-server.js', import.meta.url).href;
+  return workerModule(fileURLToPath(new URL('../..', import.meta.url)), 'thread-server');
+}
 
 /** What a server thread is told (thread-server.ts: threadServer). */
 export interface ThreadServerConfig {
@@ -256,11 +262,10 @@ export class FuseDevice {
     for (let i = 0; i < n; i++) {
       const times = opts.trace ? new SharedArrayBuffer(COUNTED * 4 * 8) : null;
       if (times) this.readerTimes.push(new Float64Array(times));
-      const server = opts.server ? { ...opts.server, module: THREAD_SERVER.href, tables: this.tablesShared.buffer, times } : undefined;
+      const server = opts.server ? { ...opts.server, module: threadServerModule(), tables: this.tablesShared.buffer, times } : undefined;
       const w = new Worker(READER_SOURCE, {
         eval: true,
-        // The server module is TypeScript when this module is (tsx): the thread needs its loader.
-        execArgv: server && THREAD_SERVER.pathname.endsWith('.ts') ? process.execArgv : [],
+        execArgv: [],
         workerData: { fd: this.fd, bufSize: this.opts.readBufferSize, L, counts: this.served.buffer, times, server },
         name: server ? 'fuse-server' : `fuse-reader-${i}`,
       });

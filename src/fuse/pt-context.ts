@@ -86,7 +86,11 @@ export class PtContext {
   }
 
   lstat(abs: string): BigIntStats {
-    return fs.lstatSync(abs, { bigint: true });
+    // A missing name is the common failure (every negative LOOKUP): answered without
+    // node:fs building an exception with a stack trace.
+    const st = fs.lstatSync(abs, { bigint: true, throwIfNoEntry: false });
+    if (!st) throw new Errno('ENOENT');
+    return st;
   }
 
   /** Builds an entry reply and takes the kernel reference it implies. */

@@ -193,8 +193,16 @@ export function toErrno(e: unknown): number {
   return osConstants.errno.EIO;
 }
 
+/**
+ * An errno for the kernel. Expected outcomes (ENOENT of a LOOKUP, EACCES, ...) are common
+ * and capturing a stack trace costs more than serving the request, so only EIO (a failure
+ * worth logging with its stack, Session.fail) gets one.
+ */
 export class Errno extends Error {
   constructor(readonly code: string, message = code) {
+    const limit = Error.stackTraceLimit;
+    if (code !== 'EIO') Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
   }
 }

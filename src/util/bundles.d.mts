@@ -1,5 +1,7 @@
-export type BundleName = 'cli' | 'mount-serve' | 'mirror-serve' | 'serve' | 'stress' | 'fuzz';
+export type BundleName = 'cli' | 'mount-serve' | 'mirror-serve' | 'stress' | 'fuzz' | 'thread-server';
 export declare const BUNDLES: Record<BundleName, string>;
 export declare const MANIFEST: string;
 export declare function staleBundle(repo: string, name: BundleName): string | null;
 export declare function nodeEntry(repo: string, name: BundleName): { file: string; execArgv: string[]; bundled: boolean };
+/** A module for a worker thread to import, as a file: URL (a bundle, built here if stale). */
+export declare function workerModule(repo: string, name: BundleName): string;

@@ -2,11 +2,11 @@
 // userspace, upstream FUSE passthrough, and (bpf) the SDK's mount() with
 // bpf/examples/passthrough.bpf.c attached, whose READ/WRITE/GETATTR must then be served in
 // the kernel, and whose detaching must hand them back to the daemon on the same mount.
-// The server runs in a child process as a FUSE daemon normally does: this process then may
-// use synchronous fs calls on the mount without deadlocking against the server's event
-// loop. Needs root and /dev/fuse (and, for bpf, the patched kernel); fails, never skips.
+// Every mode mounts through mount(), whose daemon (src/sdk/mount-serve.ts) runs in a child
+// process as a FUSE daemon normally does: this process then may use synchronous fs calls on
+// the mount without deadlocking against the server's event loop. Needs root and /dev/fuse (and, for bpf, the patched kernel); fails, never skips.
 import test from 'ava';
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -14,10 +14,8 @@ import { fileURLToPath } from 'node:url';
 import * as libc from '../../src/fuse/libc.ts';
 import { mount, type MountHandle } from '../../src/sdk/mount.ts';
 import { guestBuild } from './helpers.ts';
-import { nodeEntry } from '../../src/util/bundles.mjs';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const SERVE = nodeEntry(REPO, 'serve');
 
 test.before(() => {
   if (!fs.existsSync('/dev/fuse')) throw new Error('/dev/fuse is missing: this kernel/VM has no FUSE (CONFIG_FUSE_FS) or devtmpfs is not mounted');
@@ -34,17 +32,24 @@ interface Server {
   /** stats: requests the daemon received; kernel: requests the program served. */
   stats(): Promise<{ stats: Record<string, number>; kernel: Record<string, number>; tables: { nodes: number; handles: number } }>;
   exited: Promise<{ code: number | null; closed?: string }>;
-  /** bpf only: the SDK handle (detach/attach). */
-  handle?: MountHandle;
+  /** The SDK handle (bpf: detach/attach). */
+  handle: MountHandle;
 }
 
 const servers: ChildProcess[] = [];
 const PROGRAM = path.join(REPO, 'bpf/examples/passthrough.bpf.c');
 
-async function startBpf(backing: string, mnt: string): Promise<Server> {
-  const build = guestBuild();
+/** The daemon every mount uses (src/sdk/mount-serve.ts, through the SDK's mount()). */
+async function startServer(mode: Mode): Promise<Server> {
+  const base = await fsp.mkdtemp('/tmp/fuse-posix-');
+  const backing = path.join(base, 'backing');
+  const mnt = path.join(base, 'mnt');
+  await fsp.mkdir(backing);
+  await fsp.mkdir(mnt);
   let err = '';
-  const h = await mount({ backings: [backing], mountpoint: mnt, program: PROGRAM, buildDir: build, timeout: 0 });
+  const common = { backings: [backing], mountpoint: mnt, timeout: 0 };
+  const h = mode === 'bpf' ? await mount({ ...common, program: PROGRAM, buildDir: guestBuild() })
+    : await mount({ ...common, ...(mode === 'passthrough' ? { passthrough: true } : { userspace: true }) });
   servers.push(h.child);
   h.child.stderr!.on('data', (d) => (err += d));
   return {
@@ -60,46 +65,6 @@ async function startBpf(backing: string, mnt: string): Promise<Server> {
         if (v.kernel) kernel[op] = v.kernel;
       }
       return { stats, kernel, tables: await h.tables() };
-    },
-  };
-}
-
-async function startServer(mode: Mode): Promise<Server> {
-  const passthrough = mode === 'passthrough';
-  const base = await fsp.mkdtemp('/tmp/fuse-posix-');
-  const backing = path.join(base, 'backing');
-  const mnt = path.join(base, 'mnt');
-  await fsp.mkdir(backing);
-  await fsp.mkdir(mnt);
-  if (mode === 'bpf') return startBpf(backing, mnt);
-  const child = fork(SERVE.file, [backing, mnt, ...(passthrough ? ['--passthrough'] : []), '--timeout', '0'], {
-    cwd: REPO,
-    execArgv: SERVE.execArgv,
-    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
-  });
-  servers.push(child);
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  let closedMsg: string | undefined;
-  const listeners: ((m: any) => void)[] = [];
-  child.on('message', (m: any) => {
-    if (m?.closed) closedMsg = m.closed;
-    for (const l of listeners.splice(0)) l(m);
-  });
-  const exited = new Promise<{ code: number | null; closed?: string }>((r) => child.on('exit', (code) => r({ code, closed: closedMsg })));
-  const next = () => new Promise<any>((resolve, reject) => {
-    listeners.push(resolve);
-    void exited.then((e) => reject(new Error(`server exited (${e.code}) early:\n${err}`)));
-  });
-  const ready = await next();
-  if (!ready.ready) throw new Error(`server failed: ${ready.error}\n${err}`);
-  return {
-    child, backing, mnt, exited,
-    stderr: () => err,
-    stats: async () => {
-      const p = next();
-      child.send({ cmd: 'stats' });
-      return { kernel: {}, ...(await p) };
     },
   };
 }
