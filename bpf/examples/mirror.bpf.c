@@ -19,26 +19,30 @@
  * backing ids it registered with FUSE_DEV_IOC_BACKING_OPEN, one per
  * replica, and deletes the entry at the last release.  Files without an
  * entry go to the daemon, which implements the same policy in userspace.
+ * (fuse_kfunc_daemon.h: the maps the daemon and a program share.)
  *
- * Counters: per opcode, served here vs sent up; per replica, reads, writes,
- * bytes, errors and how often a cached backing file reference was used.
+ * Counters: per opcode, served here vs sent up (fuse_kfunc_stats.h); per
+ * replica ("backing_stats"), reads, writes, bytes, errors and how often a
+ * cached backing file reference was used.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "fuse_kfunc.h"
+#include "fuse_kfunc_stats.h"
+#include "fuse_kfunc_daemon.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define MIRROR_MAX_REPLICAS	4
+#define MIRROR_MAX_REPLICAS	FUSE_KFUNC_MAX_BACKINGS
 /* Bound for the read/write loops; a request is at most max_pages (1 MiB) */
 #define MIRROR_MAX_CHUNKS	16
 
 #define EIO	5
 
 /*
- * Value of "nodes".  The daemon writes backing[], nr and zeroes the rest
- * (src/policy/mirror-layout.ts).  The program caches a reference to each
+ * Value of "nodes": struct fuse_kfunc_node with the program's part named.
+ * The daemon writes backing[], nr and zeroes the rest.  The program caches a reference to each
  * backing file in fb*: later requests take theirs from the cache under RCU
  * instead of looking the id up.  Replacing or deleting the entry releases
  * the cached references, so the daemon's last RELEASE closes the files.
@@ -53,19 +57,7 @@ struct mirror_node {
 	struct bpf_file __kptr *fb3;
 };
 
-struct mirror_op_stats {
-	__u64 served;		/* answered by this program */
-	__u64 upcalled;		/* sent to the daemon */
-};
-
-struct mirror_replica_stats {
-	__u64 reads;
-	__u64 read_bytes;
-	__u64 writes;
-	__u64 write_bytes;
-	__u64 errors;		/* failed reads or writes (a read failed over) */
-	__u64 cached;		/* backing file taken from the node's cache */
-};
+FUSE_KFUNC_NODE_CHECK(struct mirror_node);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -76,21 +68,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FUSE_OP_MAX);
-	__type(key, __u32);			/* opcode */
-	__type(value, struct mirror_op_stats);
-} op_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MIRROR_MAX_REPLICAS);
 	__type(key, __u32);			/* replica index */
-	__type(value, struct mirror_replica_stats);
-} replica_stats SEC(".maps");
+	__type(value, struct fuse_kfunc_backing_stats);
+} backing_stats SEC(".maps");
 
-static struct mirror_replica_stats *replica(__u32 idx)
+static struct fuse_kfunc_backing_stats *replica(__u32 idx)
 {
-	return bpf_map_lookup_elem(&replica_stats, &idx);
+	return bpf_map_lookup_elem(&backing_stats, &idx);
 }
 
 static __always_inline struct bpf_file __kptr **
@@ -113,7 +98,7 @@ static __always_inline struct bpf_file *
 replica_get(struct fuse_bpf_ctx *fctx, struct mirror_node *n, __u32 r)
 {
 	struct bpf_file __kptr **slot = cache_slot(n, r);
-	struct mirror_replica_stats *st;
+	struct fuse_kfunc_backing_stats *st;
 	struct bpf_file *fb, *extra;
 
 	bpf_rcu_read_lock();
@@ -206,7 +191,7 @@ static int mirror_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		       struct mirror_node *n)
 {
 	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
-	struct mirror_replica_stats *st;
+	struct fuse_kfunc_backing_stats *st;
 	__u32 nr = n->nr, first, r;
 	int i, ret = -EIO;
 
@@ -245,7 +230,7 @@ static int mirror_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 {
 	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
 	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
-	struct mirror_replica_stats *st;
+	struct fuse_kfunc_backing_stats *st;
 	__u32 nr = n->nr, written;
 	int i, ret, err = 0;
 
@@ -281,7 +266,6 @@ int BPF_PROG(mirror_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 {
 	__u32 op = fctx->opcode;
 	__u64 nodeid = fctx->nodeid;
-	struct mirror_op_stats *os;
 	struct mirror_node *n;
 	int ret = FUSE_BPF_UPCALL;
 
@@ -297,14 +281,7 @@ int BPF_PROG(mirror_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 			ret = mirror_getxattr(fctx, args, n);
 	}
 
-	os = bpf_map_lookup_elem(&op_stats, &op);
-	if (os) {
-		if (ret == FUSE_BPF_UPCALL)
-			__sync_fetch_and_add(&os->upcalled, 1);
-		else
-			__sync_fetch_and_add(&os->served, 1);
-	}
-	return ret;
+	return FUSE_KFUNC_COUNT(fctx, ret);
 }
 
 SEC(".struct_ops.link")

@@ -9,9 +9,9 @@
  * The daemon (src/sdk/mount-serve.ts) registers a backing id with
  * FUSE_DEV_IOC_BACKING_OPEN at the first OPEN/CREATE of a file and
  * publishes it in "nodes" (nodeid -> id), and deletes the entry at the
- * last RELEASE.  The value has the layout of the mirror program's node
- * (src/policy/mirror-layout.ts) so both share one encoder; this program
- * uses backing[0] only and caches nothing.
+ * last RELEASE (struct fuse_kfunc_node, fuse_kfunc_daemon.h: the maps the
+ * daemon and a program share); this program uses backing[0] only and
+ * caches nothing.
  *
  * Counts every request with FUSE_KFUNC_COUNT (fuse_kfunc_stats.h), which
  * is what `fuse-kfunc stats` shows as "kernel".
@@ -21,6 +21,7 @@
 #include <bpf/bpf_tracing.h>
 #include "fuse_kfunc.h"
 #include "fuse_kfunc_stats.h"
+#include "fuse_kfunc_daemon.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -28,18 +29,11 @@ char LICENSE[] SEC("license") = "GPL";
 #define PT_MAX_CHUNKS	16
 #define EIO		5
 
-struct pt_node {
-	__u32 backing[4];	/* [0]: the backing id; the rest unused */
-	__u32 nr;		/* 1 */
-	__u32 pad;
-	__u64 reserved[4];
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u64);			/* nodeid */
-	__type(value, struct pt_node);
+	__type(value, struct fuse_kfunc_node);
 } nodes SEC(".maps");
 
 static int pt_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
@@ -107,7 +101,7 @@ int BPF_PROG(pt_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	__u32 op = fctx->opcode;
 	__u64 nodeid = fctx->nodeid;
 	struct bpf_file *fb;
-	struct pt_node *n;
+	struct fuse_kfunc_node *n;
 	int ret = FUSE_BPF_UPCALL;
 
 	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&

@@ -1,12 +1,13 @@
 // `fuse-kfunc demo --in-guest`: the mirror policy end to end inside the VM. Compiles
-// bpf/examples/mirror.bpf.c against the booted kernel, mounts two replicas through the
-// mirror daemon with the program attached, runs the workload, checks that the mount and
+// bpf/examples/mirror.bpf.c against the booted kernel, mounts two replicas with mount()
+// (the daemon keeps them in step, the program attached), runs the workload, checks that the mount and
 // both replicas equal a reference directory, prints what was served where, detaches,
 // shows the daemon taking over with the same semantics, and unmounts.
 import { existsSync, mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileBpf, vmlinuxHeader } from '../policy/compile.ts';
-import { startMirror, MirrorStartError, type MirrorServer } from '../policy/mirror-client.ts';
+import { mount, MountError, type MountHandle } from '../sdk/mount.ts';
+import type { MountStats, PerBacking } from '../sdk/stats.ts';
 import { keyLogLines } from '../bpf/errors.ts';
 import { fmtDuration } from '../util/progress.ts';
 import { makeSources, runWorkload, sh, READ_SCRIPT } from './workload.ts';
@@ -14,6 +15,15 @@ import { diffTrees } from './verify.ts';
 import { opcodeTable, replicaTable } from './report.ts';
 
 const out = (s = '') => process.stdout.write(`${s}\n`);
+
+interface DemoStats {
+  ops: MountStats;
+  backings: PerBacking;
+}
+
+async function demoStats(m: MountHandle): Promise<DemoStats> {
+  return { ops: await m.stats(), backings: (await m.backings())! };
+}
 
 /** A slow step (TCG): one line before, one after; no live status line on the serial console. */
 async function step<T>(what: string, f: () => Promise<T> | T): Promise<T> {
@@ -53,12 +63,12 @@ export async function demoInGuest(repo: string): Promise<number> {
   const obj = await step('compile bpf/examples/mirror.bpf.c (clang-19)', () =>
     compileBpf({ source: join(repo, 'bpf/examples/mirror.bpf.c'), outDir: build, buildDir, repo }));
 
-  let m: MirrorServer;
+  let m: MountHandle;
   try {
     m = await step('mount, load the program (verifier), attach it to the connection', () =>
-      startMirror({ repo, mountpoint: dirs.mnt, replicas, bpfObject: obj }));
+      mount({ backings: replicas, mountpoint: dirs.mnt, program: obj, buildDir }));
   } catch (e) {
-    if (e instanceof MirrorStartError && e.log) {
+    if (e instanceof MountError && e.log) {
       throw new Error(`${e.message}\nverifier log (last lines):\n  ${keyLogLines(e.log, 20).join('\n  ')}`);
     }
     throw e;
@@ -72,20 +82,21 @@ export async function demoInGuest(repo: string): Promise<number> {
     const w = await step('workload on the mount (BPF attached)', () => runWorkload(dirs.mnt, dirs.src, (s) => out(`    ${s}`)));
     if (w.sums !== ref) failures.push(`sha256 through the mount differs from the reference:\n${w.sums}\nvs\n${ref}`);
     failures.push(...checkTrees(dirs.ref, replicas));
-    const s = await m.stats();
+    const s = await demoStats(m);
 
     out('');
     out(w.listing.trim().split('\n').filter(Boolean).map((l) => `  ${l}`).join('\n'));
     out('');
     out('Requests by opcode (BPF program attached):');
-    out(opcodeTable(s));
+    out(opcodeTable(s.ops));
     out('');
     out('Replica I/O (READ round-robin with failover, WRITE to every replica):');
-    out(replicaTable(s, replicas));
+    out(replicaTable(s.backings, replicas));
     out('');
-    const served = (op: string) => s.bpf?.ops[op]?.served ?? 0;
-    out(`kernel served ${served('READ')} READ and ${served('WRITE')} WRITE; the daemon saw ${s.fuse.READ ?? 0} READ and ` +
-      `${s.fuse.WRITE ?? 0} WRITE.`);
+    const served = (x: DemoStats, op: string) => x.ops[op]?.kernel ?? 0;
+    const daemon = (x: DemoStats, op: string) => x.ops[op]?.daemon ?? 0;
+    out(`kernel served ${served(s, 'READ')} READ and ${served(s, 'WRITE')} WRITE; the daemon saw ${daemon(s, 'READ')} READ and ` +
+      `${daemon(s, 'WRITE')} WRITE.`);
     out(`replicas vs reference: ${failures.length ? `${failures.length} difference(s)` : 'identical (layout and bytes)'}`);
 
     // A replica the program cannot use: its reads fail over to the other one.
@@ -93,11 +104,11 @@ export async function demoInGuest(repo: string): Promise<number> {
       await m.fault(0);
       if ((await sh(READ_SCRIPT, { D: dirs.mnt })) !== ref) failures.push('with replica 0 failing: sha256 through the mount differs');
     });
-    const sf = await m.stats();
-    const rep = (x: typeof s, i: number) => x.bpf!.replicas[i]!;
+    const sf = await demoStats(m);
+    const rep = (x: DemoStats, i: number) => x.backings.kernel![i]!;
     out(`failover: ${rep(sf, 0).errors - rep(s, 0).errors} reads failed on replica 0 and were served by replica 1 ` +
       `(replica 1: +${rep(sf, 1).reads - rep(s, 1).reads} reads, replica 0: +${rep(sf, 0).reads - rep(s, 0).reads}); ` +
-      `the daemon saw ${(sf.fuse.READ ?? 0) - (s.fuse.READ ?? 0)} READ`);
+      `the daemon saw ${daemon(sf, 'READ') - daemon(s, 'READ')} READ`);
 
     // Detached, the same daemon serves READ/WRITE itself, with the same semantics.
     await step('detach the program; write and read again through the daemon', async () => {
@@ -110,11 +121,11 @@ export async function demoInGuest(repo: string): Promise<number> {
       if (again !== refAgain) failures.push('after detach: sha256 through the mount differs from the reference');
     });
     failures.push(...checkTrees(dirs.ref, replicas).map((l) => `after detach: ${l}`));
-    const s2 = await m.stats();
-    const d = (op: string) => (s2.fuse[op] ?? 0) - (sf.fuse[op] ?? 0);
+    const s2 = await demoStats(m);
+    const d = (op: string) => daemon(s2, op) - daemon(sf, op);
     out(`after detach: the daemon served ${d('READ')} READ and ${d('WRITE')} WRITE ` +
-      `(replica 0: ${s2.daemon[0]!.reads} reads, replica 1: ${s2.daemon[1]!.reads} reads; ` +
-      `${s2.daemon.map((x) => x.writes).join('/')} writes); the program served ${(s2.bpf?.ops.READ?.served ?? 0) - (sf.bpf?.ops.READ?.served ?? 0)} more READ`);
+      `(replica 0: ${s2.backings.daemon[0]!.reads} reads, replica 1: ${s2.backings.daemon[1]!.reads} reads; ` +
+      `${s2.backings.daemon.map((x) => x.writes).join('/')} writes); the program served ${served(s2, 'READ') - served(sf, 'READ')} more READ`);
   } finally {
     await step('unmount', () => m.close());
   }

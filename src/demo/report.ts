@@ -1,6 +1,6 @@
 // The demo's tables: per opcode, served in the kernel vs sent to the daemon; per replica,
 // the I/O each side did.
-import type { MirrorStatsMessage } from '../policy/mirror-serve.ts';
+import type { MountStats, PerBacking } from '../sdk/stats.ts';
 
 export function table(head: string[], rows: (string | number)[][], rightFrom = 1): string {
   const cells = [head, ...rows.map((r) => r.map(String))];
@@ -16,22 +16,21 @@ export function bytes(n: number): string {
 }
 
 /** Requests per opcode: served by the program vs received by the daemon. */
-export function opcodeTable(s: MirrorStatsMessage): string {
-  const names = new Set([...Object.keys(s.bpf?.ops ?? {}), ...Object.keys(s.fuse)]);
+export function opcodeTable(s: MountStats): string {
   const rank = (n: string) => ['READ', 'WRITE'].indexOf(n) >>> 0; // the data path first, then by volume
-  const rows = [...names]
-    .map((n) => [n, s.bpf?.ops[n]?.served ?? 0, s.fuse[n] ?? 0] as [string, number, number])
+  const rows = Object.entries(s)
+    .map(([n, v]) => [n, v.kernel ?? 0, v.daemon] as [string, number, number])
     .sort((a, b) => (rank(a[0]) - rank(b[0])) || (b[1] + b[2] - a[1] - a[2]) || a[0].localeCompare(b[0]));
   const kernel = rows.reduce((n, r) => n + r[1], 0);
   const daemon = rows.reduce((n, r) => n + r[2], 0);
   return table(['opcode', 'served in kernel', 'sent to daemon'], [...rows, ['total', kernel, daemon]]);
 }
 
-export function replicaTable(s: MirrorStatsMessage, dirs: string[]): string {
+export function replicaTable(p: PerBacking, dirs: string[]): string {
   const rows: (string | number)[][] = [];
   dirs.forEach((dir, i) => {
-    const k = s.bpf?.replicas[i];
-    const d = s.daemon[i]!;
+    const k = p.kernel?.[i];
+    const d = p.daemon[i]!;
     if (k) rows.push([`${i} ${dir}`, 'kernel', k.reads, bytes(k.readBytes), k.writes, bytes(k.writeBytes), k.errors, k.cached]);
     rows.push([k ? '' : `${i} ${dir}`, 'daemon', d.reads, bytes(d.readBytes), d.writes, bytes(d.writeBytes), d.errors, '-']);
   });

@@ -6,7 +6,7 @@
 // size). On the first OPEN/CREATE of a regular file every backing's file is opened
 // read-write and, when a BPF program serves the data path, registered with
 // FUSE_DEV_IOC_BACKING_OPEN and published to it (nodeid -> backing ids, the node layout of
-// mirror-layout.ts); at the last RELEASE the entry is withdrawn and everything closed.
+// contract.ts); at the last RELEASE the entry is withdrawn and everything closed.
 // What the bytes mean is the subclass's: READ/WRITE that still reach the daemon (no
 // program, program detached, file without an entry), truncation and sizes.
 import fsp, { type FileHandle } from 'node:fs/promises';
@@ -20,7 +20,7 @@ import type { Handler, HandlerResult, Session } from '../fuse/session.ts';
 import type { FuseDevice } from '../fuse/dev.ts';
 import type { PtContext } from '../fuse/pt-context.ts';
 import * as libc from '../fuse/libc.ts';
-import { MAX_REPLICAS } from './mirror-layout.ts';
+import { MAX_BACKINGS } from '../sdk/contract.ts';
 
 /** Where the daemon publishes a file's backing ids (the BPF map, in BPF mode). */
 export interface BackingSink {
@@ -56,8 +56,8 @@ export abstract class FanOutDaemon {
   private dev!: FuseDevice;
 
   constructor(protected readonly opts: FanOutOptions, readonly policy: string, min: number) {
-    if (opts.backings.length < min || opts.backings.length > MAX_REPLICAS) {
-      throw new Error(`${policy}: ${min}..${MAX_REPLICAS} backing directories, got ${opts.backings.length}`);
+    if (opts.backings.length < min || opts.backings.length > MAX_BACKINGS) {
+      throw new Error(`${policy}: ${min}..${MAX_BACKINGS} backing directories, got ${opts.backings.length}`);
     }
   }
 

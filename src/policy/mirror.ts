@@ -10,7 +10,7 @@ import { BodyReader, COPY_FILE_RANGE_IN, Op, WRITE_OUT, encodeStruct } from '../
 import type { Session } from '../fuse/session.ts';
 import * as libc from '../fuse/libc.ts';
 import { FanOutDaemon, type BackingSink, type OpenFile } from './fanout.ts';
-import { zeroReplica, type ReplicaCounts } from './mirror-layout.ts';
+import { zeroBacking, type BackingCounts } from '../sdk/contract.ts';
 
 export type MirrorSink = BackingSink;
 
@@ -25,14 +25,14 @@ export interface MirrorOptions {
 
 export class MirrorDaemon extends FanOutDaemon {
   /** READ/WRITE served by the daemon, per replica. */
-  readonly counts: ReplicaCounts[];
+  readonly counts: BackingCounts[];
 
   private readonly roundRobin: boolean;
 
   constructor(opts: MirrorOptions) {
     super({ backings: opts.replicas, sink: opts.sink }, 'mirror', 2);
     this.roundRobin = opts.read !== 'primary';
-    this.counts = opts.replicas.map(zeroReplica);
+    this.counts = opts.replicas.map(zeroBacking);
   }
 
   protected async read(open: OpenFile, fds: FileHandle[], offset: number, size: number): Promise<Buffer> {

@@ -5,16 +5,16 @@
 import fsp, { type FileHandle } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import { FanOutDaemon, type Backings, type BackingSink, type OpenFile } from './fanout.ts';
-import { zeroReplica, type ReplicaCounts } from './mirror-layout.ts';
+import { zeroBacking, type BackingCounts } from '../sdk/contract.ts';
 
 export abstract class PlacedDaemon extends FanOutDaemon {
   /** READ/WRITE served by the daemon, per backing directory. */
-  readonly counts: ReplicaCounts[];
+  readonly counts: BackingCounts[];
   protected readonly namesInStep = false;
 
   constructor(opts: { backings: string[]; sink?: BackingSink }, policy: string) {
     super(opts, policy, 2);
-    this.counts = opts.backings.map(zeroReplica);
+    this.counts = opts.backings.map(zeroBacking);
   }
 
   /** The backing directory `rel` lives in now. */

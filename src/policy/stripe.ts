@@ -16,7 +16,7 @@ import { Op } from '../fuse/protocol.ts';
 import { Errno, type Session } from '../fuse/session.ts';
 import * as libc from '../fuse/libc.ts';
 import { FanOutDaemon, type BackingSink, type OpenFile } from './fanout.ts';
-import { zeroReplica, type ReplicaCounts } from './mirror-layout.ts';
+import { zeroBacking, type BackingCounts } from '../sdk/contract.ts';
 import { canonicalSize, logicalSize, pieces, type StripeGeometry } from './stripe-layout.ts';
 
 export interface StripeOptions {
@@ -30,12 +30,12 @@ export interface StripeOptions {
 export class StripeDaemon extends FanOutDaemon {
   readonly geometry: StripeGeometry;
   /** Pieces read and written by the daemon, per backing. */
-  readonly counts: ReplicaCounts[];
+  readonly counts: BackingCounts[];
 
   constructor(opts: StripeOptions) {
     super({ backings: opts.backings, sink: opts.sink }, 'stripe', 2);
     this.geometry = { chunk: opts.chunk, nr: opts.backings.length };
-    this.counts = opts.backings.map(zeroReplica);
+    this.counts = opts.backings.map(zeroBacking);
   }
 
   protected async read(_open: OpenFile, fds: FileHandle[], offset: number, size: number): Promise<Buffer> {

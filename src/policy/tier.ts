@@ -15,7 +15,7 @@ import fsp, { type FileHandle } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import { dirname } from 'node:path';
 import { FanOutDaemon, type Backings, type BackingSink, type OpenFile } from './fanout.ts';
-import { zeroReplica, type ReplicaCounts } from './mirror-layout.ts';
+import { zeroBacking, type BackingCounts } from '../sdk/contract.ts';
 
 export const SLOW = 0;
 export const FAST = 1;
@@ -30,7 +30,7 @@ export interface TierOptions {
 
 export class TierDaemon extends FanOutDaemon {
   /** READ/WRITE served by the daemon, per tier. */
-  readonly counts: ReplicaCounts[] = [zeroReplica(), zeroReplica()];
+  readonly counts: BackingCounts[] = [zeroBacking(), zeroBacking()];
   /** Cold files copied up, and copies that failed (the fast tier full, say). */
   promotions = 0;
   promoteErrors = 0;

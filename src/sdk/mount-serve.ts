@@ -1,18 +1,15 @@
-// The daemon behind `mount()` as its own process (the caller does I/O on the mount; a FUSE
-// daemon must not share its event loop with synchronous clients):
-//   node --import tsx src/sdk/mount-serve.ts '<json ServeConfig>'
-// Over IPC it reports {ready, mode, counting} or {error, name, log}, answers
-// {cmd:'stats'} with {stats:{daemon, kernel}, tables}, {cmd:'detach'|'attach'} with
-// {attached} (the program leaves or rejoins the connection; the mount stays), and
-// {cmd:'close'} by unmounting, then
-// reports {closed}. Losing the parent (IPC disconnect) unmounts too: no orphan mounts.
+// The one FUSE daemon: what mount() starts, as its own process (the caller does I/O on
+// the mount; a FUSE daemon must not share its event loop with synchronous clients):
+//   node --import tsx src/sdk/mount-serve.ts '<json ServeConfig>'   (or dist/mount-serve.js)
+// The messages it exchanges with mount() are daemon-ipc.ts's; the maps it shares with a
+// program are contract.ts's. Losing the parent (IPC disconnect) unmounts: no orphan mounts.
 import fs from 'node:fs';
 import { decodeStruct } from '../fuse/layout.ts';
 import { OPEN_OUT, Op, RELEASE_IN } from '../fuse/protocol.ts';
 import { mountFuse, type FuseHandle } from '../fuse/index.ts';
 import type { Session, Handler } from '../fuse/session.ts';
 import type { PtContext, FileHandleEntry } from '../fuse/pt-context.ts';
-import { BpfObjectSpec, type BpfMap, type LoadedObject } from '../bpf/object.ts';
+import { BpfObjectSpec, type LoadedObject } from '../bpf/object.ts';
 import type { FuseDevice } from '../fuse/dev.ts';
 import { attachToFuse, detachFromFuse } from '../bpf/attach.ts';
 import type { Link } from '../bpf/object.ts';
@@ -24,42 +21,22 @@ import { RouteDaemon } from '../policy/route.ts';
 import { UnionDaemon } from '../policy/union.ts';
 import { filterDaemon } from '../policy/filter.ts';
 import type { PolicySpec } from '../policy/spec.ts';
-import { decodeReplicaStats, encodeNode, encodeNodeKey, NODE_SIZE, u32Key } from '../policy/mirror-layout.ts';
-import { STATS_MAP, STATS_VALUE_SIZE, decodeKernelStats, type KernelCounts, type PerBacking } from './stats.ts';
+import { basename } from 'node:path';
+import { decodeBackingStats, encodeNode, encodeNodeKey, programMaps, u32Key, u32Value, type MapLike, type ProgramMaps } from './contract.ts';
+import { decodeKernelStats, type PerBacking } from './stats.ts';
+import type { DaemonCommand, DaemonMessage, ServeConfig, ServeStats } from './daemon-ipc.ts';
 
-export interface ServeConfig {
-  backings: string[];
-  mountpoint: string;
-  /** Compiled object to load and attach (already checked for a struct_ops map). */
-  object?: string;
-  structOps?: string;
-  /** Global variables of `object` to set before loading it. */
-  globals?: Record<string, number>;
-  passthrough: boolean;
-  timeout?: number;
-  /** A built-in policy: its daemon (the program, if any, is `object`). */
-  policy?: PolicySpec;
-}
+export type { ServeConfig, ServeStats } from './daemon-ipc.ts';
 
-export interface ServeStats {
-  daemon: Record<string, number>;
-  /** undefined: no program; null: the program has no fuse_kfunc_stats map. */
-  kernel: Record<string, KernelCounts> | null | undefined;
-  /** A multi-backing policy: what went to each backing directory. */
-  backings?: PerBacking;
-}
-
-
-interface Ipc { send(m: unknown): void }
+interface Ipc { send(m: DaemonMessage): void }
 
 /**
  * One backing directory with a program that has a "nodes" map: register a backing id per
  * open regular file (FUSE_DEV_IOC_BACKING_OPEN, no FOPEN_PASSTHROUGH) and publish it as
- * nodeid -> { backing[0] = id, nr = 1 } (the mirror node layout); withdraw it at the last
+ * nodeid -> { backing[0] = id, nr = 1 } (struct fuse_kfunc_node); withdraw it at the last
  * RELEASE. The passthrough ops keep serving everything that is sent up.
  */
-function publishBackingIds(obj: LoadedObject) {
-  const nodes = obj.map('nodes');
+function publishBackingIds(nodes: MapLike) {
   /** File handles (fh) holding a reference on their node's backing id. */
   const published = new Set<number>();
   return ({ session, fs }: { session: Session; fs: PtContext }) => {
@@ -118,13 +95,8 @@ function publishBackingIds(obj: LoadedObject) {
  * with the mount's cache timeout if it has a "cache_timeout" map (u32 seconds at index 0):
  * the replies it fills carry the timeouts the daemon's would.
  */
-function publishRoots(device: FuseDevice, roots: BpfMap, backings: string[], timeout?: BpfMap, seconds = 1): void {
-  if (timeout) {
-    const v = Buffer.alloc(4);
-    v.writeUInt32LE(seconds);
-    timeout.update(u32Key(0), v);
-  }
-  if (roots.valueSize !== 4) throw new Error(`the program's "roots" map must have u32 values (backing ids), not ${roots.valueSize} bytes`);
+function publishRoots(device: FuseDevice, roots: MapLike, backings: string[], timeout?: MapLike, seconds = 1): void {
+  timeout?.update(u32Key(0), u32Value(seconds));
   backings.forEach((dir, i) => {
     const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
     try {
@@ -137,9 +109,7 @@ function publishRoots(device: FuseDevice, roots: BpfMap, backings: string[], tim
           (/ELOOP/.test(code) ? ': it is on a FUSE mount, and serving it from this one would stack past the kernel\'s limit ' +
             '(or re-enter this very mount); use a directory on a regular filesystem' : ''));
       }
-      const v = Buffer.alloc(4);
-      v.writeUInt32LE(id);
-      roots.update(u32Key(i), v);
+      roots.update(u32Key(i), u32Value(id));
     } finally {
       fs.closeSync(fd);
     }
@@ -153,27 +123,31 @@ async function main(cfg: ServeConfig): Promise<void> {
     // A verifier log can be megabytes: its end says why, and the IPC message must be sent
     // (the callback) before the process exits, or the parent only sees the exit.
     const log = e instanceof VerifierError ? e.log.slice(-(256 << 10)) : undefined;
-    await new Promise<void>((r) => (ipc ? (ipc as unknown as NodeJS.Process).send!({ error: err.message, name: err.name, log }, undefined, {}, () => r()) : r()));
+    const m: DaemonMessage = { error: err.message, name: err.name, log };
+    await new Promise<void>((r) => (ipc ? (ipc as unknown as NodeJS.Process).send!(m, undefined, {}, () => r()) : r()));
     process.exit(1);
   };
 
   let obj: LoadedObject | undefined;
-  let mapNames: string[] = [];
+  let maps: ProgramMaps = {};
   try {
     if (cfg.object) {
       const spec = BpfObjectSpec.open(cfg.object);
-      mapNames = spec.maps;
       for (const [name, value] of Object.entries(cfg.globals ?? {})) spec.setGlobal(name, value);
       obj = spec.load();
+      const loaded = obj;
+      maps = programMaps(spec.maps, (n) => loaded.map(n), basename(cfg.object));
     }
   } catch (e) {
     await fail(e);
   }
-  const has = (n: string) => mapNames.includes(n);
-  const counting = obj && has(STATS_MAP) && obj.map(STATS_MAP).valueSize === STATS_VALUE_SIZE;
-  const publishes = obj && has('nodes') && obj.map('nodes').valueSize === NODE_SIZE;
-  const roots = obj && has('roots') ? obj.map('roots') : undefined;
+  const counting = !!maps.fuse_kfunc_stats;
+  const publishes = !!maps.nodes;
+  const roots = maps.roots;
 
+  // Fault injection ({cmd:'fault'}): backing directories whose ids files opened from now
+  // on do not get (the program finds no backing file there).
+  const faulty = new Set<number>();
   let setup: Parameters<typeof mountFuse>[0]['setup'];
   let perBacking: (() => PerBacking) | undefined;
   let mode: string;
@@ -181,9 +155,10 @@ async function main(cfg: ServeConfig): Promise<void> {
     // Several backing directories: the policy's daemon (mirror unless told otherwise) keeps
     // them in step and, with a program, publishes each open file's backing ids (one per
     // directory) in "nodes".
-    const sink = publishes ? {
-      set: (nodeid: number, ids: number[]) => obj!.map('nodes').update(encodeNodeKey(nodeid), encodeNode(ids)),
-      delete: (nodeid: number) => void obj!.map('nodes').delete(encodeNodeKey(nodeid)),
+    const nodes = maps.nodes;
+    const sink = nodes ? {
+      set: (nodeid: number, ids: number[]) => nodes.update(encodeNodeKey(nodeid), encodeNode(ids.map((id, i) => (faulty.has(i) ? 0 : id)))),
+      delete: (nodeid: number) => void nodes.delete(encodeNodeKey(nodeid)),
     } : undefined;
     const policy = cfg.policy?.policy ?? 'mirror';
     const p = cfg.policy;
@@ -193,24 +168,24 @@ async function main(cfg: ServeConfig): Promise<void> {
       : p?.policy === 'union' ? new UnionDaemon({ backings: cfg.backings, sink })
       : new MirrorDaemon({ replicas: cfg.backings, sink, read: p?.policy === 'mirror' ? p.read : undefined });
     setup = d.install;
-    const kernelMap = obj && has('backing_stats') ? obj.map('backing_stats') : undefined;
+    const kernelMap = maps.backing_stats;
     perBacking = () => ({
-      kernel: kernelMap ? cfg.backings.map((_, i) => decodeReplicaStats(kernelMap.lookup(u32Key(i))!)) : null,
+      kernel: kernelMap ? cfg.backings.map((_, i) => decodeBackingStats(kernelMap.lookup(u32Key(i))!)) : null,
       daemon: d.counts.map((c) => ({ ...c })),
       events: (d instanceof TierDaemon ? { promotions: d.promotions, promoteErrors: d.promoteErrors }
         : d instanceof UnionDaemon ? { copyUps: d.copyUps, whiteouts: d.whiteouts } : {}) as Record<string, number>,
     });
     mode = `${obj ? 'program' : 'userspace'}+${policy}`;
   } else if (cfg.policy?.policy === 'filter') {
-    const publish = obj && publishes ? publishBackingIds(obj) : undefined;
+    const publish = maps.nodes ? publishBackingIds(maps.nodes) : undefined;
     const deny = filterDaemon(cfg.policy.deny);
     setup = (x) => {
       publish?.(x);
       deny(x);
     };
     mode = `${obj ? 'program' : 'userspace'}+filter`;
-  } else if (obj && publishes) {
-    setup = publishBackingIds(obj);
+  } else if (maps.nodes) {
+    setup = publishBackingIds(maps.nodes);
     mode = 'program';
   } else {
     mode = obj ? 'program' : cfg.passthrough ? 'passthrough' : 'userspace';
@@ -228,6 +203,7 @@ async function main(cfg: ServeConfig): Promise<void> {
       // caller: the backing filesystem clears the privileges, as the flag asks of a server.
       killPrivV2: !!roots,
       timeout: cfg.timeout,
+      debug: cfg.debug,
       setup,
       // Nothing changes the passthrough filesystem's handlers: it is served in a thread of
       // its own, every request read, served and answered there (src/fuse/thread-server.ts).
@@ -240,7 +216,7 @@ async function main(cfg: ServeConfig): Promise<void> {
   if (obj) {
     try {
       // After INIT (the kernel refuses programs on a connection before it).
-      if (roots) publishRoots(h.device, roots, cfg.backings, has('cache_timeout') ? obj.map('cache_timeout') : undefined, cfg.timeout ?? 1);
+      if (roots) publishRoots(h.device, roots, cfg.backings, maps.cache_timeout, cfg.timeout ?? 1);
       link = obj.attachStructOps(cfg.structOps!);
       attachToFuse(h.device.fd, link);
     } catch (e) {
@@ -248,27 +224,38 @@ async function main(cfg: ServeConfig): Promise<void> {
       await fail(e);
     }
   }
+  const opStats = maps.fuse_kfunc_stats;
   const stats = (): ServeStats => ({
     daemon: h.stats(),
-    kernel: !obj ? undefined : !counting ? null : decodeKernelStats((op) => {
-      const k = Buffer.alloc(4);
-      k.writeUInt32LE(op);
-      return obj!.map(STATS_MAP).lookup(k);
-    }),
+    kernel: !obj ? undefined : !opStats ? null : decodeKernelStats((op) => opStats.lookup(u32Key(op))),
     backings: perBacking?.(),
   });
-  ipc?.send({ ready: true, mode, counting: obj ? !!counting : true, publishes: !!publishes });
-  process.on('message', (m: { cmd?: string }) => {
-    try {
-      if (m?.cmd === 'stats') ipc?.send({ stats: stats(), tables: h.tables() });
-      else if (m?.cmd === 'close') void h.close();
-      else if (m?.cmd === 'detach' || m?.cmd === 'attach') {
+  ipc?.send({ ready: true, mode, counting: obj ? counting : true, publishes });
+  const command = (m: DaemonCommand): DaemonMessage | undefined => {
+    switch (m.cmd) {
+      case 'stats': return { stats: stats(), tables: h.tables() };
+      case 'close': void h.close(); return undefined;
+      case 'detach': case 'attach':
         if (!link) throw new Error(`no program on ${cfg.mountpoint} to ${m.cmd}`);
         // The link and its maps stay: a detached program keeps its state for reattaching.
         if (m.cmd === 'detach') detachFromFuse(h.device.fd);
         else attachToFuse(h.device.fd, link);
-        ipc?.send({ attached: m.cmd === 'attach' });
-      }
+        return { attached: m.cmd === 'attach' };
+      case 'fault':
+        if (!perBacking || !Number.isInteger(m.backing) || m.backing < 0 || m.backing >= cfg.backings.length) {
+          throw new Error(`fault: backing ${m.backing} is not one of this mount's ${cfg.backings.length} backing directories ` +
+            '(fault injection is for mounts of several)');
+        }
+        faulty.add(m.backing);
+        return { faulted: m.backing };
+      default:
+        throw new Error(`unknown daemon command ${JSON.stringify(m)}`);
+    }
+  };
+  process.on('message', (m: DaemonCommand) => {
+    try {
+      const r = command(m);
+      if (r) ipc?.send(r);
     } catch (e) {
       ipc?.send({ error: (e as Error).message });
     }

@@ -19,7 +19,7 @@ import { buildPolicy } from '../policy/build.ts';
 import { PolicyError, validatePolicy, type PolicySpec } from '../policy/spec.ts';
 import { scanStructOps } from './elf.ts';
 import { mergeStats, type MountStats } from './stats.ts';
-import type { ServeConfig, ServeStats } from './mount-serve.ts';
+import type { DaemonCommand, DaemonMessage, ServeConfig, ServeStats, Tables } from './daemon-ipc.ts';
 import type { PerBacking } from './stats.ts';
 import { umount2Async, MNT_DETACH } from '../fuse/libc.ts';
 
@@ -71,7 +71,11 @@ export interface MountHandle {
    *  (after close(), the final figures). */
   backings(): Promise<PerBacking | undefined>;
   /** What the daemon holds: known nodes and open file/directory handles (leak checks). */
-  tables(): Promise<{ nodes: number; handles: number }>;
+  tables(): Promise<Tables>;
+  /** Fault injection (mounts of several backing directories): files opened from now on get
+   *  no backing id for backing directory `backing`, so the program finds no file there (a
+   *  mirror fails over to another replica; other policies send such requests up). */
+  fault(backing: number): Promise<void>;
   /** Why the daemon stopped ('ENODEV' after an unmount), once `closed` resolved. */
   readonly closeReason: string | undefined;
   /** Unmounts and waits for the daemon to exit; resolves with the final stats. */
@@ -211,7 +215,7 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
     err += d;
     if (o.echo) process.stderr.write(d);
   });
-  const waiting: ((m: any) => void)[] = [];
+  const waiting: ((m: DaemonMessage & Record<string, any>) => void)[] = [];
   let last: ServeStats | undefined;
   let closeReason: string | undefined;
   child.on('message', (m: any) => {
@@ -238,23 +242,23 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
   const closed = exited.then(async () => {
     if (mountPoints().get(mountpoint)?.startsWith('fuse')) await umount2Async(mountpoint, MNT_DETACH).catch(() => undefined);
   });
-  const request = async (cmd: string): Promise<any> => {
+  const request = async (cmd: DaemonCommand): Promise<any> => {
     if (child.exitCode !== null || !child.connected) throw new MountError(`the mount on ${mountpoint} is gone`, 'closed');
     const p = next();
-    child.send({ cmd });
+    child.send(cmd);
     const m = await p;
     if (m.error) throw new MountError(m.error, 'daemon');
     return m;
   };
   const ask = async (): Promise<ServeStats> => {
     if ((child.exitCode !== null || !child.connected) && last) return last;
-    const m = await request('stats');
+    const m = await request({ cmd: 'stats' });
     last = m.stats;
     return m.stats;
   };
   const program = async (cmd: 'attach' | 'detach') => {
     if (!prog) throw new MountError(`${cmd}: the mount on ${mountpoint} has no program (mode ${ready.mode})`, 'usage');
-    await request(cmd);
+    await request({ cmd });
   };
   const toStats = (s: ServeStats) => mergeStats(s.daemon, s.kernel);
   return {
@@ -269,11 +273,12 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
     backings: async () => (await ask()).backings,
     detach: () => program('detach'),
     attach: () => program('attach'),
-    tables: async () => (await request('stats')).tables,
+    tables: async () => (await request({ cmd: 'stats' })).tables,
+    fault: async (backing: number) => void (await request({ cmd: 'fault', backing })),
     close: async () => {
       if (child.exitCode === null && child.connected) {
         const p = next().catch(() => undefined);
-        child.send({ cmd: 'close' });
+        child.send({ cmd: 'close' } satisfies DaemonCommand);
         const m = await p;
         if (m?.stats) last = m.stats;
       }

@@ -7,7 +7,7 @@
 //   kernel, so kernel is 0; with a program lacking that map it is null ("unknown"): the
 //   daemon cannot see requests that never reached it, and nothing else counts them.
 import { opName } from '../fuse/protocol.ts';
-import type { ReplicaCounts } from '../policy/mirror-layout.ts';
+import type { BackingCounts } from './contract.ts';
 
 export const STATS_MAP = 'fuse_kfunc_stats';
 export const STATS_OP_MAX = 64;
@@ -85,8 +85,8 @@ export function formatStats(s: MountStats): string {
 
 /** Per backing directory: moved by the program ("backing_stats" map) and by the daemon. */
 export interface PerBacking {
-  kernel: ReplicaCounts[] | null;
-  daemon: ReplicaCounts[];
+  kernel: BackingCounts[] | null;
+  daemon: BackingCounts[];
   /** Policy events (a tier's promotions, a union's copy-ups and whiteouts). */
   events: Record<string, number>;
 }

@@ -1,4 +1,4 @@
-export type BundleName = 'cli' | 'mount-serve' | 'mirror-serve' | 'stress' | 'fuzz' | 'thread-server';
+export type BundleName = 'cli' | 'mount-serve' | 'stress' | 'fuzz' | 'thread-server';
 export declare const BUNDLES: Record<BundleName, string>;
 export declare const MANIFEST: string;
 export declare function staleBundle(repo: string, name: BundleName): string | null;

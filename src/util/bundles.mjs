@@ -14,7 +14,6 @@ import { pathToFileURL } from 'node:url';
 export const BUNDLES = {
   cli: 'src/cli/main.ts',
   'mount-serve': 'src/sdk/mount-serve.ts',
-  'mirror-serve': 'src/policy/mirror-serve.ts',
   // Not a program: the module a daemon's FUSE server thread imports (src/fuse/dev.ts).
   'thread-server': 'src/fuse/thread-server.ts',
   stress: 'src/testing/stress.ts',

@@ -1,4 +1,5 @@
-// The mirror policy (bpf/examples/mirror.bpf.c + src/policy/mirror.ts) end to end, the
+// The mirror example (bpf/examples/mirror.bpf.c + src/policy/mirror.ts, mounted with the
+// SDK's mount() as the demo does) end to end, the
 // demo's scenario as assertions: the program serves every READ/WRITE of mirrored files,
 // replicas stay byte-identical, reads are spread over replicas; detached, the daemon
 // serves them with the same semantics; the userspace-only daemon produces the same
@@ -8,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compileBpf, vmlinuxHeader, CompileError } from '../../src/policy/compile.ts';
-import { startMirror, MirrorStartError, type MirrorServer } from '../../src/policy/mirror-client.ts';
+import { mount, MountError, type MountHandle } from '../../src/sdk/mount.ts';
 import { makeSources, runWorkload, sh, READ_SCRIPT, type WorkloadResult } from '../../src/demo/workload.ts';
 import { diffTrees } from '../../src/demo/verify.ts';
 
@@ -17,7 +18,21 @@ let work = '';
 let obj = '';
 let sources = '';
 let reference: WorkloadResult;
-const servers: MirrorServer[] = [];
+const servers: MountHandle[] = [];
+
+/** The figures the assertions read: per opcode daemon counts (fuse), per replica what the
+ *  daemon did (daemon), and what the program served and moved (bpf; null without one). */
+async function snap(m: MountHandle) {
+  const ops = await m.stats();
+  const per = (await m.backings())!;
+  const fuse: Record<string, number> = {};
+  const served: Record<string, number> = {};
+  for (const [op, v] of Object.entries(ops)) {
+    if (v.daemon) fuse[op] = v.daemon;
+    if (v.kernel) served[op] = v.kernel;
+  }
+  return { fuse, daemon: per.daemon, bpf: per.kernel ? { served, replicas: per.kernel } : null };
+}
 
 function setupDirs(name: string) {
   const base = path.join(work, name);
@@ -28,7 +43,7 @@ function setupDirs(name: string) {
 
 async function start(name: string, bpf: boolean) {
   const d = setupDirs(name);
-  const m = await startMirror({ repo: REPO, mountpoint: d.mnt, replicas: d.replicas, bpfObject: bpf ? obj : undefined });
+  const m = await mount({ backings: d.replicas, mountpoint: d.mnt, ...(bpf ? { program: obj } : { userspace: true }) });
   servers.push(m);
   return { ...d, m };
 }
@@ -76,15 +91,13 @@ test.serial('the program serves every READ and WRITE; replicas identical; reads 
   bpfReplicas = replicas;
   const w = await runWorkload(mnt, sources);
   t.is(w.sums, reference.sums, 'sha256 through the mount');
-  const s = await m.stats();
-  t.true(s.attached);
-  t.is(s.fuse.READ ?? 0, 0, 'daemon READ');
-  t.is(s.fuse.WRITE ?? 0, 0, 'daemon WRITE');
+  t.is(m.mode, 'program+mirror');
+  const s = await snap(m);
+  t.is(s.fuse.READ ?? 0, 0, 'daemon READ: no READ sent up');
+  t.is(s.fuse.WRITE ?? 0, 0, 'daemon WRITE: no WRITE sent up');
   t.deepEqual(s.daemon.map((r) => r.reads + r.writes), [0, 0]);
-  t.true((s.bpf!.ops.READ?.served ?? 0) > 0, 'program served READ');
-  t.true((s.bpf!.ops.WRITE?.served ?? 0) > 0, 'program served WRITE');
-  t.is(s.bpf!.ops.READ?.upcalled ?? 0, 0);
-  t.is(s.bpf!.ops.WRITE?.upcalled ?? 0, 0);
+  t.true((s.bpf!.served.READ ?? 0) > 0, 'program served READ');
+  t.true((s.bpf!.served.WRITE ?? 0) > 0, 'program served WRITE');
   const [r0, r1] = s.bpf!.replicas;
   t.true(r0!.reads > 0 && r1!.reads > 0, `both replicas read (${r0!.reads}, ${r1!.reads})`);
   t.is(r0!.writes, r1!.writes, 'every WRITE went to both replicas');
@@ -98,7 +111,7 @@ test.serial('the program serves every READ and WRITE; replicas identical; reads 
   // Replica 0 unusable for the program: reads fail over to replica 1, contents unchanged.
   await m.fault(0);
   t.is(await sh(READ_SCRIPT, { D: mnt }), reference.sums, 'reads with replica 0 failing');
-  const f = await m.stats();
+  const f = await snap(m);
   t.true(f.bpf!.replicas[0]!.errors > 0, 'replica 0 failed');
   t.is(f.bpf!.replicas[0]!.reads, r0!.reads, 'no successful read from replica 0');
   t.true(f.bpf!.replicas[1]!.reads > r1!.reads, 'replica 1 took over');
@@ -106,15 +119,14 @@ test.serial('the program serves every READ and WRITE; replicas identical; reads 
 
   // Detached: the daemon takes READ/WRITE over, with the same mirror semantics.
   await m.detach();
-  const before = await m.stats();
-  t.false(before.attached);
+  const before = await snap(m);
   await sh('cp "$S/medium.bin" "$D/detached.bin"', { D: mnt, S: sources });
   await sh('cp "$S/medium.bin" "$D/detached.bin"', { D: path.join(work, 'reference'), S: sources });
   t.is(await sh(READ_SCRIPT, { D: mnt }), await sh(READ_SCRIPT, { D: path.join(work, 'reference') }));
-  const after = await m.stats();
+  const after = await snap(m);
   t.true((after.fuse.READ ?? 0) > 0, 'daemon READ after detach');
   t.true((after.fuse.WRITE ?? 0) > 0, 'daemon WRITE after detach');
-  t.is(after.bpf!.ops.READ?.served, before.bpf!.ops.READ?.served, 'no READ served by a detached program');
+  t.is(after.bpf!.served.READ, before.bpf!.served.READ, 'no READ served by a detached program');
   t.is(after.daemon[0]!.writes, after.daemon[1]!.writes, 'daemon writes every replica');
   t.true(after.daemon[0]!.reads > 0 && after.daemon[1]!.reads > 0, 'daemon reads round-robin');
   for (const r of replicas) t.deepEqual(diffTrees(path.join(work, 'reference'), r), [], `replica ${r} after detach`);
@@ -122,12 +134,11 @@ test.serial('the program serves every READ and WRITE; replicas identical; reads 
   // And attached again, the program serves again.
   await m.attach();
   await sh(READ_SCRIPT, { D: mnt });
-  const again = await m.stats();
-  t.true((again.bpf!.ops.READ?.served ?? 0) > (after.bpf!.ops.READ?.served ?? 0), 'READ served after re-attach');
+  const again = await snap(m);
+  t.true((again.bpf!.served.READ ?? 0) > (after.bpf!.served.READ ?? 0), 'READ served after re-attach');
   t.is(again.fuse.READ, after.fuse.READ, 'no daemon READ after re-attach');
-  const fin = await m.close();
-  t.is(fin?.openFiles, 0, 'every mirrored file closed');
-  t.is(fin?.tables.handles, 0);
+  t.is((await m.tables()).handles, 0, 'every file closed');
+  await m.close();
 });
 
 test.serial('userspace mode gives the same replicas as the BPF run', async (t) => {
@@ -135,7 +146,8 @@ test.serial('userspace mode gives the same replicas as the BPF run', async (t) =
   const w = await runWorkload(mnt, sources);
   t.is(w.sums, reference.sums);
   await sh('cp "$S/medium.bin" "$D/detached.bin"', { D: mnt, S: sources }); // as the BPF run did after detaching
-  const s = await m.stats();
+  t.is(m.mode, 'userspace+mirror');
+  const s = await snap(m);
   t.is(s.bpf, null);
   t.true((s.fuse.READ ?? 0) > 0 && (s.fuse.WRITE ?? 0) > 0);
   t.true(s.daemon[0]!.reads > 0 && s.daemon[1]!.reads > 0, 'reads spread over replicas');
@@ -158,7 +170,7 @@ test.serial('a program the verifier rejects fails the daemon\'s start with the v
   fs.copyFileSync(path.join(work, 'build', 'vmlinux.h'), path.join(dir, 'vmlinux.h'));
   const bad = compileBpf({ source: path.join(dir, 'leaky.bpf.c'), outDir: dir, buildDir: process.env.FUSE_KFUNC_BUILD!, repo: REPO });
   const d = setupDirs('leaky');
-  const e = await t.throwsAsync(startMirror({ repo: REPO, mountpoint: d.mnt, replicas: d.replicas, bpfObject: bad }), { instanceOf: MirrorStartError });
+  const e = await t.throwsAsync(mount({ backings: d.replicas, mountpoint: d.mnt, program: bad }), { instanceOf: MountError });
   t.regex(e!.message, /verifier rejected program "mirror_request"/);
   t.regex(e!.log ?? '', /Unreleased reference/);
   t.false(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(d.mnt), 'nothing left mounted');

@@ -1,40 +1,13 @@
-// Host-side pieces of the mirror policy: map value layouts (must match
-// bpf/examples/mirror.bpf.c), clang diagnostics, the demo's tables.
+// Host-side pieces of the mirror example: clang diagnostics, the demo's tables. (The map
+// layouts it shares with the daemon: contract.test.ts.)
 import test from 'ava';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { decodeOpStats, decodeReplicaStats, encodeNode, encodeNodeKey, MAX_REPLICAS, NODE_SIZE } from '../../src/policy/mirror-layout.ts';
 import { clangDiagnostics, compileBpf, KFUNCS_HEADER } from '../../src/policy/compile.ts';
 import { opcodeTable, replicaTable, bytes } from '../../src/demo/report.ts';
 
-const SRC = readFileSync(fileURLToPath(new URL('../../bpf/examples/mirror.bpf.c', import.meta.url)), 'utf8');
-
-test('the C program and the layout agree on the replica limit', (t) => {
-  t.regex(SRC, new RegExp(`#define MIRROR_MAX_REPLICAS\\s+${MAX_REPLICAS}\\b`));
-  t.is(NODE_SIZE, (MAX_REPLICAS + 2) * 4 + MAX_REPLICAS * 8);
-  t.regex(SRC, /struct bpf_file __kptr \*fb3;\n};/);
-});
-
-test('node entries: backing ids in replica order, then their count', (t) => {
-  const v = encodeNode([7, 9]);
-  t.is(v.length, NODE_SIZE);
-  t.deepEqual([0, 1, 2, 3, 4, 5].map((i) => v.readUInt32LE(i * 4)), [7, 9, 0, 0, 2, 0]);
-  t.is(encodeNodeKey(5).readBigUInt64LE(0), 5n);
-  t.throws(() => encodeNode([]));
-  t.throws(() => encodeNode([1, 2, 3, 4, 5]));
-});
-
-test('counters decode', (t) => {
-  const op = Buffer.alloc(16);
-  op.writeBigUInt64LE(3n, 0);
-  op.writeBigUInt64LE(4n, 8);
-  t.deepEqual(decodeOpStats(op), { served: 3, upcalled: 4 });
-  const r = Buffer.alloc(48);
-  [1n, 2n, 3n, 4n, 5n, 6n].forEach((x, i) => r.writeBigUInt64LE(x, i * 8));
-  t.deepEqual(decodeReplicaStats(r), { reads: 1, readBytes: 2, writes: 3, writeBytes: 4, errors: 5, cached: 6 });
-});
 
 test('clang diagnostics keep file:line lines only', (t) => {
   const err = `bpf/examples/x.bpf.c:12:3: error: use of undeclared identifier 'y'\n   12 |   y = 1;\n      |   ^\n1 error generated.\n`;
@@ -43,16 +16,13 @@ test('clang diagnostics keep file:line lines only', (t) => {
 
 test('tables: READ and WRITE first, totals, both sides per replica', (t) => {
   const zero = { reads: 0, readBytes: 0, writes: 0, writeBytes: 0, errors: 0, cached: 0 };
-  const s = {
-    fuse: { LOOKUP: 5, INIT: 1 }, daemon: [zero, zero], attached: true, openFiles: 0, tables: { nodes: 1, handles: 0 },
-    bpf: { ops: { READ: { served: 9, upcalled: 0 }, WRITE: { served: 2, upcalled: 0 }, LOOKUP: { served: 0, upcalled: 5 } },
-      replicas: [{ ...zero, reads: 5, readBytes: 3 << 20 }, { ...zero, reads: 4 }, zero, zero] },
-  };
-  const ops = opcodeTable(s).split('\n');
+  const ops = opcodeTable({
+    LOOKUP: { kernel: 0, daemon: 5 }, INIT: { kernel: 0, daemon: 1 }, READ: { kernel: 9, daemon: 0 }, WRITE: { kernel: 2, daemon: 0 },
+  }).split('\n');
   t.regex(ops[2]!, /^READ\s+9\s+0$/);
   t.regex(ops[3]!, /^WRITE\s+2\s+0$/);
   t.regex(ops.at(-1)!, /^total\s+11\s+6$/);
-  const reps = replicaTable(s, ['/a', '/b']);
+  const reps = replicaTable({ kernel: [{ ...zero, reads: 5, readBytes: 3 << 20 }, { ...zero, reads: 4 }], daemon: [zero, zero], events: {} }, ['/a', '/b']);
   t.regex(reps, /0 \/a\s+kernel\s+5\s+3\.00 MiB/);
   t.is(bytes(1536), '1.5 KiB');
 });

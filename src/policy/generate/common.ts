@@ -1,5 +1,5 @@
 // Pieces every generated program shares: the file header, the includes, the node map the
-// fan-out daemon publishes into (src/policy/mirror-layout.ts) and the per-backing counters.
+// fan-out daemon publishes into and the per-backing counters (bpf/include/fuse_kfunc_daemon.h).
 import type { PolicySpec } from '../spec.ts';
 import { describePolicy, policyCommand } from '../spec.ts';
 
@@ -20,56 +20,41 @@ ${lines.join('\n')}
 #include <bpf/bpf_tracing.h>
 #include "fuse_kfunc.h"
 #include "fuse_kfunc_stats.h"
+#include "fuse_kfunc_daemon.h"
 
 char LICENSE[] SEC("license") = "GPL";
 `;
 }
 
 /** The "nodes" map: nodeid -> the open file's backing ids, written by the daemon. */
-export function nodesMap(prefix: string): string {
+export function nodesMap(): string {
   return `/*
- * Value of "nodes" (src/policy/mirror-layout.ts): the daemon publishes an
- * open file's backing ids at its first OPEN and deletes the entry at its
- * last RELEASE.  No entry: the file is not open, the request goes up.
+ * Value of "nodes" (fuse_kfunc_daemon.h): the daemon publishes an open
+ * file's backing ids at its first OPEN and deletes the entry at its last
+ * RELEASE.  No entry: the file is not open, the request goes up.
  */
-struct ${prefix}_node {
-	__u32 backing[4];	/* backing ids, in backing directory order */
-	__u32 nr;		/* how many are valid */
-	__u32 pad;
-	__u64 reserved[4];
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u64);			/* nodeid */
-	__type(value, struct ${prefix}_node);
+	__type(value, struct fuse_kfunc_node);
 } nodes SEC(".maps");
 `;
 }
 
 /** Per backing directory: what the program read and wrote there (fuse-kfunc stats). */
 export function backingStats(): string {
-  return `/* Per backing directory, what this program moved (src/policy/mirror-layout.ts) */
-struct backing_stats {
-	__u64 reads;
-	__u64 read_bytes;
-	__u64 writes;
-	__u64 write_bytes;
-	__u64 errors;
-	__u64 cached;		/* unused here */
-};
-
+  return `/* Per backing directory, what this program moved (fuse_kfunc_daemon.h) */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 4);
+	__uint(max_entries, FUSE_KFUNC_MAX_BACKINGS);
 	__type(key, __u32);
-	__type(value, struct backing_stats);
+	__type(value, struct fuse_kfunc_backing_stats);
 } backing_stats SEC(".maps");
 
 static __always_inline void count_io(__u32 i, bool write, int ret)
 {
-	struct backing_stats *st = bpf_map_lookup_elem(&backing_stats, &i);
+	struct fuse_kfunc_backing_stats *st = bpf_map_lookup_elem(&backing_stats, &i);
 
 	if (!st)
 		return;

@@ -33,7 +33,7 @@ program with the VFS behind kfuncs, not a kernel pipeline around BPF.`)}
 /* Denied by the pre-filter (1) or passed (0), per operation */
 ${FILTER_OPS.map((op) => `#define FILTER_DENY_${op.toUpperCase()}${'\t'.repeat(op.length > 5 ? 1 : 2)}${deny(op)}`).join('\n')}
 
-${nodesMap('filter')}
+${nodesMap()}
 /* What each post-filter saw, per opcode: calls, errors, bytes */
 struct filter_stats {
 	__u64 calls;
@@ -217,7 +217,7 @@ int BPF_PROG(filter_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 {
 	__u64 nodeid = fctx->nodeid, bytes = 0;
 	struct bpf_file *fb;
-	struct filter_node *n;
+	struct fuse_kfunc_node *n;
 	int ret;
 
 	if (!served(fctx->opcode))

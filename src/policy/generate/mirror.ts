@@ -24,7 +24,7 @@ what comes up the same way.`)}
 #define MIRROR_ATTR_VALID	${spec.attrTimeout}
 #define EIO			5
 
-${nodesMap('mirror')}
+${nodesMap()}
 ${backingStats()}
 /* Round-robin cursor; racy on purpose: a lost update only skews the balance */
 static __u32 next_replica;
@@ -35,7 +35,7 @@ ${backingIo()}
  * n->backing[r] would make the verifier track the cursor precisely.
  */
 static int mirror_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		       struct mirror_node *n)
+		       struct fuse_kfunc_node *n)
 {
 	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
 ${ids.map((i) => `\t__u32 id${i} = n->backing[${i}];`).join('\n')}
@@ -62,7 +62,7 @@ ${ids.map((i) => `\tbarrier_var(id${i});`).join('\n')}
 }
 
 static int mirror_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			struct mirror_node *n)
+			struct fuse_kfunc_node *n)
 {
 	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
 	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
@@ -90,7 +90,7 @@ static int mirror_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int mirror_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			  struct mirror_node *n)
+			  struct fuse_kfunc_node *n)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
 	struct bpf_file *fb;
@@ -119,7 +119,7 @@ int BPF_PROG(mirror_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 {
 	__u32 op = fctx->opcode;
 	__u64 nodeid = fctx->nodeid;
-	struct mirror_node *n;
+	struct fuse_kfunc_node *n;
 	int ret = FUSE_BPF_UPCALL;
 
 	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&

@@ -15,12 +15,12 @@ export function placedProgram(spec: RoutePolicy | UnionPolicy, doc: string, opts
 #define PLACED_ATTR_VALID	${spec.attrTimeout}
 #define EIO			5
 ${opts.writeGuard ? '#define EROFS\t\t\t30\n' : ''}
-${nodesMap(p)}
+${nodesMap()}
 ${backingStats()}
 ${backingIo()}
 
 /* The backing directory the file lives in, or -1 */
-static __always_inline int ${p}_index(struct ${p}_node *n)
+static __always_inline int ${p}_index(struct fuse_kfunc_node *n)
 {
 ${ids.map((i) => `\tif (n->backing[${i}])\n\t\treturn ${i};`).join('\n')}
 	return -1;
@@ -66,7 +66,7 @@ int BPF_PROG(${p}_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 {
 	__u32 op = fctx->opcode, id;
 	__u64 nodeid = fctx->nodeid;
-	struct ${p}_node *n;
+	struct fuse_kfunc_node *n;
 	int ret = FUSE_BPF_UPCALL, i;
 
 	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&

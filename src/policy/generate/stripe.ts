@@ -28,7 +28,7 @@ a short piece is the end of the file.`)}
 #define EIO			5
 #define EOPNOTSUPP		95
 
-${nodesMap('stripe')}
+${nodesMap()}
 ${backingStats()}
 /* Size of backing @i when the file is @size bytes long and fully written */
 static __always_inline __u64 canonical_size(__u64 size, __u32 i)
@@ -63,7 +63,7 @@ static __always_inline __u64 logical_end(__u64 size, __u32 i)
  * converge.  barrier_var() keeps clang from folding the choice back into
  * an indexed load.
  */
-static int stripe_io(struct fuse_bpf_ctx *fctx, struct stripe_node *n,
+static int stripe_io(struct fuse_bpf_ctx *fctx, struct fuse_kfunc_node *n,
 		     bool write, __u64 offset, __u32 size)
 {
 ${ids.map((_, i) => `	__u32 id${i} = n->backing[${i}];`).join('\n')}
@@ -108,7 +108,7 @@ ${ids.map((_, i) => `	barrier_var(id${i});`).join('\n')}
  * fallocate() of the last byte, not truncate(): it never shrinks a file
  * that a concurrent WRITE has made longer in the meantime.
  */
-static int extend(struct fuse_bpf_ctx *fctx, struct stripe_node *n, __u64 end)
+static int extend(struct fuse_bpf_ctx *fctx, struct fuse_kfunc_node *n, __u64 end)
 {
 	struct fuse_attr attr = {};
 	struct bpf_file *fb;
@@ -136,7 +136,7 @@ static int extend(struct fuse_bpf_ctx *fctx, struct stripe_node *n, __u64 end)
 }
 
 static int stripe_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		       struct stripe_node *n)
+		       struct fuse_kfunc_node *n)
 {
 	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
 	int ret;
@@ -151,7 +151,7 @@ static int stripe_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int stripe_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			struct stripe_node *n)
+			struct fuse_kfunc_node *n)
 {
 	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
 	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
@@ -171,7 +171,7 @@ static int stripe_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 
 /* Backing 0's attributes with the file's size and every piece's blocks */
 static int stripe_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			  struct stripe_node *n)
+			  struct fuse_kfunc_node *n)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
 	struct fuse_attr piece = {};
@@ -209,7 +209,7 @@ int BPF_PROG(stripe_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 {
 	__u32 op = fctx->opcode;
 	__u64 nodeid = fctx->nodeid;
-	struct stripe_node *n;
+	struct fuse_kfunc_node *n;
 	int ret = FUSE_BPF_UPCALL;
 
 	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&

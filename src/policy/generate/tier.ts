@@ -21,12 +21,12 @@ GETATTR and the xattr reads from the slow tier.`)}
 #define TIER_ATTR_VALID		${spec.attrTimeout}
 #define EIO			5
 
-${nodesMap('tier')}
+${nodesMap()}
 ${backingStats()}
 ${backingIo()}
 
 static int tier_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		     struct tier_node *n)
+		     struct fuse_kfunc_node *n)
 {
 	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
 	__u32 fast = n->backing[TIER_FAST];
@@ -52,7 +52,7 @@ static int tier_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int tier_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		      struct tier_node *n)
+		      struct fuse_kfunc_node *n)
 {
 	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
 	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
@@ -85,7 +85,7 @@ int BPF_PROG(tier_request, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 {
 	__u32 op = fctx->opcode;
 	__u64 nodeid = fctx->nodeid;
-	struct tier_node *n;
+	struct fuse_kfunc_node *n;
 	int ret = FUSE_BPF_UPCALL;
 
 	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&

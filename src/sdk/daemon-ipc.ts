@@ -1,0 +1,59 @@
+// The messages between mount() (mount.ts) and the daemon it starts (mount-serve.ts, the one
+// daemon entry point), over the child process's IPC channel. One type per direction, so
+// neither side can send a field the other does not know.
+import type { PolicySpec } from '../policy/spec.ts';
+import type { KernelCounts, PerBacking } from './stats.ts';
+
+/** argv[2] of the daemon, as JSON. */
+export interface ServeConfig {
+  backings: string[];
+  mountpoint: string;
+  /** Compiled object to load and attach (already checked for a struct_ops map). */
+  object?: string;
+  structOps?: string;
+  /** Global variables of `object` to set before loading it. */
+  globals?: Record<string, number>;
+  passthrough: boolean;
+  timeout?: number;
+  /** A built-in policy: its daemon (the program, if any, is `object`). */
+  policy?: PolicySpec;
+  /** Log every request and reply on stderr. */
+  debug?: boolean;
+}
+
+export interface ServeStats {
+  daemon: Record<string, number>;
+  /** undefined: no program; null: the program has no fuse_kfunc_stats map. */
+  kernel: Record<string, KernelCounts> | null | undefined;
+  /** A multi-backing policy: what went to each backing directory. */
+  backings?: PerBacking;
+}
+
+export interface Tables {
+  nodes: number;
+  handles: number;
+}
+
+/** mount() -> daemon */
+export type DaemonCommand =
+  | { cmd: 'stats' }
+  /** Unmount; the daemon answers with `closed` and exits. */
+  | { cmd: 'close' }
+  /** The program leaves (or rejoins) the connection; the mount and the maps stay. */
+  | { cmd: 'detach' }
+  | { cmd: 'attach' }
+  /** Fault injection: files opened from now on get no backing id for backing directory
+   *  `backing` (the program finds none there: a mirror fails over, others send the
+   *  request up). Several backings: the policy daemons only. */
+  | { cmd: 'fault'; backing: number };
+
+/** daemon -> mount() */
+export type DaemonMessage =
+  | { ready: true; mode: string; counting: boolean; publishes: boolean }
+  /** Start failed (then the daemon exits), or a command was refused. */
+  | { error: string; name?: string; log?: string }
+  | { stats: ServeStats; tables: Tables }
+  | { attached: boolean }
+  | { faulted: number }
+  /** The connection ended (close, an unmount by anyone, abort): the last stats. */
+  | { closed: string; stats?: ServeStats };
