@@ -179,7 +179,7 @@ export function parseRequest(buf: Buffer): Request {
   if (buf.length < IN_HEADER.size) {
     throw new ProtocolError(`truncated request: ${buf.length} bytes, a fuse_in_header alone is ${IN_HEADER.size}`);
   }
-  const header = decodeStruct(IN_HEADER, buf);
+  const header = decodeInHeader(buf);
   if (header.len !== buf.length) {
     throw new ProtocolError(`truncated request: header.len=${header.len} but read returned ${buf.length} bytes (opcode ${opName(header.opcode)})`);
   }
@@ -191,6 +191,17 @@ export function parseRequest(buf: Buffer): Request {
     unique: header.unique,
     nodeid: Number(header.nodeid),
     body: buf.subarray(IN_HEADER.size, buf.length - ext),
+  };
+}
+
+const IH = offsetsOf(IN_HEADER);
+
+/** decodeStruct(IN_HEADER) written out: every request has one. */
+function decodeInHeader(buf: Buffer): InHeader {
+  return {
+    len: buf.readUInt32LE(IH.len!), opcode: buf.readUInt32LE(IH.opcode!), unique: buf.readBigUInt64LE(IH.unique!),
+    nodeid: buf.readBigUInt64LE(IH.nodeid!), uid: buf.readUInt32LE(IH.uid!), gid: buf.readUInt32LE(IH.gid!),
+    pid: buf.readUInt32LE(IH.pid!), total_extlen: buf.readUInt16LE(IH.total_extlen!), padding: buf.readUInt16LE(IH.padding!),
   };
 }
 
@@ -238,12 +249,24 @@ export class BodyReader {
 // ---- replies ----
 
 /** Header plus payload pieces; written with one writev so the kernel sees one message. */
+const OUT = offsetsOf(OUT_HEADER);
+
 export function replyIov(unique: bigint, error: number, payload: Buffer[] = []): Buffer[] {
   // An error reply is the bare header: the kernel rejects an error with a payload.
   const body = error === 0 ? payload : [];
   let len = OUT_HEADER.size;
   for (const p of body) len += p.length;
-  return [encodeStruct(OUT_HEADER, { len, error, unique }), ...body];
+  // Written by hand (every reply has one): the generic encoder costs more than the write.
+  const h = Buffer.allocUnsafe(OUT_HEADER.size);
+  h.writeUInt32LE(len, OUT.len!);
+  h.writeInt32LE(error, OUT.error!);
+  h.writeBigUInt64LE(unique, OUT.unique!);
+  return [h, ...body];
+}
+
+/** Field name -> offset, for the encoders written by hand on hot paths. */
+export function offsetsOf(def: StructDef<readonly FieldSpec[]>): Record<string, number> {
+  return Object.fromEntries(def.fields.map((f) => [f.name, f.offset]));
 }
 
 export function encodeInitOut(v: Encodable<typeof INIT_OUT extends StructDef<infer S> ? S : never>): Buffer {
@@ -278,6 +301,38 @@ export function encodeEntryOutInto(e: EntryParams, buf: Buffer, at: number): voi
     nodeid: e.nodeid, generation: e.generation ?? 0, entry_valid: ev, attr_valid: av,
     entry_valid_nsec: evn, attr_valid_nsec: avn, attr: e.attr,
   }, buf, at);
+}
+
+const EO = offsetsOf(ENTRY_OUT);
+const AO = offsetsOf(ATTR_OUT);
+
+function writeTimeout(buf: Buffer, secAt: number, nsecAt: number, sec: number): void {
+  const whole = Math.floor(sec);
+  buf.writeUInt32LE(whole >>> 0, secAt);
+  buf.writeUInt32LE(Math.floor(whole / 0x1_0000_0000), secAt + 4);
+  buf.writeUInt32LE(Math.round((sec - whole) * 1e9), nsecAt);
+}
+
+/**
+ * fuse_entry_out with the attributes written by `attrInto` (statx.ts: sxAttrInto): the
+ * LOOKUP reply without building an attribute object (encodeEntryOut is the reference).
+ */
+export function encodeEntryOutWith(nodeid: number, entryValid: number, attrValid: number, attrInto: (out: Buffer, at: number) => void): Buffer {
+  const b = Buffer.alloc(ENTRY_OUT.size);
+  b.writeUInt32LE(nodeid >>> 0, EO.nodeid!);
+  b.writeUInt32LE(Math.floor(nodeid / 0x1_0000_0000), EO.nodeid! + 4);
+  writeTimeout(b, EO.entry_valid!, EO.entry_valid_nsec!, entryValid);
+  writeTimeout(b, EO.attr_valid!, EO.attr_valid_nsec!, attrValid);
+  attrInto(b, EO.attr!);
+  return b;
+}
+
+/** fuse_attr_out, the same way (encodeAttrOut is the reference). */
+export function encodeAttrOutWith(attrValid: number, attrInto: (out: Buffer, at: number) => void): Buffer {
+  const b = Buffer.alloc(ATTR_OUT.size);
+  writeTimeout(b, AO.attr_valid!, AO.attr_valid_nsec!, attrValid);
+  attrInto(b, AO.attr!);
+  return b;
 }
 
 export function encodeEntryOut(e: EntryParams): Buffer {

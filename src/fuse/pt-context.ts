@@ -5,7 +5,8 @@
 import fs, { type BigIntStats } from 'node:fs';
 import type { FuseDevice } from './dev.ts';
 import { NodeTable, type Node } from './nodes.ts';
-import { encodeEntryOut, encodeAttrOut, type AttrIn, type Request } from './protocol.ts';
+import { encodeEntryOut, encodeAttrOut, encodeAttrOutWith, encodeEntryOutWith, type AttrIn, type Request } from './protocol.ts';
+import { statxFd, statxOrENOENT, sxAttrInto, sxKey } from './statx.ts';
 import { Errno, type Session } from './session.ts';
 import { statKey, toAttr } from './attr.ts';
 import * as libc from './libc.ts';
@@ -101,6 +102,25 @@ export class PtContext {
   entryNode(rel: string, st: BigIntStats): { entry: Buffer; node: Node } {
     const node = this.nodes.remember(statKey(st), rel);
     return { entry: encodeEntryOut({ nodeid: node.id, entryValid: this.opts.entryTimeout, attrValid: this.opts.attrTimeout, attr: this.attr({ nodeid: node.id, rel }, st) }), node };
+  }
+
+  /**
+   * LOOKUP's reply for the entry at `abs` (relative path `rel`). Without an attribute hook
+   * (no policy reshapes attributes) statx is encoded straight into the reply (statx.ts);
+   * with one, through node:fs stats and the hook.
+   */
+  lookupEntry(rel: string, abs: string): Buffer {
+    if (this.attrHook) return this.entryFor(rel, this.lstat(abs));
+    const sx = statxOrENOENT(abs);
+    const node = this.nodes.remember(sxKey(sx), rel);
+    return encodeEntryOutWith(node.id, this.opts.entryTimeout, this.opts.attrTimeout, (b, at) => sxAttrInto(sx, b, at));
+  }
+
+  /** GETATTR's reply from an open fd, or from the path when `fd` is undefined (as lookupEntry). */
+  getattrReply(nodeid: number, fd: number | undefined): Buffer {
+    if (this.attrHook) return this.attrOut(nodeid, fd !== undefined ? fs.fstatSync(fd, { bigint: true }) : this.lstat(this.nodePath(nodeid)));
+    const sx = fd !== undefined ? statxFd(fd) : statxOrENOENT(this.nodePath(nodeid));
+    return encodeAttrOutWith(this.opts.attrTimeout, (b, at) => sxAttrInto(sx, b, at));
   }
 
   attrOut(nodeid: number, st: BigIntStats): Buffer {

@@ -15,7 +15,7 @@ import type { PtContext } from './pt-context.ts';
 export function registerNamespaceOps(s: Session, c: PtContext): void {
   s.on(Op.LOOKUP, (req, b) => {
     const { rel, abs } = c.child(req.nodeid, b.cstring());
-    return c.entryFor(rel, c.lstat(abs));
+    return c.lookupEntry(rel, abs);
   });
 
   s.on(Op.FORGET, (req, b) => {
@@ -39,8 +39,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     // fstat(2) on a FUSE file arrives without a handle; once the last name is unlinked the
     // only way to the inode is any handle still open on it.
     if (!h && c.nodes.get(req.nodeid).paths.length === 0) h = c.anyOpenFile(req.nodeid);
-    const st = h?.kind === 'file' ? fs.fstatSync(h.fd, { bigint: true }) : c.lstat(c.nodePath(req.nodeid));
-    return c.attrOut(req.nodeid, st);
+    return c.getattrReply(req.nodeid, h?.kind === 'file' ? h.fd : undefined);
   });
 
   s.on(Op.SETATTR, (req, b) => {

@@ -153,6 +153,7 @@ test.serial('userspace mode gives the same replicas as the BPF run', async (t) =
   t.true(s.daemon[0]!.reads > 0 && s.daemon[1]!.reads > 0, 'reads spread over replicas');
   t.is(s.daemon[0]!.writes, s.daemon[1]!.writes);
   t.is(bpfReplicas.length, 2, 'the BPF test ran first');
+  await t.throwsAsync(m.fault(2), { message: /fault: backing 2 is not one of this mount's 2 backing directories/ });
   for (let i = 0; i < replicas.length; i++) {
     t.deepEqual(diffTrees(bpfReplicas[i]!, replicas[i]!), [], `replica ${i}: BPF run vs userspace run`);
   }

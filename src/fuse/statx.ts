@@ -1,0 +1,108 @@
+// statx(2) into one reusable buffer, and FUSE attributes encoded straight from it: the hot
+// path of LOOKUP and GETATTR. node:fs's lstatSync builds a BigIntStats object (fourteen
+// BigInts, four Dates) per call, and the generic struct encoder walks field tables; in the
+// TCG guest those cost a GETATTR more than the syscall (docs/fuse-server.md: the request
+// path). toAttr/encodeStruct (attr.ts, protocol.ts) stay the reference: the unit tests
+// compare both encodings byte for byte.
+import koffi from 'koffi';
+import { ATTR } from './protocol.ts';
+import { Errno } from './session.ts';
+import { SysError } from './libc.ts';
+
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+const AT_EMPTY_PATH = 0x1000;
+const STATX_BASIC_STATS = 0x7ff;
+const ENOENT = 2;
+
+// struct statx (include/uapi/linux/stat.h): offsets of the fields used here.
+const SX = {
+  blksize: 4, nlink: 16, uid: 20, gid: 24, mode: 28, ino: 32, size: 40, blocks: 48,
+  atime: 64, ctime: 96, mtime: 112, rdevMajor: 128, rdevMinor: 132, devMajor: 136, devMinor: 140,
+} as const;
+const STATX_SIZE = 256;
+
+let fn: ((dirfd: number, path: string, flags: number, mask: number, buf: Buffer) => number) | undefined;
+function bind() {
+  return (fn ??= koffi.load('libc.so.6').func('int statx(int dirfd, const char *path, int flags, unsigned int mask, _Out_ uint8_t *buf)') as never);
+}
+
+/** The buffer every call fills: read it before the next call. */
+const buf = Buffer.alloc(STATX_SIZE);
+
+/** lstat(2) of `path` into the shared buffer; null if it does not exist (the common miss). */
+export function statxPath(path: string): Buffer | null {
+  if (bind()(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, buf) === 0) return buf;
+  const errno = koffi.errno();
+  if (errno === ENOENT) return null;
+  throw new SysError('statx', errno, path);
+}
+
+/** fstat(2) of an open fd into the shared buffer. */
+export function statxFd(fd: number): Buffer {
+  if (bind()(fd, '', AT_EMPTY_PATH, STATX_BASIC_STATS, buf) === 0) return buf;
+  throw new SysError('statx', koffi.errno(), `fd ${fd}`);
+}
+
+/** Like statxPath, but a missing name is the ENOENT a handler throws. */
+export function statxOrENOENT(path: string): Buffer {
+  const sx = statxPath(path);
+  if (!sx) throw new Errno('ENOENT');
+  return sx;
+}
+
+export function sxMode(sx: Buffer): number {
+  return sx.readUInt16LE(SX.mode);
+}
+
+/** A u64 as an exact decimal string, without a BigInt for the values that fit a double. */
+function u64String(b: Buffer, at: number): string {
+  const hi = b.readUInt32LE(at + 4);
+  return hi < 0x200000 ? String(hi * 0x1_0000_0000 + b.readUInt32LE(at)) : b.readBigUInt64LE(at).toString();
+}
+
+/** glibc's makedev(major, minor), as node:fs reports st_dev and st_rdev. */
+function makedev(major: number, minor: number): bigint {
+  return (BigInt(major & 0xfffff000) << 32n) | BigInt((((major & 0xfff) << 8) | ((minor & 0xffffff00) << 12) | (minor & 0xff)) >>> 0);
+}
+
+function makedevLow(major: number, minor: number): number {
+  return (((major & 0xfff) << 8) | ((minor & 0xffffff00) << 12) | (minor & 0xff)) >>> 0;
+}
+
+/** The node key (attr.ts: statKey) of the file in `sx`: "dev:ino", decimal. */
+export function sxKey(sx: Buffer): string {
+  const major = sx.readUInt32LE(SX.devMajor);
+  const minor = sx.readUInt32LE(SX.devMinor);
+  const dev = major & 0xfffff000 ? makedev(major, minor).toString() : String(makedevLow(major, minor));
+  return `${dev}:${u64String(sx, SX.ino)}`;
+}
+
+const A = Object.fromEntries(ATTR.fields.map((f) => [f.name, f.offset])) as Record<string, number>;
+
+// Two 32-bit moves: Buffer#copy costs more than that for eight bytes.
+const copy64 = (sx: Buffer, from: number, out: Buffer, to: number) => {
+  out.writeUInt32LE(sx.readUInt32LE(from), to);
+  out.writeUInt32LE(sx.readUInt32LE(from + 4), to + 4);
+};
+
+/** struct fuse_attr at out[at..], from a statx buffer (what toAttr + encodeStruct write). */
+export function sxAttrInto(sx: Buffer, out: Buffer, at: number): void {
+  copy64(sx, SX.ino, out, at + A.ino!);
+  copy64(sx, SX.size, out, at + A.size!);
+  copy64(sx, SX.blocks, out, at + A.blocks!);
+  // statx_timestamp: __s64 tv_sec; __u32 tv_nsec. fuse_attr keeps them as u64 + u32.
+  copy64(sx, SX.atime, out, at + A.atime!);
+  copy64(sx, SX.mtime, out, at + A.mtime!);
+  copy64(sx, SX.ctime, out, at + A.ctime!);
+  out.writeUInt32LE(sx.readUInt32LE(SX.atime + 8), at + A.atimensec!);
+  out.writeUInt32LE(sx.readUInt32LE(SX.mtime + 8), at + A.mtimensec!);
+  out.writeUInt32LE(sx.readUInt32LE(SX.ctime + 8), at + A.ctimensec!);
+  out.writeUInt32LE(sx.readUInt16LE(SX.mode), at + A.mode!);
+  out.writeUInt32LE(sx.readUInt32LE(SX.nlink), at + A.nlink!);
+  out.writeUInt32LE(sx.readUInt32LE(SX.uid), at + A.uid!);
+  out.writeUInt32LE(sx.readUInt32LE(SX.gid), at + A.gid!);
+  out.writeUInt32LE(makedevLow(sx.readUInt32LE(SX.rdevMajor), sx.readUInt32LE(SX.rdevMinor)), at + A.rdev!);
+  out.writeUInt32LE(sx.readUInt32LE(SX.blksize), at + A.blksize!);
+  out.writeUInt32LE(0, at + A.flags!);
+}
