@@ -62,6 +62,11 @@ export function goals(raw: RawResults): Goal[] {
     g('stripe over 2: 4 KiB direct read p50 <= 1.2x native', ratio(raw, 'stripe2', 'native', rr, 'p50us'), (v) => v <= 1.2, 'p50(stripe2) / p50(native)'),
     g('tree, zero timeouts: stat <= 1.5x native', ratio(raw, 'tree', 'native', 'stat', 'p50us'), (v) => v <= 1.5, 'p50(tree) / p50(native)'),
     g('tree, timeouts the program chooses (1 s): stat <= 1.1x native', ratio(raw, 'tree-cached', 'native', 'stat', 'p50us'), (v) => v <= 1.1, 'p50(tree-cached) / p50(native)'),
+    // Issue 20: the TypeScript daemon within 2x of a C libfuse daemon.
+    g('TypeScript daemon: 4 KiB direct read p50 <= 2x the C daemon', ratio(raw, 'userspace', 'libfuse-c', rr, 'p50us'), (v) => v <= 2, 'p50(userspace) / p50(libfuse-c)'),
+    g('TypeScript daemon: stat p50 <= 2x the C daemon', ratio(raw, 'userspace', 'libfuse-c', 'stat', 'p50us'), (v) => v <= 2, 'p50(userspace) / p50(libfuse-c)'),
+    g('TypeScript daemon: 4 KiB direct read, 2 jobs, p50 <= 1.5x the C daemon', ratio(raw, 'userspace', 'libfuse-c', 'randread4k-direct-2j', 'p50us'), (v) => v <= 1.5, 'p50(userspace) / p50(libfuse-c)'),
+    g('TypeScript daemon: untar + grep <= 2x the C daemon', ratio(raw, 'userspace', 'libfuse-c', 'untar-grep', 'seconds'), (v) => v <= 2, 's(userspace) / s(libfuse-c)'),
   ];
 }
 

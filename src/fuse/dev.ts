@@ -40,8 +40,10 @@ function reply(error, n) {
   try {
     fs.writeSync(fd, out, 0, L.outHeader + n);
   } catch (e) {
-    // ENOENT: the request was interrupted meanwhile; ENODEV: the connection is gone.
-    if (e.code !== 'ENOENT' && e.code !== 'ENODEV') throw e;
+    // ENOENT: the kernel knows no such request (interrupted meanwhile, or answered twice:
+    // counted in slot 0); ENODEV: the connection is gone.
+    if (e.code === 'ENOENT') Atomics.add(counts, 0, 1);
+    else if (e.code !== 'ENODEV') throw e;
   }
 }
 function serveRead() {
@@ -178,8 +180,10 @@ function readerLayout() {
   };
 }
 
-/** Opcodes the readers count (Int32Array slots): READ and WRITE, below 64. */
+/** Opcodes the readers count (Int32Array slots), below 64; slot 0 (no opcode) counts
+ *  stale replies. */
 const COUNTED = 64;
+const STALE_SLOT = 0;
 
 export interface MountOptions {
   mountpoint: string;
@@ -204,7 +208,7 @@ export class FuseDevice {
   readonly ended: Promise<string>;
   private workers: Worker[] = [];
   /** What the readers served themselves, per opcode (Atomics). */
-  private readonly served = new Int32Array(new SharedArrayBuffer(COUNTED * 4));
+  private readonly served: Int32Array = new Int32Array(new SharedArrayBuffer(COUNTED * 4));
   /** Per reader, with tracing: [n, hop, handle, reply] per opcode (ns). */
   private readonly readerTimes: Float64Array[] = [];
   private resolveEnded!: (why: string) => void;
@@ -213,13 +217,14 @@ export class FuseDevice {
   private fdClosed = false;
   private connId: string | undefined;
 
-  /** The connection `fd` as seen from a server thread: replies and backing ids, no mount. */
-  static forThread(fd: number): FuseDevice {
-    const d = new FuseDevice(fd, { mountpoint: '', readBufferSize: 0 });
-    return d;
+  /** The connection `fd` as seen from a server thread: replies and backing ids, no mount;
+   *  `counts`: the starting device's counters (stale replies are counted there). */
+  static forThread(fd: number, counts: SharedArrayBuffer): FuseDevice {
+    return new FuseDevice(fd, { mountpoint: '', readBufferSize: 0 }, new Int32Array(counts));
   }
 
-  private constructor(fd: number, private readonly opts: MountOptions) {
+  private constructor(fd: number, private readonly opts: MountOptions, served?: Int32Array) {
+    if (served) this.served = served;
     this.fd = fd;
     this.mountpoint = opts.mountpoint;
     this.ended = new Promise((r) => (this.resolveEnded = r));
@@ -262,7 +267,7 @@ export class FuseDevice {
     for (let i = 0; i < n; i++) {
       const times = opts.trace ? new SharedArrayBuffer(COUNTED * 4 * 8) : null;
       if (times) this.readerTimes.push(new Float64Array(times));
-      const server = opts.server ? { ...opts.server, module: threadServerModule(), tables: this.tablesShared.buffer, times } : undefined;
+      const server = opts.server ? { ...opts.server, module: threadServerModule(), tables: this.tablesShared.buffer, times, counts: this.served.buffer } : undefined;
       const w = new Worker(READER_SOURCE, {
         eval: true,
         execArgv: [],
@@ -296,7 +301,7 @@ export class FuseDevice {
    *  server thread), by opcode name. */
   servedByReaders(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (let op = 0; op < COUNTED; op++) {
+    for (let op = 1; op < COUNTED; op++) {
       const k = Atomics.load(this.served, op);
       if (k) out[opName(op)] = k;
     }
@@ -325,10 +330,17 @@ export class FuseDevice {
       fs.writevSync(this.fd, iov);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      // ENOENT: the request was interrupted/aborted meanwhile; ENODEV: connection gone.
-      if (code === 'ENOENT' || code === 'ENODEV') return;
-      throw e;
+      // ENOENT: no such request (interrupted or aborted meanwhile, or answered twice);
+      // ENODEV: connection gone.
+      if (code === 'ENOENT') Atomics.add(this.served, STALE_SLOT, 1);
+      else if (code !== 'ENODEV') throw e;
     }
+  }
+
+  /** Replies the kernel refused because it knew no such request: a request answered twice,
+   *  or one interrupted before its answer. 0 under a load that interrupts nothing. */
+  staleReplies(): number {
+    return Atomics.load(this.served, STALE_SLOT);
   }
 
   /** FUSE_DEV_IOC_BACKING_OPEN: needs INIT with PASSTHROUGH and CAP_SYS_ADMIN. `dir`: a

@@ -65,8 +65,9 @@ export interface FuseHandle {
   readonly negotiated: Negotiated;
   /** Requests received, by opcode name (e.g. { LOOKUP: 3, GETATTR: 5 }). */
   stats(): Record<string, number>;
-  /** Live nodeids and open handles, for leak checks. */
-  tables(): { nodes: number; handles: number };
+  /** Live nodeids and open handles, for leak checks; replies the kernel refused as unknown
+   *  (FuseDevice.staleReplies). */
+  tables(): { nodes: number; handles: number; staleReplies: number };
   /** Unmounts (without blocking the event loop) and resolves once the server stopped. */
   close(): Promise<void>;
   /** Resolves with the reason when the connection ends for any reason (incl. external umount). */
@@ -177,7 +178,10 @@ export async function mountFuse(opts: MountFuseOptions): Promise<FuseHandle> {
       for (const [op, n] of Object.entries(dev.servedByReaders())) out[op] = (out[op] ?? 0) + n;
       return out;
     },
-    tables: () => (fsys ? { nodes: fsys.ctx.nodes.size, handles: fsys.ctx.handles.size } : dev.serverTables()),
+    tables: () => ({
+      ...(fsys ? { nodes: fsys.ctx.nodes.size, handles: fsys.ctx.handles.size } : dev.serverTables()),
+      staleReplies: dev.staleReplies(),
+    }),
     close: async () => {
       await dev.unmount();
       await closed;

@@ -15,12 +15,12 @@ import { Session } from './session.ts';
 import { PASSTHROUGH_FS_FLAGS, createPassthroughFs } from './passthrough-fs.ts';
 import { traceRows } from './trace.ts';
 
-type ServerData = ThreadServerConfig & { tables: SharedArrayBuffer; times: SharedArrayBuffer | null };
+type ServerData = ThreadServerConfig & { tables: SharedArrayBuffer; times: SharedArrayBuffer | null; counts: SharedArrayBuffer };
 
 /** Called once in the server thread; returns what serves one request (its bytes, and when a
  *  reader got it when tracing), plus `end` for when the connection is gone. */
 export async function threadServer(cfg: ServerData, fd: number) {
-  const dev = FuseDevice.forThread(fd);
+  const dev = FuseDevice.forThread(fd, cfg.counts);
   const session = new Session(dev, {
     maxPages: cfg.maxPages,
     wantFlags: PASSTHROUGH_FS_FLAGS | (cfg.passthrough ? InitFlag.PASSTHROUGH : 0n) | (cfg.killPrivV2 ? InitFlag.HANDLE_KILLPRIV_V2 : 0n),

@@ -30,8 +30,12 @@ export interface ServeStats {
 }
 
 export interface Tables {
+  /** Nodes the daemon knows and handles open: leak checks. */
   nodes: number;
   handles: number;
+  /** Replies the kernel refused as unknown: a request answered twice, or interrupted
+   *  before its answer (0 when nothing interrupts). */
+  staleReplies: number;
 }
 
 /** mount() -> daemon */
