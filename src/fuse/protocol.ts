@@ -306,32 +306,45 @@ export function encodeEntryOutInto(e: EntryParams, buf: Buffer, at: number): voi
 const EO = offsetsOf(ENTRY_OUT);
 const AO = offsetsOf(ATTR_OUT);
 
-function writeTimeout(buf: Buffer, secAt: number, nsecAt: number, sec: number): void {
+function writeTimeout(b32: Uint32Array, secAt: number, nsecAt: number, sec: number): void {
   const whole = Math.floor(sec);
-  buf.writeUInt32LE(whole >>> 0, secAt);
-  buf.writeUInt32LE(Math.floor(whole / 0x1_0000_0000), secAt + 4);
-  buf.writeUInt32LE(Math.round((sec - whole) * 1e9), nsecAt);
+  b32[secAt / 4] = whole >>> 0;
+  b32[secAt / 4 + 1] = Math.floor(whole / 0x1_0000_0000);
+  b32[nsecAt / 4] = Math.round((sec - whole) * 1e9);
+}
+
+/**
+ * A reply of `size` bytes from node's buffer pool (slices start 8-byte aligned) and its
+ * Uint32Array view: no ArrayBuffer of its own, which costs more than the encoding. Not
+ * zeroed: the caller writes every field.
+ */
+function aligned(size: number): [Buffer, Uint32Array] {
+  const b = Buffer.allocUnsafe(size);
+  return [b, new Uint32Array(b.buffer, b.byteOffset, size / 4)];
 }
 
 /**
  * fuse_entry_out with the attributes written by `attrInto` (statx.ts: sxAttrInto): the
  * LOOKUP reply without building an attribute object (encodeEntryOut is the reference).
  */
-export function encodeEntryOutWith(nodeid: number, entryValid: number, attrValid: number, attrInto: (out: Buffer, at: number) => void): Buffer {
-  const b = Buffer.alloc(ENTRY_OUT.size);
-  b.writeUInt32LE(nodeid >>> 0, EO.nodeid!);
-  b.writeUInt32LE(Math.floor(nodeid / 0x1_0000_0000), EO.nodeid! + 4);
-  writeTimeout(b, EO.entry_valid!, EO.entry_valid_nsec!, entryValid);
-  writeTimeout(b, EO.attr_valid!, EO.attr_valid_nsec!, attrValid);
-  attrInto(b, EO.attr!);
+export function encodeEntryOutWith(nodeid: number, entryValid: number, attrValid: number, attrInto: (out32: Uint32Array, at: number) => void): Buffer {
+  const [b, b32] = aligned(ENTRY_OUT.size);
+  b32[EO.nodeid! / 4] = nodeid >>> 0;
+  b32[EO.nodeid! / 4 + 1] = Math.floor(nodeid / 0x1_0000_0000);
+  b32[EO.generation! / 4] = 0;
+  b32[EO.generation! / 4 + 1] = 0;
+  writeTimeout(b32, EO.entry_valid!, EO.entry_valid_nsec!, entryValid);
+  writeTimeout(b32, EO.attr_valid!, EO.attr_valid_nsec!, attrValid);
+  attrInto(b32, EO.attr!);
   return b;
 }
 
 /** fuse_attr_out, the same way (encodeAttrOut is the reference). */
-export function encodeAttrOutWith(attrValid: number, attrInto: (out: Buffer, at: number) => void): Buffer {
-  const b = Buffer.alloc(ATTR_OUT.size);
-  writeTimeout(b, AO.attr_valid!, AO.attr_valid_nsec!, attrValid);
-  attrInto(b, AO.attr!);
+export function encodeAttrOutWith(attrValid: number, attrInto: (out32: Uint32Array, at: number) => void): Buffer {
+  const [b, b32] = aligned(ATTR_OUT.size);
+  writeTimeout(b32, AO.attr_valid!, AO.attr_valid_nsec!, attrValid);
+  b32[AO.dummy! / 4] = 0;
+  attrInto(b32, AO.attr!);
   return b;
 }
 

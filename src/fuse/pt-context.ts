@@ -113,14 +113,15 @@ export class PtContext {
     if (this.attrHook) return this.entryFor(rel, this.lstat(abs));
     const sx = statxOrENOENT(abs);
     const node = this.nodes.remember(sxKey(sx), rel);
-    return encodeEntryOutWith(node.id, this.opts.entryTimeout, this.opts.attrTimeout, (b, at) => sxAttrInto(sx, b, at));
+    return encodeEntryOutWith(node.id, this.opts.entryTimeout, this.opts.attrTimeout, sxAttrInto);
   }
 
   /** GETATTR's reply from an open fd, or from the path when `fd` is undefined (as lookupEntry). */
   getattrReply(nodeid: number, fd: number | undefined): Buffer {
     if (this.attrHook) return this.attrOut(nodeid, fd !== undefined ? fs.fstatSync(fd, { bigint: true }) : this.lstat(this.nodePath(nodeid)));
-    const sx = fd !== undefined ? statxFd(fd) : statxOrENOENT(this.nodePath(nodeid));
-    return encodeAttrOutWith(this.opts.attrTimeout, (b, at) => sxAttrInto(sx, b, at));
+    if (fd !== undefined) statxFd(fd);
+    else statxOrENOENT(this.nodePath(nodeid));
+    return encodeAttrOutWith(this.opts.attrTimeout, sxAttrInto);
   }
 
   attrOut(nodeid: number, st: BigIntStats): Buffer {
