@@ -156,6 +156,9 @@ export type ThreadServerMessage =
   | { init: { ok: true; negotiated: unknown } | { ok: false; error: string } }
   | { trace: unknown };
 
+/** Replies up to this size are written as one buffer (FuseDevice.write). */
+const SMALL_REPLY = 8192;
+
 /** Handles at or above this fh carry their backing fd in the low 32 bits (fastFh). */
 const FAST_TAG = 0x10_0000;
 
@@ -323,11 +326,16 @@ export class FuseDevice {
     return out;
   }
 
-  /** One writev: the kernel takes a reply as exactly one write. */
+  /** One write(2) or writev(2): the kernel takes a reply as exactly one write. A small
+   *  reply is gathered into one pooled buffer first: cheaper than writev's iovec array. */
   write(iov: Buffer[]): void {
     if (this.fdClosed) return;
     try {
-      fs.writevSync(this.fd, iov);
+      let len = 0;
+      for (const b of iov) len += b.length;
+      if (iov.length === 1) fs.writeSync(this.fd, iov[0]!);
+      else if (len <= SMALL_REPLY) fs.writeSync(this.fd, Buffer.concat(iov, len));
+      else fs.writevSync(this.fd, iov);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       // ENOENT: no such request (interrupted or aborted meanwhile, or answered twice);

@@ -80,6 +80,36 @@ export function decodeStruct<S extends readonly FieldSpec[]>(def: StructDef<S>, 
   if (buf.length - at < def.size) {
     throw new ProtocolError(`truncated ${def.name}: need ${def.size} bytes at offset ${at}, have ${Math.max(0, buf.length - at)}`);
   }
+  let d = decoders.get(def);
+  if (!d) decoders.set(def, (d = compileDecoder(def)));
+  return d(buf, at) as Decoded<S>;
+}
+
+/**
+ * Every request body is decoded with one of these: a function per struct that reads each
+ * field at its fixed offset into an object literal, which the JIT compiles to straight
+ * loads and one object shape. The interpreted walk (decodeStructSlow) is its reference.
+ * The source is built only from our own struct tables (names and offsets), never input.
+ */
+const decoders = new WeakMap<StructDef<any>, (buf: Buffer, at: number) => unknown>();
+
+const READERS: Record<Scalar, string> = {
+  u8: 'readUInt8', u16: 'readUInt16LE', u32: 'readUInt32LE', i32: 'readInt32LE', u64: 'readBigUInt64LE', i64: 'readBigInt64LE',
+};
+
+function compileDecoder(def: StructDef<any>): (buf: Buffer, at: number) => unknown {
+  const nested: ((buf: Buffer, at: number) => unknown)[] = [];
+  const props = def.fields.filter((f) => f.type !== 'pad').map((f) => {
+    if (!/^[A-Za-z_]\w*$/.test(f.name)) throw new Error(`${def.name}: field name ${JSON.stringify(f.name)} is not an identifier`);
+    if (typeof f.type === 'string') return `${f.name}: buf.${READERS[f.type as Scalar]}(at + ${f.offset})`;
+    nested.push(compileDecoder(f.type));
+    return `${f.name}: nested[${nested.length - 1}](buf, at + ${f.offset})`;
+  });
+  return new Function('nested', `return (buf, at) => ({ ${props.join(', ')} });`)(nested) as (buf: Buffer, at: number) => unknown;
+}
+
+/** decodeStruct by walking the field table: the reference the compiled decoders are tested against. */
+export function decodeStructSlow<S extends readonly FieldSpec[]>(def: StructDef<S>, buf: Buffer, at = 0): Decoded<S> {
   const out: Record<string, unknown> = {};
   for (const f of def.fields) {
     const o = at + f.offset;
@@ -91,7 +121,7 @@ export function decodeStruct<S extends readonly FieldSpec[]>(def: StructDef<S>, 
       case 'i32': out[f.name] = buf.readInt32LE(o); break;
       case 'u64': out[f.name] = buf.readBigUInt64LE(o); break;
       case 'i64': out[f.name] = buf.readBigInt64LE(o); break;
-      default: out[f.name] = decodeStruct(f.type, buf, o);
+      default: out[f.name] = decodeStructSlow(f.type, buf, o);
     }
   }
   return out as Decoded<S>;

@@ -303,14 +303,19 @@ export function encodeEntryOutInto(e: EntryParams, buf: Buffer, at: number): voi
   }, buf, at);
 }
 
+// Offsets in u32 units, as constants: these encoders run for every LOOKUP and GETATTR.
 const EO = offsetsOf(ENTRY_OUT);
 const AO = offsetsOf(ATTR_OUT);
+const EO_NODEID = EO.nodeid! >> 2, EO_GENERATION = EO.generation! >> 2, EO_ATTR = EO.attr!;
+const EO_ENTRY_VALID = EO.entry_valid! >> 2, EO_ENTRY_VALID_NSEC = EO.entry_valid_nsec! >> 2;
+const EO_ATTR_VALID = EO.attr_valid! >> 2, EO_ATTR_VALID_NSEC = EO.attr_valid_nsec! >> 2;
+const AO_ATTR_VALID = AO.attr_valid! >> 2, AO_ATTR_VALID_NSEC = AO.attr_valid_nsec! >> 2, AO_DUMMY = AO.dummy! >> 2, AO_ATTR = AO.attr!;
 
-function writeTimeout(b32: Uint32Array, secAt: number, nsecAt: number, sec: number): void {
+function writeTimeout(b32: Uint32Array, sec32: number, nsec32: number, sec: number): void {
   const whole = Math.floor(sec);
-  b32[secAt / 4] = whole >>> 0;
-  b32[secAt / 4 + 1] = Math.floor(whole / 0x1_0000_0000);
-  b32[nsecAt / 4] = Math.round((sec - whole) * 1e9);
+  b32[sec32] = whole >>> 0;
+  b32[sec32 + 1] = Math.floor(whole / 0x1_0000_0000);
+  b32[nsec32] = Math.round((sec - whole) * 1e9);
 }
 
 /**
@@ -329,22 +334,22 @@ function aligned(size: number): [Buffer, Uint32Array] {
  */
 export function encodeEntryOutWith(nodeid: number, entryValid: number, attrValid: number, attrInto: (out32: Uint32Array, at: number) => void): Buffer {
   const [b, b32] = aligned(ENTRY_OUT.size);
-  b32[EO.nodeid! / 4] = nodeid >>> 0;
-  b32[EO.nodeid! / 4 + 1] = Math.floor(nodeid / 0x1_0000_0000);
-  b32[EO.generation! / 4] = 0;
-  b32[EO.generation! / 4 + 1] = 0;
-  writeTimeout(b32, EO.entry_valid!, EO.entry_valid_nsec!, entryValid);
-  writeTimeout(b32, EO.attr_valid!, EO.attr_valid_nsec!, attrValid);
-  attrInto(b32, EO.attr!);
+  b32[EO_NODEID] = nodeid >>> 0;
+  b32[EO_NODEID + 1] = Math.floor(nodeid / 0x1_0000_0000);
+  b32[EO_GENERATION] = 0;
+  b32[EO_GENERATION + 1] = 0;
+  writeTimeout(b32, EO_ENTRY_VALID, EO_ENTRY_VALID_NSEC, entryValid);
+  writeTimeout(b32, EO_ATTR_VALID, EO_ATTR_VALID_NSEC, attrValid);
+  attrInto(b32, EO_ATTR);
   return b;
 }
 
 /** fuse_attr_out, the same way (encodeAttrOut is the reference). */
 export function encodeAttrOutWith(attrValid: number, attrInto: (out32: Uint32Array, at: number) => void): Buffer {
   const [b, b32] = aligned(ATTR_OUT.size);
-  writeTimeout(b32, AO.attr_valid!, AO.attr_valid_nsec!, attrValid);
-  b32[AO.dummy! / 4] = 0;
-  attrInto(b32, AO.attr!);
+  writeTimeout(b32, AO_ATTR_VALID, AO_ATTR_VALID_NSEC, attrValid);
+  b32[AO_DUMMY] = 0;
+  attrInto(b32, AO_ATTR);
   return b;
 }
 

@@ -80,9 +80,14 @@ export function sxKey(sx: Buffer): string {
 
 // Every fuse_attr field is a u32 or a u64 at a 4-byte aligned offset, and so are the statx
 // fields read here: both sides are handled as Uint32Arrays, whose indexing the JIT inlines
-// (Buffer's read/write methods are calls, and a GETATTR made some forty of them).
-const A = Object.fromEntries(ATTR.fields.map((f) => [f.name, f.offset / 4])) as Record<string, number>;
-const S = Object.fromEntries(Object.entries(SX).map(([k, v]) => [k, v / 4])) as Record<keyof typeof SX, number>;
+// (Buffer's read/write methods are calls, and a GETATTR made some forty of them). The
+// offsets are constants (in u32 units), taken once from the struct table.
+const attrAt = (name: string) => ATTR.fields.find((f) => f.name === name)!.offset / 4;
+const A_INO = attrAt('ino'), A_SIZE = attrAt('size'), A_BLOCKS = attrAt('blocks');
+const A_ATIME = attrAt('atime'), A_MTIME = attrAt('mtime'), A_CTIME = attrAt('ctime');
+const A_ATIMENSEC = attrAt('atimensec'), A_MTIMENSEC = attrAt('mtimensec'), A_CTIMENSEC = attrAt('ctimensec');
+const A_MODE = attrAt('mode'), A_NLINK = attrAt('nlink'), A_UID = attrAt('uid'), A_GID = attrAt('gid');
+const A_RDEV = attrAt('rdev'), A_BLKSIZE = attrAt('blksize'), A_FLAGS = attrAt('flags');
 const sx32 = new Uint32Array(buf.buffer, buf.byteOffset, STATX_SIZE / 4);
 
 /**
@@ -90,27 +95,29 @@ const sx32 = new Uint32Array(buf.buffer, buf.byteOffset, STATX_SIZE / 4);
  * statx buffer the last statxPath/statxFd filled: what toAttr + encodeStruct write.
  */
 export function sxAttrInto(out32: Uint32Array, at: number): void {
-  const o = at / 4;
+  const o = at >> 2;
   const s = sx32;
-  const u64 = (to: number, from: number) => {
-    out32[o + to] = s[from]!;
-    out32[o + to + 1] = s[from + 1]!;
-  };
-  u64(A.ino!, S.ino);
-  u64(A.size!, S.size);
-  u64(A.blocks!, S.blocks);
+  out32[o + A_INO] = s[SX.ino >> 2]!;
+  out32[o + A_INO + 1] = s[(SX.ino >> 2) + 1]!;
+  out32[o + A_SIZE] = s[SX.size >> 2]!;
+  out32[o + A_SIZE + 1] = s[(SX.size >> 2) + 1]!;
+  out32[o + A_BLOCKS] = s[SX.blocks >> 2]!;
+  out32[o + A_BLOCKS + 1] = s[(SX.blocks >> 2) + 1]!;
   // statx_timestamp: __s64 tv_sec; __u32 tv_nsec. fuse_attr keeps them as u64 + u32.
-  u64(A.atime!, S.atime);
-  u64(A.mtime!, S.mtime);
-  u64(A.ctime!, S.ctime);
-  out32[o + A.atimensec!] = s[S.atime + 2]!;
-  out32[o + A.mtimensec!] = s[S.mtime + 2]!;
-  out32[o + A.ctimensec!] = s[S.ctime + 2]!;
-  out32[o + A.mode!] = s[S.mode]! & 0xffff;
-  out32[o + A.nlink!] = s[S.nlink]!;
-  out32[o + A.uid!] = s[S.uid]!;
-  out32[o + A.gid!] = s[S.gid]!;
-  out32[o + A.rdev!] = makedevLow(s[S.rdevMajor]!, s[S.rdevMinor]!);
-  out32[o + A.blksize!] = s[S.blksize]!;
-  out32[o + A.flags!] = 0;
+  out32[o + A_ATIME] = s[SX.atime >> 2]!;
+  out32[o + A_ATIME + 1] = s[(SX.atime >> 2) + 1]!;
+  out32[o + A_MTIME] = s[SX.mtime >> 2]!;
+  out32[o + A_MTIME + 1] = s[(SX.mtime >> 2) + 1]!;
+  out32[o + A_CTIME] = s[SX.ctime >> 2]!;
+  out32[o + A_CTIME + 1] = s[(SX.ctime >> 2) + 1]!;
+  out32[o + A_ATIMENSEC] = s[(SX.atime >> 2) + 2]!;
+  out32[o + A_MTIMENSEC] = s[(SX.mtime >> 2) + 2]!;
+  out32[o + A_CTIMENSEC] = s[(SX.ctime >> 2) + 2]!;
+  out32[o + A_MODE] = s[SX.mode >> 2]! & 0xffff;
+  out32[o + A_NLINK] = s[SX.nlink >> 2]!;
+  out32[o + A_UID] = s[SX.uid >> 2]!;
+  out32[o + A_GID] = s[SX.gid >> 2]!;
+  out32[o + A_RDEV] = makedevLow(s[SX.rdevMajor >> 2]!, s[SX.rdevMinor >> 2]!);
+  out32[o + A_BLKSIZE] = s[SX.blksize >> 2]!;
+  out32[o + A_FLAGS] = 0;
 }

@@ -2,6 +2,7 @@ import test from 'ava';
 import * as P from '../../src/fuse/protocol.ts';
 import { Session, NO_REPLY } from '../../src/fuse/session.ts';
 import type { FuseDevice } from '../../src/fuse/dev.ts';
+import type { StructDef } from '../../src/fuse/layout.ts';
 
 // Sizes derived by hand from linux-6.12 include/uapi/linux/fuse.h (field widths summed,
 // padded to 8): e.g. fuse_attr = 6*8 + 10*4 = 88; fuse_entry_out = 4*8 + 2*4 + 88 = 128;
@@ -188,4 +189,16 @@ test('session answers a truncated body with EIO and unknown opcodes with ENOSYS'
   await new Promise((r) => setImmediate(r));
   t.deepEqual(written.map((w) => [w.readInt32LE(4), w.readBigUInt64LE(8)]), [[-5, 5n], [-38, 6n]]);
   t.deepEqual(Object.fromEntries(s.counts), { READ: 1, BMAP: 1 });
+});
+
+test('compiled struct decoders read what the field-table walk reads, for every struct', async (t) => {
+  const layout = await import('../../src/fuse/layout.ts');
+  const proto = await import('../../src/fuse/protocol.ts') as Record<string, unknown>;
+  const defs = Object.values(proto).filter((v): v is StructDef<any> => !!v && typeof v === 'object' && 'fields' in v && 'size' in v);
+  t.true(defs.length > 30, `${defs.length} structs`);
+  for (const def of defs) {
+    const buf = Buffer.alloc(def.size + 8);
+    for (let i = 0; i < buf.length; i++) buf[i] = (i * 151 + def.size * 7) & 0xff;
+    t.deepEqual(layout.decodeStruct(def, buf, 8), layout.decodeStructSlow(def, buf, 8), def.name);
+  }
 });
