@@ -110,17 +110,32 @@ export class PtContext {
    * with one, through node:fs stats and the hook.
    */
   lookupEntry(rel: string, abs: string): Buffer {
-    if (this.attrHook) return this.entryFor(rel, this.lstat(abs));
-    const sx = statxOrENOENT(abs);
-    const node = this.nodes.remember(sxKey(sx), rel);
-    return encodeEntryOutWith(node.id, this.opts.entryTimeout, this.opts.attrTimeout, sxAttrInto);
+    return this.entryAt(rel, abs).entry;
   }
 
-  /** GETATTR's reply from an open fd, or from the path when `fd` is undefined (as lookupEntry). */
+  /** The same for a name just made (CREATE, MKDIR, SYMLINK, MKNOD, LINK): by `fd` when the
+   *  file is open, else by path; with the node, whose reference the entry takes. */
+  entryAt(rel: string, abs: string, fd?: number): { entry: Buffer; node: Node } {
+    if (this.attrHook) return this.entryNode(rel, fd !== undefined ? fs.fstatSync(fd, { bigint: true }) : this.lstat(abs));
+    const sx = fd !== undefined ? statxFd(fd) : statxOrENOENT(abs);
+    const node = this.nodes.remember(sxKey(sx), rel);
+    return { entry: encodeEntryOutWith(node.id, this.opts.entryTimeout, this.opts.attrTimeout, sxAttrInto), node };
+  }
+
+  /** GETATTR's reply from an open fd, or from the node's path when `fd` is undefined (as lookupEntry). */
   getattrReply(nodeid: number, fd: number | undefined): Buffer {
-    if (this.attrHook) return this.attrOut(nodeid, fd !== undefined ? fs.fstatSync(fd, { bigint: true }) : this.lstat(this.nodePath(nodeid)));
-    if (fd !== undefined) statxFd(fd);
-    else statxOrENOENT(this.nodePath(nodeid));
+    return fd !== undefined ? this.attrReplyFd(nodeid, fd) : this.attrReplyAt(nodeid, this.nodePath(nodeid));
+  }
+
+  attrReplyAt(nodeid: number, abs: string): Buffer {
+    if (this.attrHook) return this.attrOut(nodeid, this.lstat(abs));
+    statxOrENOENT(abs);
+    return encodeAttrOutWith(this.opts.attrTimeout, sxAttrInto);
+  }
+
+  attrReplyFd(nodeid: number, fd: number): Buffer {
+    if (this.attrHook) return this.attrOut(nodeid, fs.fstatSync(fd, { bigint: true }));
+    statxFd(fd);
     return encodeAttrOutWith(this.opts.attrTimeout, sxAttrInto);
   }
 

@@ -54,7 +54,7 @@ export function registerFileOps(s: Session, c: PtContext): void {
     let node: Node | undefined;
     try {
       c.fixNew(abs, a.mode, req);
-      const r = c.entryNode(rel, fs.fstatSync(fd, { bigint: true }));
+      const r = c.entryAt(rel, abs, fd);
       node = r.node;
       return [r.entry, openReply(node, fd)];
     } catch (e) {

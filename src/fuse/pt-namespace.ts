@@ -76,7 +76,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
         fs.futimesSync(fd!, secs(at, cur.atime), secs(mt, cur.mtime));
       }
     }
-    return c.attrOut(req.nodeid, fd !== undefined ? fs.fstatSync(fd, { bigint: true }) : c.lstat(abs!));
+    return fd !== undefined ? c.getattrReply(req.nodeid, fd) : c.attrReplyAt(req.nodeid, abs!);
   });
 
   s.on(Op.READLINK, (req) => fs.readlinkSync(c.nodePath(req.nodeid), { encoding: 'buffer' }));
@@ -87,7 +87,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     const { rel, abs } = c.child(req.nodeid, name);
     fs.symlinkSync(target, abs);
     c.fixNew(abs, null, req, true);
-    return c.entryFor(rel, c.lstat(abs));
+    return c.lookupEntry(rel, abs);
   });
 
   s.on(Op.MKNOD, (req, b) => {
@@ -95,7 +95,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     const { rel, abs } = c.child(req.nodeid, b.cstring());
     libc.mknod(abs, a.mode, a.rdev);
     c.fixNew(abs, a.mode, req);
-    return c.entryFor(rel, c.lstat(abs));
+    return c.lookupEntry(rel, abs);
   });
 
   s.on(Op.MKDIR, (req, b) => {
@@ -103,7 +103,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     const { rel, abs } = c.child(req.nodeid, b.cstring());
     fs.mkdirSync(abs, { mode: a.mode & 0o7777 });
     c.fixNew(abs, a.mode, req);
-    return c.entryFor(rel, c.lstat(abs));
+    return c.lookupEntry(rel, abs);
   });
 
   s.on(Op.UNLINK, (req, b) => {
@@ -147,7 +147,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     const a = b.struct(LINK_IN);
     const { rel, abs } = c.child(req.nodeid, b.cstring());
     fs.linkSync(c.nodePath(Number(a.oldnodeid)), abs);
-    return c.entryFor(rel, c.lstat(abs));
+    return c.lookupEntry(rel, abs);
   });
 
   s.on(Op.STATFS, (req) => {
