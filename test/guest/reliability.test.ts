@@ -445,6 +445,10 @@ const FUZZ_SECONDS = Number(process.env.FUSE_KFUNC_FUZZ_SECONDS ?? 10);
 for (const [name, program] of [['passthrough.bpf.c', PASSTHROUGH], ['chaos.bpf.c (random replies)', path.join(REPO, 'test/guest/fixtures/chaos.bpf.c')]] as const) {
   test.serial(`fuzz: random syscalls from 2 processes for ${FUZZ_SECONDS} s against ${name}; the mount still unmounts`, async (t) => {
     const { b, mnt } = dirs(`fuzz-${name.split('.')[0]}`, 1);
+    // The fuzzers write up to 1 MiB at a time for as long as they run, and a faster mount
+    // writes more: their backing directory is a filesystem of its own, so filling it is a
+    // fuzz outcome (ENOSPC) and not the guest's /tmp full for every test after this one.
+    smallFs(b[0]!, '256m');
     const h = await start({ backings: b, mountpoint: mnt, program });
     const runs = await Promise.all([1, 2].map((seed) => new Promise<FuzzResult>((resolve, reject) => {
       const entry = nodeEntry(REPO, 'fuzz');
@@ -478,5 +482,6 @@ for (const [name, program] of [['passthrough.bpf.c', PASSTHROUGH], ['chaos.bpf.c
     const bad = log.split('\n').filter((l) => /WARNING:|BUG:|Oops|general protection|KASAN|list_(add|del) corruption/.test(l));
     t.deepEqual(bad, [], 'no warning or bug in the kernel log');
     if (program.includes('chaos')) t.regex(log, /bpf program returned invalid value/, 'the invalid return values reached the kernel\'s check');
+    await umount2Async(b[0]!, MNT_DETACH); // its memory back for the tests after this one
   });
 }
