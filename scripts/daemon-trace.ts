@@ -2,7 +2,8 @@
 // mounts a --userspace mount per workload with FUSE_KFUNC_TRACE set, runs the bench's
 // workload on it and prints p50 and the daemon's per-stage table. Run in the guest:
 //   fuse-kfunc vm run --icount -- env FIX=<fixtures dir> node --import tsx scripts/daemon-trace.ts [WORKLOAD...]
-// (FIX: ~/.cache/fuse-kfunc/fixtures/<build key>, which holds the metaloop binary).
+// (FIX: ~/.cache/fuse-kfunc/fixtures/<build key>, which holds the metaloop binary; for
+// untar-grep also TAR=~/.cache/fuse-kfunc/fixtures/srctree-<id>.tar, made by `fuse-kfunc bench`).
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { mount } from '../src/sdk/mount.ts';
@@ -22,8 +23,8 @@ for (const name of names) {
   process.env.FUSE_KFUNC_TRACE = trace; // inherited by the daemon mount() forks
   const h = await mount({ backings: [b], mountpoint: mnt, userspace: true, timeout: 0 });
   prepare(mnt);
-  const r = await runWorkload(w, mnt, { runtime: 3, metaloop: join(fixtures, 'metaloop'), count: async () => undefined });
+  const r = await runWorkload(w, mnt, { runtime: 3, metaloop: join(fixtures, 'metaloop'), count: async () => undefined, tarball: process.env.TAR });
   await h.close();
-  console.log(`${name}: p50 ${r.p50us} µs`);
-  for (const row of JSON.parse(readFileSync(trace, 'utf8')) as { n: number }[]) if (row.n > 900) console.log(' ', JSON.stringify(row));
+  console.log(`${name}: p50 ${r.p50us} µs, ${r.seconds.toFixed(2)} s${r.phases ? ` (${r.phases.map((p) => `${p.name} ${p.seconds.toFixed(2)} s, CPU ${p.cpuSeconds.toFixed(2)} s`).join('; ')})` : ''}`);
+  for (const row of JSON.parse(readFileSync(trace, 'utf8')) as { n: number }[]) if (row.n > 500) console.log(' ', JSON.stringify(row));
 }

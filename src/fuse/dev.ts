@@ -7,7 +7,7 @@ import { workerModule } from '../util/bundles.mjs';
 import * as libc from './libc.ts';
 import {
   BACKING_MAP, FUSE_BACKING_DIR, FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN, IN_HEADER, OUT_HEADER, Op,
-  READ_IN, WRITE_IN, WRITE_OUT, encodeStruct, opName,
+  READ_IN, WRITE_IN, WRITE_OUT, encodeStruct, opName, type Request,
 } from './protocol.ts';
 
 // Readers are plain threads doing blocking read(2): a read on /dev/fuse sleeps until the
@@ -158,6 +158,14 @@ export type ThreadServerMessage =
 
 /** Replies up to this size are written as one buffer (FuseDevice.write). */
 const SMALL_REPLY = 8192;
+
+/** fuse_out_header into `b`: the unique as the request carried it. */
+function writeOutHeader(b: Buffer, len: number, error: number, req: Request): void {
+  b.writeUInt32LE(len, 0);
+  b.writeInt32LE(error, 4);
+  b.writeUInt32LE(req.uniqueLo, 8);
+  b.writeUInt32LE(req.uniqueHi, 12);
+}
 
 /** Handles at or above this fh carry their backing fd in the low 32 bits (fastFh). */
 const FAST_TAG = 0x10_0000;
@@ -326,6 +334,56 @@ export class FuseDevice {
     return out;
   }
 
+  /** Where small replies are assembled (reply): one per device, filled and written in one
+   *  synchronous step, so concurrent handlers never share it. */
+  private readonly replyBuf = Buffer.allocUnsafeSlow(SMALL_REPLY);
+
+  /**
+   * The reply to `req`: fuse_out_header (the request's unique copied back as it came) and the
+   * payload (none with an error: the kernel rejects an error with a payload), as one write.
+   * A small reply is assembled in one buffer; a large one goes out with writev.
+   */
+  reply(req: Request, error: number, payload?: Buffer | Buffer[]): void {
+    let len = OUT_HEADER.size;
+    if (error === 0 && payload !== undefined) {
+      if (Array.isArray(payload)) for (const p of payload) len += p.length;
+      else len += payload.length;
+    }
+    if (len > SMALL_REPLY) {
+      const h = Buffer.allocUnsafe(OUT_HEADER.size);
+      writeOutHeader(h, len, error, req);
+      this.write([h, ...(Array.isArray(payload) ? payload : [payload!])]);
+      return;
+    }
+    const out = this.replyBuf;
+    writeOutHeader(out, len, error, req);
+    if (len > OUT_HEADER.size) {
+      if (!Array.isArray(payload)) payload!.copy(out, OUT_HEADER.size);
+      else {
+        let at = OUT_HEADER.size;
+        for (const p of payload) at += p.copy(out, at);
+      }
+    }
+    this.write1(out, len);
+  }
+
+  private write1(b: Buffer, len: number): void {
+    if (this.fdClosed) return;
+    try {
+      fs.writeSync(this.fd, b, 0, len);
+    } catch (e) {
+      this.writeFailed(e);
+    }
+  }
+
+  private writeFailed(e: unknown): void {
+    const code = (e as NodeJS.ErrnoException).code;
+    // ENOENT: no such request (interrupted or aborted meanwhile, or answered twice);
+    // ENODEV: connection gone.
+    if (code === 'ENOENT') Atomics.add(this.served, STALE_SLOT, 1);
+    else if (code !== 'ENODEV') throw e;
+  }
+
   /** One write(2) or writev(2): the kernel takes a reply as exactly one write. A small
    *  reply is gathered into one pooled buffer first: cheaper than writev's iovec array. */
   write(iov: Buffer[]): void {
@@ -337,11 +395,7 @@ export class FuseDevice {
       else if (len <= SMALL_REPLY) fs.writeSync(this.fd, Buffer.concat(iov, len));
       else fs.writevSync(this.fd, iov);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      // ENOENT: no such request (interrupted or aborted meanwhile, or answered twice);
-      // ENODEV: connection gone.
-      if (code === 'ENOENT') Atomics.add(this.served, STALE_SLOT, 1);
-      else if (code !== 'ENODEV') throw e;
+      this.writeFailed(e);
     }
   }
 

@@ -40,7 +40,13 @@ export class SysError extends Error {
   readonly syscall: string;
   constructor(syscall: string, errno: number, detail = '') {
     const code = ERRNO_NAME.get(errno) ?? `E${errno}`;
+    // Most are expected answers (ENODATA of a getxattr on every write, EEXIST, ...) that
+    // travel back as an errno, and a stack costs more than the syscall; EIO keeps one
+    // (Session.fail logs it), as session.ts: Errno does.
+    const limit = Error.stackTraceLimit;
+    if (code !== 'EIO') Error.stackTraceLimit = 0;
     super(`${syscall}${detail ? ` ${detail}` : ''}: ${code}`);
+    Error.stackTraceLimit = limit;
     this.errno = errno;
     this.code = code;
     this.syscall = syscall;

@@ -166,43 +166,64 @@ export const FUSE_DEV_IOC_BACKING_CLOSE = ioc(IOC_WRITE, FUSE_DEV_IOC_MAGIC, 2, 
 
 export type InHeader = Decoded<typeof IN_HEADER extends StructDef<infer S> ? S : never>;
 
-export interface Request {
-  header: InHeader;
-  opcode: number;
-  unique: bigint;
-  nodeid: number;
-  /** Everything after the header, minus trailing request extensions. */
-  body: Buffer;
+/**
+ * One request as read. The header's fields are plain numbers, read once; `unique` is kept
+ * as its two 32-bit halves, which a reply copies back as they came (a BigInt per request
+ * cost more than the copy), and `header` is built only when asked for.
+ */
+export class Request {
+  constructor(
+    readonly opcode: number,
+    /** Exact below 2^53, as every nodeid this server hands out is. */
+    readonly nodeid: number,
+    readonly uid: number,
+    readonly gid: number,
+    readonly pid: number,
+    readonly uniqueLo: number,
+    readonly uniqueHi: number,
+    /** Everything after the header, minus trailing request extensions. */
+    readonly body: Buffer,
+    private readonly extlen: number,
+  ) {}
+
+  /** The same request with another body (a policy that rewrites what a handler sees). */
+  withBody(body: Buffer): Request {
+    return new Request(this.opcode, this.nodeid, this.uid, this.gid, this.pid, this.uniqueLo, this.uniqueHi, body, this.extlen);
+  }
+
+  get unique(): bigint {
+    return (BigInt(this.uniqueHi) << 32n) | BigInt(this.uniqueLo);
+  }
+
+  /** fuse_in_header as the struct decoder gives it. */
+  get header(): InHeader {
+    return {
+      len: IN_HEADER.size + this.body.length + this.extlen * 8, opcode: this.opcode, unique: this.unique,
+      nodeid: BigInt(this.nodeid), uid: this.uid, gid: this.gid, pid: this.pid, total_extlen: this.extlen, padding: 0,
+    };
+  }
 }
+
+const IH = offsetsOf(IN_HEADER);
 
 export function parseRequest(buf: Buffer): Request {
   if (buf.length < IN_HEADER.size) {
     throw new ProtocolError(`truncated request: ${buf.length} bytes, a fuse_in_header alone is ${IN_HEADER.size}`);
   }
-  const header = decodeInHeader(buf);
-  if (header.len !== buf.length) {
-    throw new ProtocolError(`truncated request: header.len=${header.len} but read returned ${buf.length} bytes (opcode ${opName(header.opcode)})`);
+  // Field by field (every request has a header): the generic decoder costs more.
+  const len = buf.readUInt32LE(IH.len!);
+  const opcode = buf.readUInt32LE(IH.opcode!);
+  if (len !== buf.length) {
+    throw new ProtocolError(`truncated request: header.len=${len} but read returned ${buf.length} bytes (opcode ${opName(opcode)})`);
   }
-  const ext = header.total_extlen * 8;
-  if (IN_HEADER.size + ext > buf.length) throw new ProtocolError(`request extensions (${ext} bytes) overrun the request`);
-  return {
-    header,
-    opcode: header.opcode,
-    unique: header.unique,
-    nodeid: Number(header.nodeid),
-    body: buf.subarray(IN_HEADER.size, buf.length - ext),
-  };
-}
-
-const IH = offsetsOf(IN_HEADER);
-
-/** decodeStruct(IN_HEADER) written out: every request has one. */
-function decodeInHeader(buf: Buffer): InHeader {
-  return {
-    len: buf.readUInt32LE(IH.len!), opcode: buf.readUInt32LE(IH.opcode!), unique: buf.readBigUInt64LE(IH.unique!),
-    nodeid: buf.readBigUInt64LE(IH.nodeid!), uid: buf.readUInt32LE(IH.uid!), gid: buf.readUInt32LE(IH.gid!),
-    pid: buf.readUInt32LE(IH.pid!), total_extlen: buf.readUInt16LE(IH.total_extlen!), padding: buf.readUInt16LE(IH.padding!),
-  };
+  const extlen = buf.readUInt16LE(IH.total_extlen!);
+  if (IN_HEADER.size + extlen * 8 > buf.length) throw new ProtocolError(`request extensions (${extlen * 8} bytes) overrun the request`);
+  return new Request(
+    opcode, buf.readUInt32LE(IH.nodeid! + 4) * 0x1_0000_0000 + buf.readUInt32LE(IH.nodeid!),
+    buf.readUInt32LE(IH.uid!), buf.readUInt32LE(IH.gid!), buf.readUInt32LE(IH.pid!),
+    buf.readUInt32LE(IH.unique!), buf.readUInt32LE(IH.unique! + 4),
+    buf.subarray(IN_HEADER.size, buf.length - extlen * 8), extlen,
+  );
 }
 
 /** Walks a request body front to back; each read fails with the opcode in its message. */

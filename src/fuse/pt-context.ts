@@ -188,8 +188,8 @@ export class PtContext {
    */
   fixNew(abs: string, mode: number | null, req: Request, isSymlink = false): void {
     if (mode !== null && !isSymlink && (mode & 0o7777 & this.umask) !== 0) fs.chmodSync(abs, mode & 0o7777);
-    if (this.isRoot && (req.header.uid !== 0 || req.header.gid !== 0)) {
-      fs.lchownSync(abs, req.header.uid, req.header.gid);
+    if (this.isRoot && (req.uid !== 0 || req.gid !== 0)) {
+      fs.lchownSync(abs, req.uid, req.gid);
     }
   }
 

@@ -4,7 +4,7 @@ import { constants as osConstants } from 'node:os';
 import type { FuseDevice } from './dev.ts';
 import {
   BodyReader, FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, INIT_IN, InitFlag, Op, ProtocolError,
-  encodeInitOut, joinInitFlags, opName, parseRequest, replyIov, splitInitFlags, type Request,
+  encodeInitOut, joinInitFlags, opName, parseRequest, splitInitFlags, type Request,
 } from './protocol.ts';
 
 /** Returned by handlers of requests the kernel expects no reply to (FORGET, INTERRUPT). */
@@ -31,6 +31,8 @@ export interface SessionOptions {
 }
 
 const PAGE = 4096;
+/** Opcodes counted one by one (FUSE's go up to 52; CUSE_INIT, 4096, counts as 'other'). */
+const OPCODES = 64;
 
 /** Per opcode, with FUSE_KFUNC_TRACE: requests, and nanoseconds summed per stage. */
 export interface StageTimes {
@@ -45,7 +47,8 @@ export interface StageTimes {
 
 export class Session {
   negotiated: Negotiated | undefined;
-  readonly counts = new Map<string, number>();
+  /** Requests per opcode (the opcode indexes it; anything larger counts in the last slot). */
+  private readonly opCounts = new Float64Array(OPCODES + 1);
   /** Filled only when tracing (FuseDevice.start's `trace`). */
   readonly times = new Map<string, StageTimes>();
   errors = 0;
@@ -59,6 +62,13 @@ export class Session {
     this.initDone = new Promise((resolve, reject) => (this.initWaiters = { resolve, reject }));
     // Nobody may await initDone (e.g. the device ended first); keep that from crashing.
     this.initDone.catch(() => {});
+  }
+
+  /** Requests received, by opcode name. */
+  get counts(): Map<string, number> {
+    const m = new Map<string, number>();
+    for (let op = 0; op <= OPCODES; op++) if (this.opCounts[op]) m.set(op === OPCODES ? 'other' : opName(op), this.opCounts[op]!);
+    return m;
   }
 
   get debug(): boolean {
@@ -96,14 +106,13 @@ export class Session {
       this.errors++;
       return;
     }
-    const name = opName(req.opcode);
-    this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+    this.opCounts[req.opcode < OPCODES ? req.opcode : OPCODES]!++;
     if (req.opcode === Op.INIT) return this.init(req);
     const h = this.handlers.get(req.opcode);
     if (!h) return this.send(req, -osConstants.errno.ENOSYS);
     let result: HandlerResult | Promise<HandlerResult>;
     try {
-      result = h(req, new BodyReader(req.body, name));
+      result = h(req, new BodyReader(req.body, opName(req.opcode)));
     } catch (e) {
       return this.fail(req, e, t);
     }
@@ -113,7 +122,7 @@ export class Session {
 
   private done(req: Request, r: HandlerResult, t?: Timing): void {
     if (t) t.done = now();
-    if (r !== NO_REPLY) this.send(req, 0, r === undefined ? [] : Array.isArray(r) ? r : [r]);
+    if (r !== NO_REPLY) this.send(req, 0, r === undefined ? undefined : r);
     if (t) this.account(req.opcode, t);
   }
 
@@ -138,12 +147,12 @@ export class Session {
     s.reply += now() - t.done;
   }
 
-  private send(req: Request, error: number, payload: Buffer[] = []): void {
+  private send(req: Request, error: number, payload?: Buffer | Buffer[]): void {
     if (this.opts.debug) {
-      const len = payload.reduce((n, b) => n + b.length, 0);
+      const len = payload === undefined ? 0 : Array.isArray(payload) ? payload.reduce((n, b) => n + b.length, 0) : payload.length;
       process.stderr.write(`fuse: ${opName(req.opcode)} #${req.unique} nodeid=${req.nodeid} -> ${error || `ok ${len}B`}\n`);
     }
-    this.dev.write(replyIov(req.unique, error, payload));
+    this.dev.reply(req, error, payload);
   }
 
   private init(req: Request): void {
@@ -160,12 +169,12 @@ export class Session {
       const maxPages = (flags & InitFlag.MAX_PAGES) !== 0n ? this.opts.maxPages : 32;
       const maxWrite = maxPages * PAGE;
       const { flags: f1, flags2 } = splitInitFlags(flags);
-      this.send(req, 0, [encodeInitOut({
+      this.send(req, 0, encodeInitOut({
         major: FUSE_KERNEL_VERSION, minor: FUSE_KERNEL_MINOR_VERSION, max_readahead: a.max_readahead,
         flags: f1, flags2, max_write: maxWrite, time_gran: 1, max_pages: maxPages,
         // Depth 1: our backing files live on an ordinary filesystem, not on another stack.
         max_stack_depth: passthrough ? 1 : 0,
-      })]);
+      }));
       this.negotiated = { major: a.major, minor: Math.min(a.minor, FUSE_KERNEL_MINOR_VERSION), flags, maxWrite, maxPages, passthrough };
       this.initWaiters?.resolve(this.negotiated);
     } catch (e) {

@@ -196,7 +196,7 @@ export abstract class FanOutDaemon {
       // applies the other attributes and replies with the attributes as they now are.
       const rest = Buffer.from(req.body);
       rest.writeUInt32LE(a.valid & ~FAttr.SIZE, 0);
-      const req2 = { ...req, body: rest };
+      const req2 = req.withBody(rest);
       return orig(req2, body(req2));
     });
   }

@@ -1,7 +1,10 @@
 import test from 'ava';
 import * as P from '../../src/fuse/protocol.ts';
 import { Session, NO_REPLY } from '../../src/fuse/session.ts';
-import type { FuseDevice } from '../../src/fuse/dev.ts';
+import { FuseDevice } from '../../src/fuse/dev.ts';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { StructDef } from '../../src/fuse/layout.ts';
 
 // Sizes derived by hand from linux-6.12 include/uapi/linux/fuse.h (field widths summed,
@@ -65,7 +68,11 @@ const INIT_REQ = hex(`
 
 function fakeSession(opts: Partial<ConstructorParameters<typeof Session>[1]> = {}) {
   const written: Buffer[] = [];
-  const dev = { write: (iov: Buffer[]) => written.push(Buffer.concat(iov)) } as unknown as FuseDevice;
+  const asList = (p?: Buffer | Buffer[]) => (p === undefined ? [] : Array.isArray(p) ? p : [p]);
+  const dev = {
+    write: (iov: Buffer[]) => written.push(Buffer.concat(iov)),
+    reply: (req: P.Request, error: number, p?: Buffer | Buffer[]) => written.push(Buffer.concat(P.replyIov(req.unique, error, asList(p)))),
+  } as unknown as FuseDevice;
   const s = new Session(dev, { maxPages: 256, wantFlags: 0n, requirePassthrough: false, ...opts });
   return { s, written };
 }
@@ -116,6 +123,35 @@ test('LOOKUP reply (fuse_entry_out) golden bytes', (t) => {
   const d = P.decodeStruct(P.ENTRY_OUT, b);
   t.is(d.attr.mode, 0o100644);
   t.is(d.attr_valid_nsec, 500_000_000);
+});
+
+test('FuseDevice.reply writes one message per reply: header with the unique as it came, payload after it', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fuse-reply-'));
+  const file = path.join(dir, 'out');
+  const fd = fs.openSync(file, 'w+');
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dev = FuseDevice.forThread(fd, new SharedArrayBuffer(256));
+  // unique 0x1_0000_0009: both halves must come back as they were.
+  const req = P.parseRequest(hex(`38000000 03000000 0900000001000000 0100000000000000 00000000 00000000 2a000000 0000 0000
+    01000000 00000000 0300000000000000`));
+  t.is(req.unique, 0x1_0000_0009n);
+  const big = Buffer.alloc(9000, 7); // above the small-reply buffer: the writev path
+  dev.reply(req, 0, Buffer.from('abcd'));
+  dev.reply(req, 0, [Buffer.from('ab'), Buffer.from('cdef')]);
+  dev.reply(req, -2, Buffer.from('dropped'));
+  dev.reply(req, 0);
+  dev.reply(req, 0, [big, Buffer.from('z')]);
+  dev.reply(req, 0, Buffer.from('after'));
+  fs.closeSync(fd);
+  const h = (len: number, err: string) => hex(`${Buffer.from(Uint32Array.of(len).buffer).toString('hex')} ${err} 0900000001000000`);
+  t.deepEqual(fs.readFileSync(file), Buffer.concat([
+    h(20, '00000000'), Buffer.from('abcd'),
+    h(22, '00000000'), Buffer.from('abcdef'),
+    h(16, 'feffffff'),
+    h(16, '00000000'),
+    h(16 + 9001, '00000000'), big, Buffer.from('z'),
+    h(21, '00000000'), Buffer.from('after'),
+  ]));
 });
 
 test('GETATTR request and reply (fuse_attr_out) golden bytes', (t) => {
