@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import { FuseDevice } from '../src/fuse/dev.ts';
 import { Session } from '../src/fuse/session.ts';
 import { createPassthroughFs, PASSTHROUGH_FS_FLAGS } from '../src/fuse/passthrough-fs.ts';
-import { BodyReader, GETATTR_IN, IN_HEADER, INIT_IN, Op, encodeStruct, parseRequest, replyIov } from '../src/fuse/protocol.ts';
+import { BodyReader, FLUSH_IN, GETATTR_IN, GETXATTR_IN, IN_HEADER, INIT_IN, Op, encodeStruct, parseRequest, replyIov } from '../src/fuse/protocol.ts';
 import { statxPath } from '../src/fuse/statx.ts';
 
 const dir = fs.mkdtempSync('/tmp/daemon-micro-');
@@ -28,6 +28,14 @@ const time = (name: string, f: () => void) => {
   console.log(name.padEnd(24), (Number(process.hrtime.bigint() - t) / N / 1000).toFixed(2), 'µs');
 };
 time('GETATTR, whole', () => s.receive(getattr));
+const lookup = req(Op.LOOKUP, 1, Buffer.from('file\0'));
+const negative = req(Op.LOOKUP, 1, Buffer.from('nothing\0'));
+const getxattr = req(Op.GETXATTR, 2, Buffer.concat([encodeStruct(GETXATTR_IN, { size: 0, padding: 0 }), Buffer.from('security.capability\0')]));
+const flush = req(Op.FLUSH, 2, encodeStruct(FLUSH_IN, { fh: 12345, unused: 0, padding: 0, lock_owner: 0n }));
+time('LOOKUP, whole', () => s.receive(lookup));
+time('LOOKUP ENOENT, whole', () => s.receive(negative));
+time('GETXATTR ENODATA, whole', () => s.receive(getxattr));
+time('FLUSH EBADF, whole', () => s.receive(flush));
 time('parse the request', () => parseRequest(getattr));
 time('decode the body', () => new BodyReader(getattr.subarray(IN_HEADER.size), 'GETATTR').struct(GETATTR_IN));
 time('statx (koffi)', () => statxPath(`${dir}/file`));

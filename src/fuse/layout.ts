@@ -23,6 +23,11 @@ export type Decoded<S extends readonly FieldSpec[]> = {
   [F in S[number] as F extends readonly [infer N extends string, Scalar | StructDef<any>] ? N : never]: FieldValue<F>;
 };
 
+/** The same struct with every field a number, 64-bit ones too (decodeNumbers). */
+export type Numeric<S extends readonly FieldSpec[]> = {
+  [K in keyof Decoded<S>]: Decoded<S>[K] extends bigint | number ? number : Numeric<any>;
+};
+
 /** What encode accepts: any subset of fields; numbers are accepted for 64-bit fields too. */
 export type Encodable<S extends readonly FieldSpec[]> = {
   [K in keyof Decoded<S>]?: Decoded<S>[K] extends bigint ? bigint | number : Decoded<S>[K] extends number ? number : Encodable<any>;
@@ -97,16 +102,42 @@ const READERS: Record<Scalar, string> = {
   u8: 'readUInt8', u16: 'readUInt16LE', u32: 'readUInt32LE', i32: 'readInt32LE', u64: 'readBigUInt64LE', i64: 'readBigInt64LE',
 };
 
-function compileDecoder(def: StructDef<any>): (buf: Buffer, at: number) => unknown {
+/** 64-bit fields read as numbers: high half times 2^32 plus low half (decodeNumbers). */
+const NUMBER_READERS: Partial<Record<Scalar, (o: number) => string>> = {
+  u64: (o) => `buf.readUInt32LE(at + ${o + 4}) * 4294967296 + buf.readUInt32LE(at + ${o})`,
+  i64: (o) => `buf.readInt32LE(at + ${o + 4}) * 4294967296 + buf.readUInt32LE(at + ${o})`,
+};
+
+function compileDecoder(def: StructDef<any>, numbers = false): (buf: Buffer, at: number) => unknown {
   const nested: ((buf: Buffer, at: number) => unknown)[] = [];
   const props = def.fields.filter((f) => f.type !== 'pad').map((f) => {
     if (!/^[A-Za-z_]\w*$/.test(f.name)) throw new Error(`${def.name}: field name ${JSON.stringify(f.name)} is not an identifier`);
-    if (typeof f.type === 'string') return `${f.name}: buf.${READERS[f.type as Scalar]}(at + ${f.offset})`;
-    nested.push(compileDecoder(f.type));
+    if (typeof f.type === 'string') {
+      const num = numbers ? NUMBER_READERS[f.type as Scalar] : undefined;
+      return `${f.name}: ${num ? num(f.offset) : `buf.${READERS[f.type as Scalar]}(at + ${f.offset})`}`;
+    }
+    nested.push(compileDecoder(f.type, numbers));
     return `${f.name}: nested[${nested.length - 1}](buf, at + ${f.offset})`;
   });
   return new Function('nested', `return (buf, at) => ({ ${props.join(', ')} });`)(nested) as (buf: Buffer, at: number) => unknown;
 }
+
+/**
+ * decodeStruct with 64-bit fields as numbers: no BigInt per field, which on a hot request
+ * (SETATTR_IN has six 64-bit fields, FLUSH_IN and RELEASE_IN two) cost more than the
+ * rest of the decoding. Exact below 2^53 only: for handles, sizes, offsets and times; not
+ * for a value the kernel may fill with all 64 bits (lock_owner is a hash).
+ */
+export function decodeNumbers<S extends readonly FieldSpec[]>(def: StructDef<S>, buf: Buffer, at = 0): Numeric<S> {
+  if (buf.length - at < def.size) {
+    throw new ProtocolError(`truncated ${def.name}: need ${def.size} bytes at offset ${at}, have ${Math.max(0, buf.length - at)}`);
+  }
+  let d = numberDecoders.get(def);
+  if (!d) numberDecoders.set(def, (d = compileDecoder(def, true)));
+  return d(buf, at) as Numeric<S>;
+}
+
+const numberDecoders = new WeakMap<StructDef<any>, (buf: Buffer, at: number) => unknown>();
 
 /** decodeStruct by walking the field table: the reference the compiled decoders are tested against. */
 export function decodeStructSlow<S extends readonly FieldSpec[]>(def: StructDef<S>, buf: Buffer, at = 0): Decoded<S> {
@@ -148,8 +179,53 @@ export function encodeStructInto<S extends readonly FieldSpec[]>(def: StructDef<
   return buf;
 }
 
+/**
+ * A new buffer holding `v`: unset fields and padding zero. Compiled per struct like the
+ * decoders (a reply such as fuse_open_out is encoded per request); encodeStructInto, the
+ * table walk, is its reference. A 64-bit field given as a number is written as two halves,
+ * without a BigInt.
+ */
 export function encodeStruct<S extends readonly FieldSpec[]>(def: StructDef<S>, v: Encodable<S>): Buffer {
-  return encodeStructInto(def, v, Buffer.alloc(def.size));
+  let e = encoders.get(def);
+  if (!e) encoders.set(def, (e = compileEncoder(def)));
+  const buf = Buffer.alloc(def.size);
+  e(v, buf, 0);
+  return buf;
+}
+
+type Encoder = (v: Record<string, unknown>, buf: Buffer, at: number) => void;
+const encoders = new WeakMap<StructDef<any>, Encoder>();
+
+/** Writes a 64-bit field: numbers as two 32-bit halves, anything else through BigInt (as encodeStructInto). */
+function put64(buf: Buffer, o: number, x: unknown, signed: boolean): void {
+  if (typeof x === 'number' && Number.isSafeInteger(x) && (signed || x >= 0)) {
+    const hi = Math.floor(x / 4294967296);
+    buf.writeUInt32LE(x - hi * 4294967296, o);
+    buf.writeInt32LE(hi | 0, o + 4);
+  } else if (signed) buf.writeBigInt64LE(BigInt.asIntN(64, BigInt(x as number | bigint)), o);
+  else buf.writeBigUInt64LE(BigInt.asUintN(64, BigInt(x as number | bigint)), o);
+}
+
+const WRITERS: Record<Scalar, (o: number, x: string) => string> = {
+  u8: (o, x) => `buf.writeUInt8(Number(${x}), at + ${o})`,
+  u16: (o, x) => `buf.writeUInt16LE(Number(${x}), at + ${o})`,
+  u32: (o, x) => `buf.writeUInt32LE(Number(${x}) >>> 0, at + ${o})`,
+  i32: (o, x) => `buf.writeInt32LE(Number(${x}), at + ${o})`,
+  u64: (o, x) => `put64(buf, at + ${o}, ${x}, false)`,
+  i64: (o, x) => `put64(buf, at + ${o}, ${x}, true)`,
+};
+
+/** The encoder writes into a zeroed buffer: unset fields are skipped. */
+function compileEncoder(def: StructDef<any>): Encoder {
+  const nested: Encoder[] = [];
+  const lines = def.fields.filter((f) => f.type !== 'pad').map((f) => {
+    if (!/^[A-Za-z_]\w*$/.test(f.name)) throw new Error(`${def.name}: field name ${JSON.stringify(f.name)} is not an identifier`);
+    const x = `v.${f.name}`;
+    if (typeof f.type === 'string') return `if (${x} !== undefined) ${WRITERS[f.type as Scalar](f.offset, x)};`;
+    nested.push(compileEncoder(f.type));
+    return `if (${x} !== undefined) nested[${nested.length - 1}](${x}, buf, at + ${f.offset});`;
+  });
+  return new Function('nested', 'put64', `return (v, buf, at) => { ${lines.join(' ')} };`)(nested, put64) as Encoder;
 }
 
 export function offsetOf(def: StructDef<any>, field: string): number {

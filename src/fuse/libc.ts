@@ -99,6 +99,13 @@ export function lgetxattr(path: string, name: string, into: Buffer | null): numb
   return Number(check('lgetxattr', L().lgetxattr(path, name, into, into ? into.length : 0) as number | bigint, name));
 }
 
+/** lgetxattr(2) returning -errno on failure instead of throwing (GETXATTR's ENODATA is
+ *  the answer for nearly every file, asked on every write: session.ts, HandlerResult). */
+export function lgetxattrOrErrno(path: string, name: string, into: Buffer | null): number {
+  const r = Number(L().lgetxattr(path, name, into, into ? into.length : 0) as number | bigint);
+  return r < 0 ? -koffi.errno() : r;
+}
+
 export function llistxattr(path: string, into: Buffer | null): number {
   return Number(check('llistxattr', L().llistxattr(path, into, into ? into.length : 0) as number | bigint));
 }
@@ -127,11 +134,12 @@ export function copyFileRange(fdIn: number, offIn: bigint, fdOut: number, offOut
 export const UTIME_NOW = (1 << 30) - 1;
 export const UTIME_OMIT = (1 << 30) - 2;
 
-export type TimeSpec = { sec: bigint; nsec: number } | 'now' | 'omit';
+export type TimeSpec = { sec: bigint | number; nsec: number } | 'now' | 'omit';
 
 export function utimensat(path: string, atime: TimeSpec, mtime: TimeSpec): void {
-  const ts = (t: TimeSpec): [bigint, bigint] =>
-    t === 'now' ? [0n, BigInt(UTIME_NOW)] : t === 'omit' ? [0n, BigInt(UTIME_OMIT)] : [t.sec, BigInt(t.nsec)];
+  // int64_t elements: koffi takes numbers (and bigints) for them.
+  const ts = (t: TimeSpec): [bigint | number, number] =>
+    t === 'now' ? [0, UTIME_NOW] : t === 'omit' ? [0, UTIME_OMIT] : [t.sec, t.nsec];
   const arr = [...ts(atime), ...ts(mtime)];
   check('utimensat', L().utimensat(AT_FDCWD, path, arr, AT_SYMLINK_NOFOLLOW) as number, path);
 }

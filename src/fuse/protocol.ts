@@ -1,7 +1,10 @@
 // The FUSE wire protocol as Linux 6.12 speaks it (include/uapi/linux/fuse.h, 7.41; we
 // use nothing newer than 7.40's passthrough/max_stack_depth). Little-endian only: FUSE
 // structs are host-endian and every target of this project is x86-64 or arm64 LE.
-import { ProtocolError, alignUp, decodeStruct, encodeStruct, encodeStructInto, struct, type Decoded, type Encodable, type FieldSpec, type StructDef } from './layout.ts';
+import {
+  ProtocolError, alignUp, decodeNumbers, decodeStruct, encodeStruct, encodeStructInto, struct,
+  type Decoded, type Encodable, type FieldSpec, type Numeric, type StructDef,
+} from './layout.ts';
 
 export { ProtocolError, decodeStruct, encodeStruct, type Decoded };
 
@@ -236,6 +239,16 @@ export class BodyReader {
       throw new ProtocolError(`${this.what}: truncated ${def.name}: need ${def.size} bytes, have ${this.buf.length - this.pos}`);
     }
     const v = decodeStruct(def, this.buf, this.pos);
+    this.pos += def.size;
+    return v;
+  }
+
+  /** struct() with 64-bit fields as numbers (layout.ts: decodeNumbers, exact below 2^53). */
+  numbers<S extends readonly FieldSpec[]>(def: StructDef<S>): Numeric<S> {
+    if (this.buf.length - this.pos < def.size) {
+      throw new ProtocolError(`${this.what}: truncated ${def.name}: need ${def.size} bytes, have ${this.buf.length - this.pos}`);
+    }
+    const v = decodeNumbers(def, this.buf, this.pos);
     this.pos += def.size;
     return v;
   }

@@ -3,10 +3,11 @@
 // synchronous: a request is served in one turn of the event loop, with no hop to libuv's
 // threadpool and back (docs/fuse-server.md: the request path).
 import fs, { type BigIntStats } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import type { FuseDevice } from './dev.ts';
 import { NodeTable, type Node } from './nodes.ts';
 import { encodeEntryOut, encodeAttrOut, encodeAttrOutWith, encodeEntryOutWith, type AttrIn, type Request } from './protocol.ts';
-import { statxFd, statxOrENOENT, sxAttrInto, sxKey } from './statx.ts';
+import { statxFd, statxOrENOENT, statxPath, sxAttrInto, sxKey } from './statx.ts';
 import { Errno, type Session } from './session.ts';
 import { statKey, toAttr } from './attr.ts';
 import * as libc from './libc.ts';
@@ -109,7 +110,14 @@ export class PtContext {
    * (no policy reshapes attributes) statx is encoded straight into the reply (statx.ts);
    * with one, through node:fs stats and the hook.
    */
-  lookupEntry(rel: string, abs: string): Buffer {
+  lookupEntry(rel: string, abs: string): Buffer | number {
+    if (!this.attrHook) {
+      // A miss is answered as -ENOENT rather than thrown (session.ts: HandlerResult).
+      const sx = statxPath(abs);
+      if (!sx) return -osConstants.errno.ENOENT;
+      const node = this.nodes.remember(sxKey(sx), rel);
+      return encodeEntryOutWith(node.id, this.opts.entryTimeout, this.opts.attrTimeout, sxAttrInto);
+    }
     return this.entryAt(rel, abs).entry;
   }
 
@@ -155,7 +163,7 @@ export class PtContext {
     return id;
   }
 
-  file(fh: bigint): FileHandleEntry {
+  file(fh: bigint | number): FileHandleEntry {
     const h = this.handles.get(Number(fh));
     if (!h || h.kind !== 'file') throw new Errno('EBADF', `no open file handle ${fh}`);
     return h;
@@ -172,7 +180,7 @@ export class PtContext {
     return h;
   }
 
-  dropHandle(fh: bigint): FileHandleEntry | DirHandleEntry | undefined {
+  dropHandle(fh: bigint | number): FileHandleEntry | DirHandleEntry | undefined {
     const h = this.handles.get(Number(fh));
     if (!h) return undefined;
     this.handles.delete(Number(fh));

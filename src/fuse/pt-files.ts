@@ -66,22 +66,22 @@ export function registerFileOps(s: Session, c: PtContext): void {
   });
 
   baseRead = (_req, b) => {
-    const a = b.struct(READ_IN);
+    const a = b.numbers(READ_IN);
     const h = c.file(a.fh);
     const buf = Buffer.allocUnsafe(a.size);
-    return buf.subarray(0, fs.readSync(h.fd, buf, 0, a.size, Number(a.offset)));
+    return buf.subarray(0, fs.readSync(h.fd, buf, 0, a.size, a.offset));
   };
   s.on(Op.READ, baseRead);
 
   baseWrite = (_req, b) => {
-    const a = b.struct(WRITE_IN);
+    const a = b.numbers(WRITE_IN);
     const h = c.file(a.fh);
     const data = b.bytes(a.size);
     let done = 0;
     // A short write to a regular file only happens on ENOSPC-like conditions; retry so
     // the kernel sees either everything or the error.
     while (done < data.length) {
-      const n = fs.writeSync(h.fd, data, done, data.length - done, Number(a.offset) + done);
+      const n = fs.writeSync(h.fd, data, done, data.length - done, a.offset + done);
       if (n === 0) break;
       done += n;
     }
@@ -91,11 +91,11 @@ export function registerFileOps(s: Session, c: PtContext): void {
 
   s.on(Op.FLUSH, (_req, b) => {
     // Nothing is buffered here; close-time errors come from RELEASE's close. Validate the handle.
-    c.file(b.struct(FLUSH_IN).fh);
+    c.file(b.numbers(FLUSH_IN).fh);
   });
 
   s.on(Op.RELEASE, (_req, b) => {
-    const a = b.struct(RELEASE_IN);
+    const a = b.numbers(RELEASE_IN);
     const h = c.dropHandle(a.fh);
     if (!h || h.kind !== 'file') return;
     if (h.passthrough) c.releaseBacking(h.node);
@@ -105,7 +105,7 @@ export function registerFileOps(s: Session, c: PtContext): void {
   });
 
   s.on(Op.FSYNC, (_req, b) => {
-    const a = b.struct(FSYNC_IN);
+    const a = b.numbers(FSYNC_IN);
     const h = c.file(a.fh);
     if (a.fsync_flags & FUSE_FSYNC_FDATASYNC) fs.fdatasyncSync(h.fd);
     else fs.fsyncSync(h.fd);

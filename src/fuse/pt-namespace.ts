@@ -34,8 +34,8 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
   });
 
   s.on(Op.GETATTR, (req, b) => {
-    const a = b.struct(GETATTR_IN);
-    let h = a.getattr_flags & FUSE_GETATTR_FH ? c.handles.get(Number(a.fh)) : undefined;
+    const a = b.numbers(GETATTR_IN);
+    let h = a.getattr_flags & FUSE_GETATTR_FH ? c.handles.get(a.fh) : undefined;
     // fstat(2) on a FUSE file arrives without a handle; once the last name is unlinked the
     // only way to the inode is any handle still open on it.
     if (!h && c.nodes.get(req.nodeid).paths.length === 0) h = c.anyOpenFile(req.nodeid);
@@ -43,9 +43,9 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
   });
 
   s.on(Op.SETATTR, (req, b) => {
-    const a = b.struct(SETATTR_IN);
+    const a = b.numbers(SETATTR_IN); // lock_owner, the one field beyond 2^53, is not used
     const node = c.nodes.get(req.nodeid);
-    let h = a.valid & FAttr.FH ? c.handles.get(Number(a.fh)) : undefined;
+    let h = a.valid & FAttr.FH ? c.handles.get(a.fh) : undefined;
     if (!h && node.paths.length === 0) h = c.anyOpenFile(req.nodeid);
     const fd = h?.kind === 'file' ? h.fd : undefined;
     const abs = node.paths.length ? c.abs(node.paths[0]!) : null;
@@ -61,8 +61,8 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
       else fs.lchownSync(abs!, uid, gid);
     }
     if (a.valid & FAttr.SIZE) {
-      if (fd !== undefined) fs.ftruncateSync(fd, Number(a.size));
-      else fs.truncateSync(abs!, Number(a.size));
+      if (fd !== undefined) fs.ftruncateSync(fd, a.size);
+      else fs.truncateSync(abs!, a.size);
     }
     if (a.valid & (FAttr.ATIME | FAttr.MTIME)) {
       const at: libc.TimeSpec = !(a.valid & FAttr.ATIME) ? 'omit' : a.valid & FAttr.ATIME_NOW ? 'now' : { sec: a.atime, nsec: a.atimensec };
@@ -87,7 +87,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     const { rel, abs } = c.child(req.nodeid, name);
     fs.symlinkSync(target, abs);
     c.fixNew(abs, null, req, true);
-    return c.lookupEntry(rel, abs);
+    return c.entryAt(rel, abs).entry;
   });
 
   s.on(Op.MKNOD, (req, b) => {
@@ -95,7 +95,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     const { rel, abs } = c.child(req.nodeid, b.cstring());
     libc.mknod(abs, a.mode, a.rdev);
     c.fixNew(abs, a.mode, req);
-    return c.lookupEntry(rel, abs);
+    return c.entryAt(rel, abs).entry;
   });
 
   s.on(Op.MKDIR, (req, b) => {
@@ -103,7 +103,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     const { rel, abs } = c.child(req.nodeid, b.cstring());
     fs.mkdirSync(abs, { mode: a.mode & 0o7777 });
     c.fixNew(abs, a.mode, req);
-    return c.lookupEntry(rel, abs);
+    return c.entryAt(rel, abs).entry;
   });
 
   s.on(Op.UNLINK, (req, b) => {
@@ -147,7 +147,7 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     const a = b.struct(LINK_IN);
     const { rel, abs } = c.child(req.nodeid, b.cstring());
     fs.linkSync(c.nodePath(Number(a.oldnodeid)), abs);
-    return c.lookupEntry(rel, abs);
+    return c.entryAt(rel, abs).entry;
   });
 
   s.on(Op.STATFS, (req) => {
@@ -174,9 +174,13 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     const { size } = b.struct(GETXATTR_IN);
     const path = c.nodePath(req.nodeid);
     const name = b.cstring();
-    if (size === 0) return encodeStruct(GETXATTR_OUT, { size: libc.lgetxattr(path, name, null) });
+    if (size === 0) {
+      const n = libc.lgetxattrOrErrno(path, name, null);
+      return n < 0 ? n : encodeStruct(GETXATTR_OUT, { size: n });
+    }
     const buf = Buffer.alloc(size);
-    return buf.subarray(0, libc.lgetxattr(path, name, buf));
+    const n = libc.lgetxattrOrErrno(path, name, buf);
+    return n < 0 ? n : buf.subarray(0, n);
   });
 
   s.on(Op.LISTXATTR, (req, b) => {

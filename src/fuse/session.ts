@@ -9,7 +9,14 @@ import {
 
 /** Returned by handlers of requests the kernel expects no reply to (FORGET, INTERRUPT). */
 export const NO_REPLY = Symbol('no-reply');
-export type HandlerResult = Buffer | Buffer[] | void | typeof NO_REPLY;
+/**
+ * What a handler gives back: the reply's payload (one buffer or pieces), nothing (an empty
+ * reply), NO_REPLY, or a negative errno: an error reply without an exception, for outcomes
+ * as common as a missing name (a negative LOOKUP, getxattr's ENODATA on every write), where
+ * building and catching an Error cost more than serving the request. Throwing an Errno
+ * means the same; a handler that wraps another must treat both as a failure.
+ */
+export type HandlerResult = Buffer | Buffer[] | void | typeof NO_REPLY | number;
 export type Handler = (req: Request, body: BodyReader) => HandlerResult | Promise<HandlerResult>;
 
 export interface Negotiated {
@@ -122,7 +129,8 @@ export class Session {
 
   private done(req: Request, r: HandlerResult, t?: Timing): void {
     if (t) t.done = now();
-    if (r !== NO_REPLY) this.send(req, 0, r === undefined ? undefined : r);
+    if (typeof r === 'number') this.send(req, r < 0 ? r : -osConstants.errno.EIO);
+    else if (r !== NO_REPLY) this.send(req, 0, r === undefined ? undefined : r);
     if (t) this.account(req.opcode, t);
   }
 

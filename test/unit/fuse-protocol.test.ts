@@ -227,6 +227,19 @@ test('session answers a truncated body with EIO and unknown opcodes with ENOSYS'
   t.deepEqual(Object.fromEntries(s.counts), { READ: 1, BMAP: 1 });
 });
 
+test('a handler may answer with a negative errno instead of throwing; any other number is EIO', async (t) => {
+  const { s, written } = fakeSession();
+  s.on(P.Op.LOOKUP, () => -2);
+  s.on(P.Op.GETXATTR, async () => -61);
+  s.on(P.Op.LISTXATTR, () => 5);
+  const hdr = (opcode: number, unique: bigint) => P.encodeStruct(P.IN_HEADER, { len: 40, opcode, unique, nodeid: 1 });
+  s.receive(hdr(P.Op.LOOKUP, 7n));
+  s.receive(hdr(P.Op.GETXATTR, 8n));
+  s.receive(hdr(P.Op.LISTXATTR, 9n));
+  await new Promise((r) => setImmediate(r));
+  t.deepEqual(written.map((w) => [w.length, w.readInt32LE(4), w.readBigUInt64LE(8)]), [[16, -2, 7n], [16, -5, 9n], [16, -61, 8n]]);
+});
+
 test('compiled struct decoders read what the field-table walk reads, for every struct', async (t) => {
   const layout = await import('../../src/fuse/layout.ts');
   const proto = await import('../../src/fuse/protocol.ts') as Record<string, unknown>;
@@ -236,5 +249,43 @@ test('compiled struct decoders read what the field-table walk reads, for every s
     const buf = Buffer.alloc(def.size + 8);
     for (let i = 0; i < buf.length; i++) buf[i] = (i * 151 + def.size * 7) & 0xff;
     t.deepEqual(layout.decodeStruct(def, buf, 8), layout.decodeStructSlow(def, buf, 8), def.name);
+    // The numeric decoder: every 64-bit field is what Number() of the bigint gives (both
+    // round the exact value once, so they agree above 2^53 too).
+    t.deepEqual(layout.decodeNumbers(def, buf, 8), asNumbers(layout.decodeStructSlow(def, buf, 8)), `${def.name} as numbers`);
+  }
+});
+
+/** A decoded struct with every bigint turned into a number, nested structs too. */
+function asNumbers(v: unknown): unknown {
+  if (typeof v === 'bigint') return Number(v);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, asNumbers(x)]));
+  return v;
+}
+
+test('compiled struct encoders write what the field-table walk writes, for every struct', async (t) => {
+  const layout = await import('../../src/fuse/layout.ts');
+  const proto = await import('../../src/fuse/protocol.ts') as Record<string, unknown>;
+  const defs = Object.values(proto).filter((v): v is StructDef<any> => !!v && typeof v === 'object' && 'fields' in v && 'size' in v);
+  const walk = (def: StructDef<any>, v: object) => layout.encodeStructInto(def, v, Buffer.alloc(def.size));
+  for (const def of defs) {
+    const buf = Buffer.alloc(def.size);
+    for (let i = 0; i < buf.length; i++) buf[i] = (i * 151 + def.size * 7) & 0xff;
+    // Full values as bigints (all 64 bits set), and a subset: unset fields stay zero.
+    const full = layout.decodeStructSlow(def, buf);
+    t.deepEqual(layout.encodeStruct(def, full), walk(def, full), `${def.name}: bigints`);
+    const some = Object.fromEntries(Object.entries(full).filter((_, i) => i % 2 === 0));
+    t.deepEqual(layout.encodeStruct(def, some), walk(def, some), `${def.name}: some fields`);
+    // 64-bit fields as numbers below 2^53, negative ones for the signed: written as halves.
+    const small = Buffer.from(buf);
+    const mask = (d: StructDef<any>, at: number): void => {
+      for (const f of d.fields) {
+        if (f.type === 'u64' || f.type === 'i64') small.writeUInt16LE(f.type === 'i64' ? 0xffe0 : 0x1f, at + f.offset + 6);
+        else if (typeof f.type !== 'string') mask(f.type, at + f.offset);
+      }
+    };
+    mask(def, 0);
+    const nums = layout.decodeNumbers(def, small);
+    t.deepEqual(layout.encodeStruct(def, nums), walk(def, nums), `${def.name}: numbers`);
+    t.deepEqual(layout.encodeStruct(def, nums), walk(def, layout.decodeStructSlow(def, small)), `${def.name}: numbers as their bigints`);
   }
 });
