@@ -36,7 +36,8 @@ const errnoOf = (e) => ERRNO[e.code] || ERRNO.EIO;
 function reply(error, n) {
   out.writeUInt32LE(L.outHeader + n, 0);
   out.writeInt32LE(error, 4);
-  buf.copy(out, 8, 8, 16);
+  out.writeUInt32LE(buf.readUInt32LE(8), 8); // unique, as it came (no Buffer.copy: it allocates)
+  out.writeUInt32LE(buf.readUInt32LE(12), 12);
   try {
     fs.writeSync(fd, out, 0, L.outHeader + n);
   } catch (e) {

@@ -14,6 +14,7 @@ const AT_SYMLINK_NOFOLLOW = 0x100;
 const AT_EMPTY_PATH = 0x1000;
 const STATX_BASIC_STATS = 0x7ff;
 const ENOENT = 2;
+const EFAULT = 14;
 
 // struct statx (include/uapi/linux/stat.h): offsets of the fields used here.
 const SX = {
@@ -22,7 +23,7 @@ const SX = {
 } as const;
 const STATX_SIZE = 256;
 
-let fn: ((dirfd: number, path: string, flags: number, mask: number, buf: Buffer) => number) | undefined;
+let fn: ((dirfd: number, path: string | null, flags: number, mask: number, buf: Buffer) => number) | undefined;
 function bind() {
   return (fn ??= koffi.load('libc.so.6').func('int statx(int dirfd, const char *path, int flags, unsigned int mask, _Out_ uint8_t *buf)') as never);
 }
@@ -38,8 +39,17 @@ export function statxPath(path: string): Buffer | null {
   throw new SysError('statx', errno, path);
 }
 
+/** Whether statx takes a NULL path with AT_EMPTY_PATH (Linux 6.11+): no path to copy in. */
+let nullPath = true;
+
 /** fstat(2) of an open fd into the shared buffer. */
 export function statxFd(fd: number): Buffer {
+  if (nullPath) {
+    if (bind()(fd, null, AT_EMPTY_PATH, STATX_BASIC_STATS, buf) === 0) return buf;
+    const errno = koffi.errno();
+    if (errno !== EFAULT) throw new SysError('statx', errno, `fd ${fd}`);
+    nullPath = false; // an older kernel: it wants ""
+  }
   if (bind()(fd, '', AT_EMPTY_PATH, STATX_BASIC_STATS, buf) === 0) return buf;
   throw new SysError('statx', koffi.errno(), `fd ${fd}`);
 }
