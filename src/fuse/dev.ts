@@ -1,6 +1,6 @@
 // One FUSE connection: the /dev/fuse fd, the mount, request reading, reply writing,
 // passthrough backing ids, and unmount. Knows nothing about filesystems.
-import fs from 'node:fs';
+import { closeSync, openSync, readFileSync, realpathSync, writeFileSync, writeSync, writevSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { workerModule } from '../util/bundles.mjs';
@@ -23,7 +23,8 @@ import {
 // Plain JS (eval: true) so it works both under tsx and in the esbuild bundle.
 const READER_SOURCE = `
 const { parentPort, workerData: w } = require('node:worker_threads');
-const fs = require('node:fs');
+// Named: node:fs's module object has dictionary properties, a slow lookup per call.
+const { readSync, writeSync } = require('node:fs');
 const { errno: ERRNO } = require('node:os').constants;
 const { fd, bufSize, L } = w;
 const buf = Buffer.allocUnsafeSlow(bufSize);
@@ -39,7 +40,7 @@ function reply(error, n) {
   out.writeUInt32LE(buf.readUInt32LE(8), 8); // unique, as it came (no Buffer.copy: it allocates)
   out.writeUInt32LE(buf.readUInt32LE(12), 12);
   try {
-    fs.writeSync(fd, out, 0, L.outHeader + n);
+    writeSync(fd, out, 0, L.outHeader + n);
   } catch (e) {
     // ENOENT: the kernel knows no such request (interrupted meanwhile, or answered twice:
     // counted in slot 0); ENODEV: the connection is gone.
@@ -53,7 +54,7 @@ function serveRead() {
   const off = buf.readUInt32LE(L.inHeader + L.readOffset + 4) * 4294967296 + buf.readUInt32LE(L.inHeader + L.readOffset);
   let n = 0;
   try {
-    n = fs.readSync(file, out, L.outHeader, size, off);
+    n = readSync(file, out, L.outHeader, size, off);
   } catch (e) {
     return -errnoOf(e);
   }
@@ -69,7 +70,7 @@ function serveWrite() {
     // A short write only happens on ENOSPC-like conditions: retry, so the kernel sees
     // either everything or the error.
     while (done < size) {
-      const k = fs.writeSync(file, buf, data + done, size - done, off + done);
+      const k = writeSync(file, buf, data + done, size - done, off + done);
       if (k === 0) break;
       done += k;
     }
@@ -87,7 +88,7 @@ const serve = w.server ? await (await import(w.server.module)).threadServer(w.se
 for (;;) {
   let n;
   try {
-    n = fs.readSync(fd, buf, 0, bufSize, null);
+    n = readSync(fd, buf, 0, bufSize, null);
   } catch (e) {
     // EINTR: signal; ENOENT: the request was interrupted before we got it; EAGAIN: spurious.
     if (e.code === 'EINTR' || e.code === 'ENOENT' || e.code === 'EAGAIN') continue;
@@ -250,8 +251,8 @@ export class FuseDevice {
   static mount(opts: MountOptions): FuseDevice {
     // Resolved before mounting: afterwards any stat of the mountpoint is a FUSE request
     // that nobody answers yet.
-    const real = fs.realpathSync(opts.mountpoint);
-    const fd = fs.openSync('/dev/fuse', 'r+');
+    const real = realpathSync(opts.mountpoint);
+    const fd = openSync('/dev/fuse', 'r+');
     const dev = new FuseDevice(fd, opts);
     const uid = process.getuid?.() ?? 0;
     const gid = process.getgid?.() ?? 0;
@@ -261,7 +262,7 @@ export class FuseDevice {
     try {
       libc.mount(opts.source ?? 'fuse-kfunc', opts.mountpoint, `fuse.${opts.subtype ?? 'fuse-kfunc'}`, 0, data.join(','));
     } catch (e) {
-      fs.closeSync(fd);
+      closeSync(fd);
       throw e;
     }
     dev.mounted = true;
@@ -371,7 +372,7 @@ export class FuseDevice {
   private write1(b: Buffer, len: number): void {
     if (this.fdClosed) return;
     try {
-      fs.writeSync(this.fd, b, 0, len);
+      writeSync(this.fd, b, 0, len);
     } catch (e) {
       this.writeFailed(e);
     }
@@ -392,9 +393,9 @@ export class FuseDevice {
     try {
       let len = 0;
       for (const b of iov) len += b.length;
-      if (iov.length === 1) fs.writeSync(this.fd, iov[0]!);
-      else if (len <= SMALL_REPLY) fs.writeSync(this.fd, Buffer.concat(iov, len));
-      else fs.writevSync(this.fd, iov);
+      if (iov.length === 1) writeSync(this.fd, iov[0]!);
+      else if (len <= SMALL_REPLY) writeSync(this.fd, Buffer.concat(iov, len));
+      else writevSync(this.fd, iov);
     } catch (e) {
       this.writeFailed(e);
     }
@@ -441,7 +442,7 @@ export class FuseDevice {
   abort(): void {
     if (!this.connId) return;
     try {
-      fs.writeFileSync(`/sys/fs/fuse/connections/${this.connId}/abort`, '1');
+      writeFileSync(`/sys/fs/fuse/connections/${this.connId}/abort`, '1');
     } catch {
       // fusectl not mounted; nothing more we can do from here.
     }
@@ -451,7 +452,7 @@ export class FuseDevice {
     if (!this.fdClosed) {
       this.fdClosed = true;
       try {
-        fs.closeSync(this.fd);
+        closeSync(this.fd);
       } catch {
         /* already gone */
       }
@@ -476,7 +477,7 @@ export class FuseDevice {
 /** The fusectl connection id is the superblock's minor device number. */
 function findConnId(want: string): string | undefined {
   try {
-    const lines = fs.readFileSync('/proc/self/mountinfo', 'utf8').trim().split('\n');
+    const lines = readFileSync('/proc/self/mountinfo', 'utf8').trim().split('\n');
     for (let i = lines.length - 1; i >= 0; i--) {
       const f = lines[i]!.split(' ');
       if (unescapeMountinfo(f[4]!) === want) return f[2]!.split(':')[1];

@@ -353,13 +353,28 @@ function writeTimeout(b32: Uint32Array, sec32: number, nsec32: number, sec: numb
 }
 
 /**
- * A reply of `size` bytes from node's buffer pool (slices start 8-byte aligned) and its
- * Uint32Array view: no ArrayBuffer of its own, which costs more than the encoding. Not
- * zeroed: the caller writes every field.
+ * Replies of these encoders are carved from one ArrayBuffer at a time, which a Uint32Array
+ * spans whole: per reply one Buffer view and nothing else. A Uint32Array per reply over a
+ * pooled Buffer cost more than the encoding (the view, and the runtime call that finds a
+ * pooled Buffer's ArrayBuffer). Not zeroed: the caller writes every field. Slices stay
+ * 8-byte aligned (every size here is a multiple of 8).
  */
-function aligned(size: number): [Buffer, Uint32Array] {
-  const b = Buffer.allocUnsafe(size);
-  return [b, new Uint32Array(b.buffer, b.byteOffset, size / 4)];
+const POOL_BYTES = 64 * 1024;
+let pool = new ArrayBuffer(POOL_BYTES);
+let pool32 = new Uint32Array(pool);
+let poolAt = 0;
+
+/** `size` bytes of the pool: the Buffer, and the index of its first word in `pool32`. */
+function carve(size: number): [Buffer, number] {
+  if (poolAt + size > POOL_BYTES) {
+    // Replies already handed out keep the old pool alive as long as they need it.
+    pool = new ArrayBuffer(POOL_BYTES);
+    pool32 = new Uint32Array(pool);
+    poolAt = 0;
+  }
+  const at = poolAt;
+  poolAt += size;
+  return [Buffer.from(pool, at, size), at >>> 2];
 }
 
 /**
@@ -367,23 +382,25 @@ function aligned(size: number): [Buffer, Uint32Array] {
  * LOOKUP reply without building an attribute object (encodeEntryOut is the reference).
  */
 export function encodeEntryOutWith(nodeid: number, entryValid: number, attrValid: number, attrInto: (out32: Uint32Array, at: number) => void): Buffer {
-  const [b, b32] = aligned(ENTRY_OUT.size);
-  b32[EO_NODEID] = nodeid >>> 0;
-  b32[EO_NODEID + 1] = Math.floor(nodeid / 0x1_0000_0000);
-  b32[EO_GENERATION] = 0;
-  b32[EO_GENERATION + 1] = 0;
-  writeTimeout(b32, EO_ENTRY_VALID, EO_ENTRY_VALID_NSEC, entryValid);
-  writeTimeout(b32, EO_ATTR_VALID, EO_ATTR_VALID_NSEC, attrValid);
-  attrInto(b32, EO_ATTR);
+  const [b, w] = carve(ENTRY_OUT.size);
+  const b32 = pool32;
+  b32[w + EO_NODEID] = nodeid >>> 0;
+  b32[w + EO_NODEID + 1] = Math.floor(nodeid / 0x1_0000_0000);
+  b32[w + EO_GENERATION] = 0;
+  b32[w + EO_GENERATION + 1] = 0;
+  writeTimeout(b32, w + EO_ENTRY_VALID, w + EO_ENTRY_VALID_NSEC, entryValid);
+  writeTimeout(b32, w + EO_ATTR_VALID, w + EO_ATTR_VALID_NSEC, attrValid);
+  attrInto(b32, (w << 2) + EO_ATTR); // a byte offset, as attrInto takes it
   return b;
 }
 
 /** fuse_attr_out, the same way (encodeAttrOut is the reference). */
 export function encodeAttrOutWith(attrValid: number, attrInto: (out32: Uint32Array, at: number) => void): Buffer {
-  const [b, b32] = aligned(ATTR_OUT.size);
-  writeTimeout(b32, AO_ATTR_VALID, AO_ATTR_VALID_NSEC, attrValid);
-  b32[AO_DUMMY] = 0;
-  attrInto(b32, AO_ATTR);
+  const [b, w] = carve(ATTR_OUT.size);
+  const b32 = pool32;
+  writeTimeout(b32, w + AO_ATTR_VALID, w + AO_ATTR_VALID_NSEC, attrValid);
+  b32[w + AO_DUMMY] = 0;
+  attrInto(b32, (w << 2) + AO_ATTR);
   return b;
 }
 

@@ -2,7 +2,7 @@
 // open handles, and the helpers every op needs. Its calls on the backing filesystem are
 // synchronous: a request is served in one turn of the event loop, with no hop to libuv's
 // threadpool and back (docs/fuse-server.md: the request path).
-import fs, { type BigIntStats } from 'node:fs';
+import { chmodSync, closeSync, fstatSync, lchownSync, lstatSync, type BigIntStats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { FuseDevice } from './dev.ts';
 import { NodeTable, type Node } from './nodes.ts';
@@ -90,7 +90,7 @@ export class PtContext {
   lstat(abs: string): BigIntStats {
     // A missing name is the common failure (every negative LOOKUP): answered without
     // node:fs building an exception with a stack trace.
-    const st = fs.lstatSync(abs, { bigint: true, throwIfNoEntry: false });
+    const st = lstatSync(abs, { bigint: true, throwIfNoEntry: false });
     if (!st) throw new Errno('ENOENT');
     return st;
   }
@@ -124,7 +124,7 @@ export class PtContext {
   /** The same for a name just made (CREATE, MKDIR, SYMLINK, MKNOD, LINK): by `fd` when the
    *  file is open, else by path; with the node, whose reference the entry takes. */
   entryAt(rel: string, abs: string, fd?: number): { entry: Buffer; node: Node } {
-    if (this.attrHook) return this.entryNode(rel, fd !== undefined ? fs.fstatSync(fd, { bigint: true }) : this.lstat(abs));
+    if (this.attrHook) return this.entryNode(rel, fd !== undefined ? fstatSync(fd, { bigint: true }) : this.lstat(abs));
     const sx = fd !== undefined ? statxFd(fd) : statxOrENOENT(abs);
     const node = this.nodes.remember(sxKey(sx), rel);
     return { entry: encodeEntryOutWith(node.id, this.opts.entryTimeout, this.opts.attrTimeout, sxAttrInto), node };
@@ -142,7 +142,7 @@ export class PtContext {
   }
 
   attrReplyFd(nodeid: number, fd: number): Buffer {
-    if (this.attrHook) return this.attrOut(nodeid, fs.fstatSync(fd, { bigint: true }));
+    if (this.attrHook) return this.attrOut(nodeid, fstatSync(fd, { bigint: true }));
     statxFd(fd);
     return encodeAttrOutWith(this.opts.attrTimeout, sxAttrInto);
   }
@@ -195,9 +195,9 @@ export class PtContext {
    * as root, the caller's ownership.
    */
   fixNew(abs: string, mode: number | null, req: Request, isSymlink = false): void {
-    if (mode !== null && !isSymlink && (mode & 0o7777 & this.umask) !== 0) fs.chmodSync(abs, mode & 0o7777);
+    if (mode !== null && !isSymlink && (mode & 0o7777 & this.umask) !== 0) chmodSync(abs, mode & 0o7777);
     if (this.isRoot && (req.uid !== 0 || req.gid !== 0)) {
-      fs.lchownSync(abs, req.uid, req.gid);
+      lchownSync(abs, req.uid, req.gid);
     }
   }
 
@@ -230,7 +230,7 @@ export class PtContext {
     for (const h of all) {
       if (h.kind !== 'file') continue;
       try {
-        fs.closeSync(h.fd);
+        closeSync(h.fd);
       } catch {
         /* closing everything at the end: nothing to report to */
       }

@@ -1,7 +1,7 @@
 // Passthrough: directory handles and listings. A listing is a snapshot of names taken at
 // offset 0; entry i carries off=i+1, so a later READDIR resumes exactly where the kernel
 // stopped even if the directory changed in between.
-import fs, { constants as fsc, type BigIntStats } from 'node:fs';
+import { closeSync, fdatasyncSync, fsyncSync, openSync, readdirSync, constants as fsc, type BigIntStats } from 'node:fs';
 import {
   FSYNC_IN, FUSE_FSYNC_FDATASYNC, OPEN_IN, OPEN_OUT, Op, READ_IN, RELEASE_IN, direntSize, direntplusSize,
   encodeDirentInto, encodeDirentplusInto, encodeStruct, type Request,
@@ -31,7 +31,7 @@ export function registerDirOps(s: Session, c: PtContext): void {
     if (c.lister) {
       return c.lister(dirRel).then((names) => window(a, (h.names = ['.', '..', ...names]), dirRel, plus));
     }
-    return window(a, (h.names = ['.', '..', ...fs.readdirSync(c.abs(dirRel))]), dirRel, plus);
+    return window(a, (h.names = ['.', '..', ...readdirSync(c.abs(dirRel))]), dirRel, plus);
   };
 
   const window = (a: { offset: bigint; size: number }, names: string[], dirRel: string, plus: boolean): Buffer => {
@@ -91,12 +91,12 @@ export function registerDirOps(s: Session, c: PtContext): void {
   s.on(Op.FSYNCDIR, (req, b) => {
     const a = b.struct(FSYNC_IN);
     c.dir(a.fh);
-    const fd = fs.openSync(c.nodePath(req.nodeid), fsc.O_RDONLY | fsc.O_DIRECTORY);
+    const fd = openSync(c.nodePath(req.nodeid), fsc.O_RDONLY | fsc.O_DIRECTORY);
     try {
-      if (a.fsync_flags & FUSE_FSYNC_FDATASYNC) fs.fdatasyncSync(fd);
-      else fs.fsyncSync(fd);
+      if (a.fsync_flags & FUSE_FSYNC_FDATASYNC) fdatasyncSync(fd);
+      else fsyncSync(fd);
     } finally {
-      fs.closeSync(fd);
+      closeSync(fd);
     }
   });
 }

@@ -3,7 +3,7 @@
 // plain file's READ and WRITE are served by the reader threads themselves (dev.ts: fast
 // handles) unless a policy took those opcodes over; what reaches these handlers is served
 // synchronously, in one turn of the event loop.
-import fs, { constants as fsc } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, fsyncSync, openSync, readSync, writeSync, constants as fsc } from 'node:fs';
 import { fastFh } from './dev.ts';
 import * as libc from './libc.ts';
 import {
@@ -26,7 +26,7 @@ export function registerFileOps(s: Session, c: PtContext): void {
   const fastEligible = () => !s.debug && s.handler(Op.READ) === baseRead && s.handler(Op.WRITE) === baseWrite;
 
   const openReply = (node: Node, fd: number): Buffer => {
-    const passthrough = c.opts.passthrough && fs.fstatSync(fd).isFile();
+    const passthrough = c.opts.passthrough && fstatSync(fd).isFile();
     const fast = !passthrough && fastEligible();
     const h: FileHandleEntry = { kind: 'file', fd, node, passthrough, fast };
     let backingId = 0;
@@ -38,11 +38,11 @@ export function registerFileOps(s: Session, c: PtContext): void {
   s.on(Op.OPEN, (req, b) => {
     const { flags } = b.struct(OPEN_IN);
     const node = c.nodes.get(req.nodeid);
-    const fd = fs.openSync(c.nodePath(req.nodeid), flags & ~STRIP);
+    const fd = openSync(c.nodePath(req.nodeid), flags & ~STRIP);
     try {
       return openReply(node, fd);
     } catch (e) {
-      fs.closeSync(fd);
+      closeSync(fd);
       throw e;
     }
   });
@@ -50,7 +50,7 @@ export function registerFileOps(s: Session, c: PtContext): void {
   s.on(Op.CREATE, (req, b) => {
     const a = b.struct(CREATE_IN);
     const { rel, abs } = c.child(req.nodeid, b.cstring());
-    const fd = fs.openSync(abs, (a.flags & ~(fsc.O_NOCTTY | fsc.O_DIRECT)) | fsc.O_CREAT, a.mode & 0o7777);
+    const fd = openSync(abs, (a.flags & ~(fsc.O_NOCTTY | fsc.O_DIRECT)) | fsc.O_CREAT, a.mode & 0o7777);
     let node: Node | undefined;
     try {
       c.fixNew(abs, a.mode, req);
@@ -60,7 +60,7 @@ export function registerFileOps(s: Session, c: PtContext): void {
     } catch (e) {
       // The kernel never sees this entry, so it will never FORGET the reference we took.
       if (node) c.nodes.forget(node.id, 1);
-      fs.closeSync(fd);
+      closeSync(fd);
       throw e;
     }
   });
@@ -69,7 +69,7 @@ export function registerFileOps(s: Session, c: PtContext): void {
     const a = b.numbers(READ_IN);
     const h = c.file(a.fh);
     const buf = Buffer.allocUnsafe(a.size);
-    return buf.subarray(0, fs.readSync(h.fd, buf, 0, a.size, a.offset));
+    return buf.subarray(0, readSync(h.fd, buf, 0, a.size, a.offset));
   };
   s.on(Op.READ, baseRead);
 
@@ -81,7 +81,7 @@ export function registerFileOps(s: Session, c: PtContext): void {
     // A short write to a regular file only happens on ENOSPC-like conditions; retry so
     // the kernel sees either everything or the error.
     while (done < data.length) {
-      const n = fs.writeSync(h.fd, data, done, data.length - done, a.offset + done);
+      const n = writeSync(h.fd, data, done, data.length - done, a.offset + done);
       if (n === 0) break;
       done += n;
     }
@@ -101,14 +101,14 @@ export function registerFileOps(s: Session, c: PtContext): void {
     if (h.passthrough) c.releaseBacking(h.node);
     // The kernel sends RELEASE after the last READ/WRITE on the handle was answered, so no
     // reader thread still uses this fd (or a later file that gets its number).
-    fs.closeSync(h.fd);
+    closeSync(h.fd);
   });
 
   s.on(Op.FSYNC, (_req, b) => {
     const a = b.numbers(FSYNC_IN);
     const h = c.file(a.fh);
-    if (a.fsync_flags & FUSE_FSYNC_FDATASYNC) fs.fdatasyncSync(h.fd);
-    else fs.fsyncSync(h.fd);
+    if (a.fsync_flags & FUSE_FSYNC_FDATASYNC) fdatasyncSync(h.fd);
+    else fsyncSync(h.fd);
   });
 
   s.on(Op.FALLOCATE, (_req, b) => {

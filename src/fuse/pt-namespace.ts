@@ -1,7 +1,7 @@
 // Passthrough: names, attributes and xattrs. Every op maps to the same syscall on the
 // backing path of the node; errors travel back unchanged as errno. Synchronous calls:
 // a request is served in one turn of the event loop (pt-context.ts).
-import fs from 'node:fs';
+import { accessSync, chmodSync, fchmodSync, fchownSync, fstatSync, ftruncateSync, futimesSync, lchownSync, linkSync, mkdirSync, readlinkSync, renameSync, rmdirSync, statfsSync, symlinkSync, truncateSync, unlinkSync } from 'node:fs';
 import * as libc from './libc.ts';
 import {
   ACCESS_IN, BATCH_FORGET_IN, FAttr, FORGET_IN, FORGET_ONE, FUSE_GETATTR_FH, GETATTR_IN, GETXATTR_IN,
@@ -51,18 +51,18 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
     const abs = node.paths.length ? c.abs(node.paths[0]!) : null;
     if (fd === undefined && !abs) throw new Errno('ENOENT', 'no name and no handle');
     if (a.valid & FAttr.MODE) {
-      if (fd !== undefined) fs.fchmodSync(fd, a.mode & 0o7777);
-      else fs.chmodSync(abs!, a.mode & 0o7777);
+      if (fd !== undefined) fchmodSync(fd, a.mode & 0o7777);
+      else chmodSync(abs!, a.mode & 0o7777);
     }
     if (a.valid & (FAttr.UID | FAttr.GID)) {
       const uid = a.valid & FAttr.UID ? a.uid : -1;
       const gid = a.valid & FAttr.GID ? a.gid : -1;
-      if (fd !== undefined) fs.fchownSync(fd, uid, gid);
-      else fs.lchownSync(abs!, uid, gid);
+      if (fd !== undefined) fchownSync(fd, uid, gid);
+      else lchownSync(abs!, uid, gid);
     }
     if (a.valid & FAttr.SIZE) {
-      if (fd !== undefined) fs.ftruncateSync(fd, a.size);
-      else fs.truncateSync(abs!, a.size);
+      if (fd !== undefined) ftruncateSync(fd, a.size);
+      else truncateSync(abs!, a.size);
     }
     if (a.valid & (FAttr.ATIME | FAttr.MTIME)) {
       const at: libc.TimeSpec = !(a.valid & FAttr.ATIME) ? 'omit' : a.valid & FAttr.ATIME_NOW ? 'now' : { sec: a.atime, nsec: a.atimensec };
@@ -70,22 +70,22 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
       if (abs) libc.utimensat(abs, at, mt);
       else {
         // Unlinked but open: node's futimes takes seconds, so nanoseconds are rounded.
-        const cur = fs.fstatSync(fd!);
+        const cur = fstatSync(fd!);
         const secs = (t: libc.TimeSpec, old: Date) =>
           t === 'now' ? Date.now() / 1000 : t === 'omit' ? old.getTime() / 1000 : Number(t.sec) + t.nsec / 1e9;
-        fs.futimesSync(fd!, secs(at, cur.atime), secs(mt, cur.mtime));
+        futimesSync(fd!, secs(at, cur.atime), secs(mt, cur.mtime));
       }
     }
     return fd !== undefined ? c.getattrReply(req.nodeid, fd) : c.attrReplyAt(req.nodeid, abs!);
   });
 
-  s.on(Op.READLINK, (req) => fs.readlinkSync(c.nodePath(req.nodeid), { encoding: 'buffer' }));
+  s.on(Op.READLINK, (req) => readlinkSync(c.nodePath(req.nodeid), { encoding: 'buffer' }));
 
   s.on(Op.SYMLINK, (req, b) => {
     const name = b.cstring();
     const target = b.cstringBytes();
     const { rel, abs } = c.child(req.nodeid, name);
-    fs.symlinkSync(target, abs);
+    symlinkSync(target, abs);
     c.fixNew(abs, null, req, true);
     return c.entryAt(rel, abs).entry;
   });
@@ -101,27 +101,27 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
   s.on(Op.MKDIR, (req, b) => {
     const a = b.struct(MKDIR_IN);
     const { rel, abs } = c.child(req.nodeid, b.cstring());
-    fs.mkdirSync(abs, { mode: a.mode & 0o7777 });
+    mkdirSync(abs, { mode: a.mode & 0o7777 });
     c.fixNew(abs, a.mode, req);
     return c.entryAt(rel, abs).entry;
   });
 
   s.on(Op.UNLINK, (req, b) => {
     const { rel, abs } = c.child(req.nodeid, b.cstring());
-    fs.unlinkSync(abs);
+    unlinkSync(abs);
     c.nodes.removePath(rel);
   });
 
   s.on(Op.RMDIR, (req, b) => {
     const { rel, abs } = c.child(req.nodeid, b.cstring());
-    fs.rmdirSync(abs);
+    rmdirSync(abs);
     c.nodes.removePath(rel);
   });
 
   const rename = (parent: number, newdir: number, oldName: string, newName: string, flags: number) => {
     const from = c.child(parent, oldName);
     const to = c.child(newdir, newName);
-    if (flags === 0) fs.renameSync(from.abs, to.abs);
+    if (flags === 0) renameSync(from.abs, to.abs);
     else libc.renameat2(from.abs, to.abs, flags);
     if (flags & libc.RENAME_EXCHANGE) {
       c.nodes.exchangePaths(from.rel, to.rel);
@@ -146,17 +146,17 @@ export function registerNamespaceOps(s: Session, c: PtContext): void {
   s.on(Op.LINK, (req, b) => {
     const a = b.struct(LINK_IN);
     const { rel, abs } = c.child(req.nodeid, b.cstring());
-    fs.linkSync(c.nodePath(Number(a.oldnodeid)), abs);
+    linkSync(c.nodePath(Number(a.oldnodeid)), abs);
     return c.entryAt(rel, abs).entry;
   });
 
   s.on(Op.STATFS, (req) => {
-    const st = fs.statfsSync(c.nodes.get(req.nodeid).paths.length ? c.nodePath(req.nodeid) : c.root, { bigint: true });
+    const st = statfsSync(c.nodes.get(req.nodeid).paths.length ? c.nodePath(req.nodeid) : c.root, { bigint: true });
     return encodeStruct(STATFS_OUT, { st: toKstatfs(st) });
   });
 
   s.on(Op.ACCESS, (req, b) => {
-    fs.accessSync(c.nodePath(req.nodeid), b.struct(ACCESS_IN).mask);
+    accessSync(c.nodePath(req.nodeid), b.struct(ACCESS_IN).mask);
   });
 
   // ---- extended attributes ----

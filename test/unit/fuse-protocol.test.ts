@@ -289,3 +289,19 @@ test('compiled struct encoders write what the field-table walk writes, for every
     t.deepEqual(layout.encodeStruct(def, nums), walk(def, layout.decodeStructSlow(def, small)), `${def.name}: numbers as their bigints`);
   }
 });
+
+test('encoded replies carved from the shared pool stay intact across pools', (t) => {
+  // 2,000 replies span several 64 KiB pools: every one must still hold what was written.
+  const out: Buffer[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const mark = (w: Uint32Array, at: number) => { for (let k = 0; k < P.ATTR.size / 4; k++) w[(at >> 2) + k] = i; };
+    out.push(i % 2 ? P.encodeAttrOutWith(i, mark) : P.encodeEntryOutWith(i, i, i, mark));
+  }
+  out.forEach((b, i) => {
+    t.is(b.length, i % 2 ? P.ATTR_OUT.size : P.ENTRY_OUT.size);
+    const at = (i % 2 ? P.ATTR_OUT : P.ENTRY_OUT).fields.find((f) => f.name === 'attr')!.offset;
+    t.is(b.readUInt32LE(at), i, `reply ${i}: attr`);
+    t.is(b.readUInt32LE(at + P.ATTR.size - 4), i, `reply ${i}: end of attr`);
+    if (!(i % 2)) t.is(b.readUInt32LE(0), i, `reply ${i}: nodeid`);
+  });
+});
