@@ -207,7 +207,11 @@ async function guestRun(o: BenchOptions, g: GuestRun) {
     command: [...entry, 'bench', '--in-guest', '--out', g.out,
       '--repeats', String(g.repeats), '--runtime', String(o.runtime), '--configs', o.configs.join(','),
       '--workloads', o.workloads.join(','), '--mode', g.mode, '--command', g.command, ...(o.profile ? ['--profile'] : [])],
-    env: { FUSE_KFUNC_BUILD: g.a.dir, FUSE_KFUNC_FIXTURES: g.fixtures, ...(g.srctree ? { FUSE_KFUNC_SRCTREE: g.srctree } : {}) },
+    env: {
+      FUSE_KFUNC_BUILD: g.a.dir, FUSE_KFUNC_FIXTURES: g.fixtures, ...(g.srctree ? { FUSE_KFUNC_SRCTREE: g.srctree } : {}),
+      // The TypeScript daemon's V8 flags, when measuring one (sdk/mount.ts: daemonV8Flags).
+      ...(process.env.FUSE_KFUNC_DAEMON_V8_FLAGS !== undefined ? { FUSE_KFUNC_DAEMON_V8_FLAGS: process.env.FUSE_KFUNC_DAEMON_V8_FLAGS } : {}),
+    },
     stdout: process.stdout, stderr: process.stderr,
   });
 }
@@ -224,7 +228,8 @@ export async function bench(o: BenchOptions): Promise<number> {
   const accel = await chooseAccel(a.bzImage, o.repo, a.dir);
   const dir = join(o.repo, 'docs', 'bench');
   mkdirSync(dir, { recursive: true });
-  const command = `fuse-kfunc bench ${o.argv.join(' ')}`.trim();
+  const v8 = process.env.FUSE_KFUNC_DAEMON_V8_FLAGS;
+  const command = `${v8 !== undefined ? `FUSE_KFUNC_DAEMON_V8_FLAGS='${v8}' ` : ''}fuse-kfunc bench ${o.argv.join(' ')}`.trim();
   if (o.overhead) return overhead(o, { a, fixtures, srctree, accel, command });
   const mode = `${o.profile ? 'profile-' : ''}${o.icount ? 'icount' : 'wallclock'}`;
   const out = o.out ?? join(dir, `raw-${mode}.json`);

@@ -202,6 +202,15 @@ export function preparePolicy(spec: PolicySpec, buildDir?: string): { object: st
   }
 }
 
+/**
+ * V8 flags of the daemon process (its server and reader threads share them). Empty by
+ * default; FUSE_KFUNC_DAEMON_V8_FLAGS (space-separated) sets them, to measure what a flag
+ * does to the daemon (docs/fuse-server.md: JIT compilation on short jobs).
+ */
+export function daemonV8Flags(env = process.env): string[] {
+  return (env.FUSE_KFUNC_DAEMON_V8_FLAGS ?? '').split(/\s+/).filter(Boolean);
+}
+
 export async function mount(o: MountOptions): Promise<MountHandle> {
   const { backings, mountpoint } = checkInputs(o);
   const prog = o.policy && !o.userspace ? preparePolicy(o.policy, o.buildDir)
@@ -209,7 +218,7 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
   const repo = repoRoot();
   const entry = nodeEntry(repo, 'mount-serve');
   const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, globals: o.globals, passthrough: !!o.passthrough, timeout: o.timeout, policy: o.policy };
-  const child = fork(entry.file, [JSON.stringify(cfg)], { cwd: repo, execArgv: entry.execArgv, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+  const child = fork(entry.file, [JSON.stringify(cfg)], { cwd: repo, execArgv: [...entry.execArgv, ...daemonV8Flags()], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
   let err = '';
   child.stderr!.on('data', (d) => {
     err += d;

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { parseMountArgs, parseStatsArgs } from '../../src/sdk/args.ts';
-import { checkRoot, mountPoints, MountError } from '../../src/sdk/mount.ts';
+import { checkRoot, daemonV8Flags, mountPoints, MountError } from '../../src/sdk/mount.ts';
 
 test('mount: backings then mountpoint, flags anywhere', (t) => {
   const a = parseMountArgs(['/a', '--program', 'p.bpf.c', '/b', '/mnt', '--timeout=0']);
@@ -68,4 +68,10 @@ test('mount points from mountinfo, escapes undone', (t) => {
   t.is(m.get('/'), 'ext4');
   t.is(m.get('/tmp/with space'), 'fuse.fuse-kfunc');
   t.is(m.size, 2);
+});
+
+test("the daemon's V8 flags: none by default, FUSE_KFUNC_DAEMON_V8_FLAGS split on whitespace", (t) => {
+  t.deepEqual(daemonV8Flags({}), []);
+  t.deepEqual(daemonV8Flags({ FUSE_KFUNC_DAEMON_V8_FLAGS: '' }), []);
+  t.deepEqual(daemonV8Flags({ FUSE_KFUNC_DAEMON_V8_FLAGS: ' --interrupt-budget=600000  --max-lazy ' }), ['--interrupt-budget=600000', '--max-lazy']);
 });
