@@ -27,6 +27,8 @@ const { parentPort, workerData: w } = require('node:worker_threads');
 const { readSync, writeSync } = require('node:fs');
 const { errno: ERRNO } = require('node:os').constants;
 const { fd, bufSize, L } = w;
+// The layout as constants: the hot loop then loads no property of the layout object.
+const { READ, WRITE, fastTag, inHeader, outHeader, readFh, readOffset, readSize, writeFh, writeOffset, writeSize, readIn, writeIn, writeOut } = L;
 const buf = Buffer.allocUnsafeSlow(bufSize);
 const out = Buffer.allocUnsafeSlow(bufSize);
 const counts = new Int32Array(w.counts);
@@ -35,12 +37,12 @@ const now = () => Number(process.hrtime.bigint());
 const errnoOf = (e) => ERRNO[e.code] || ERRNO.EIO;
 // The reply: out_header (len, error, unique copied from the request) and n bytes after it.
 function reply(error, n) {
-  out.writeUInt32LE(L.outHeader + n, 0);
+  out.writeUInt32LE(outHeader + n, 0);
   out.writeInt32LE(error, 4);
   out.writeUInt32LE(buf.readUInt32LE(8), 8); // unique, as it came (no Buffer.copy: it allocates)
   out.writeUInt32LE(buf.readUInt32LE(12), 12);
   try {
-    writeSync(fd, out, 0, L.outHeader + n);
+    writeSync(fd, out, 0, outHeader + n);
   } catch (e) {
     // ENOENT: the kernel knows no such request (interrupted meanwhile, or answered twice:
     // counted in slot 0); ENODEV: the connection is gone.
@@ -49,22 +51,22 @@ function reply(error, n) {
   }
 }
 function serveRead() {
-  const file = buf.readUInt32LE(L.inHeader + L.readFh);
-  const size = buf.readUInt32LE(L.inHeader + L.readSize);
-  const off = buf.readUInt32LE(L.inHeader + L.readOffset + 4) * 4294967296 + buf.readUInt32LE(L.inHeader + L.readOffset);
+  const file = buf.readUInt32LE(inHeader + readFh);
+  const size = buf.readUInt32LE(inHeader + readSize);
+  const off = buf.readUInt32LE(inHeader + readOffset + 4) * 4294967296 + buf.readUInt32LE(inHeader + readOffset);
   let n = 0;
   try {
-    n = readSync(file, out, L.outHeader, size, off);
+    n = readSync(file, out, outHeader, size, off);
   } catch (e) {
     return -errnoOf(e);
   }
   return n;
 }
 function serveWrite() {
-  const file = buf.readUInt32LE(L.inHeader + L.writeFh);
-  const size = buf.readUInt32LE(L.inHeader + L.writeSize);
-  const off = buf.readUInt32LE(L.inHeader + L.writeOffset + 4) * 4294967296 + buf.readUInt32LE(L.inHeader + L.writeOffset);
-  const data = L.inHeader + L.writeIn;
+  const file = buf.readUInt32LE(inHeader + writeFh);
+  const size = buf.readUInt32LE(inHeader + writeSize);
+  const off = buf.readUInt32LE(inHeader + writeOffset + 4) * 4294967296 + buf.readUInt32LE(inHeader + writeOffset);
+  const data = inHeader + writeIn;
   let done = 0;
   try {
     // A short write only happens on ENOSPC-like conditions: retry, so the kernel sees
@@ -77,9 +79,9 @@ function serveWrite() {
   } catch (e) {
     return -errnoOf(e);
   }
-  out.writeUInt32LE(done, L.outHeader);
-  out.writeUInt32LE(0, L.outHeader + 4);
-  return L.writeOut;
+  out.writeUInt32LE(done, outHeader);
+  out.writeUInt32LE(0, outHeader + 4);
+  return writeOut;
 }
 // With a server module the thread serves every request itself (thread-server.ts): the
 // node and handle tables live here, and nothing hops to the main thread.
@@ -98,16 +100,16 @@ for (;;) {
   }
   if (n === 0) { if (serve) serve.end(); parentPort.postMessage({ end: 'EOF' }); break; }
   const t0 = times ? now() : 0;
-  const op = n >= L.inHeader ? buf.readUInt32LE(4) : 0;
-  const fast = op === L.READ ? n >= L.inHeader + L.readIn && buf.readUInt32LE(L.inHeader + L.readFh + 4) === L.fastTag &&
-      L.outHeader + buf.readUInt32LE(L.inHeader + L.readSize) <= bufSize
-    : op === L.WRITE ? n >= L.inHeader + L.writeIn && buf.readUInt32LE(L.inHeader + L.writeFh + 4) === L.fastTag &&
-      n >= L.inHeader + L.writeIn + buf.readUInt32LE(L.inHeader + L.writeSize)
+  const op = n >= inHeader ? buf.readUInt32LE(4) : 0;
+  const fast = op === READ ? n >= inHeader + readIn && buf.readUInt32LE(inHeader + readFh + 4) === fastTag &&
+      outHeader + buf.readUInt32LE(inHeader + readSize) <= bufSize
+    : op === WRITE ? n >= inHeader + writeIn && buf.readUInt32LE(inHeader + writeFh + 4) === fastTag &&
+      n >= inHeader + writeIn + buf.readUInt32LE(inHeader + writeSize)
     : false;
   // Anything malformed or unusual goes to the main thread, which says what is wrong.
   if (fast) {
     {
-      const r = op === L.READ ? serveRead() : serveWrite();
+      const r = op === READ ? serveRead() : serveWrite();
       const t1 = times ? now() : 0;
       if (r < 0) reply(r, 0);
       else reply(0, r);

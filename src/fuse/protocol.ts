@@ -208,23 +208,26 @@ export class Request {
 }
 
 const IH = offsetsOf(IN_HEADER);
+// As plain constants: a property load per field per request showed up in the profile.
+const IH_LEN = IH.len!, IH_OPCODE = IH.opcode!, IH_UNIQUE = IH.unique!, IH_NODEID = IH.nodeid!;
+const IH_UID = IH.uid!, IH_GID = IH.gid!, IH_PID = IH.pid!, IH_EXTLEN = IH.total_extlen!;
 
 export function parseRequest(buf: Buffer): Request {
   if (buf.length < IN_HEADER.size) {
     throw new ProtocolError(`truncated request: ${buf.length} bytes, a fuse_in_header alone is ${IN_HEADER.size}`);
   }
   // Field by field (every request has a header): the generic decoder costs more.
-  const len = buf.readUInt32LE(IH.len!);
-  const opcode = buf.readUInt32LE(IH.opcode!);
+  const len = buf.readUInt32LE(IH_LEN);
+  const opcode = buf.readUInt32LE(IH_OPCODE);
   if (len !== buf.length) {
     throw new ProtocolError(`truncated request: header.len=${len} but read returned ${buf.length} bytes (opcode ${opName(opcode)})`);
   }
-  const extlen = buf.readUInt16LE(IH.total_extlen!);
+  const extlen = buf.readUInt16LE(IH_EXTLEN);
   if (IN_HEADER.size + extlen * 8 > buf.length) throw new ProtocolError(`request extensions (${extlen * 8} bytes) overrun the request`);
   return new Request(
-    opcode, buf.readUInt32LE(IH.nodeid! + 4) * 0x1_0000_0000 + buf.readUInt32LE(IH.nodeid!),
-    buf.readUInt32LE(IH.uid!), buf.readUInt32LE(IH.gid!), buf.readUInt32LE(IH.pid!),
-    buf.readUInt32LE(IH.unique!), buf.readUInt32LE(IH.unique! + 4),
+    opcode, buf.readUInt32LE(IH_NODEID + 4) * 0x1_0000_0000 + buf.readUInt32LE(IH_NODEID),
+    buf.readUInt32LE(IH_UID), buf.readUInt32LE(IH_GID), buf.readUInt32LE(IH_PID),
+    buf.readUInt32LE(IH_UNIQUE), buf.readUInt32LE(IH_UNIQUE + 4),
     buf.subarray(IN_HEADER.size, buf.length - extlen * 8), extlen,
   );
 }
