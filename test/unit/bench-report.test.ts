@@ -46,6 +46,20 @@ test('goals: met, missed, not measured', (t) => {
   t.is(by('BPF stat <= 1.5x native').ok, undefined);
 });
 
+test('the untar goal: elapsed seconds in wall-clock runs, guest CPU under -icount (whose elapsed time is idle jumps)', (t) => {
+  // Elapsed says 1.2x, CPU says 3x: only the wall-clock run may judge on elapsed time.
+  const untar = (seconds: number, cpuMsPerKop: number) => m(0, { seconds, cpuMsPerKop, p50us: null as unknown as number });
+  const results = { userspace: { 'untar-grep': [untar(1.2, 3000)] }, 'libfuse-c': { 'untar-grep': [untar(1, 1000)] } };
+  const by = (r: RawResults) => goals(r).find((x) => x.text.startsWith('TypeScript daemon: untar + grep'))!;
+  const wall = by({ ...raw, results });
+  t.true(wall.ok);
+  t.is(wall.value, 1.2);
+  const icount = by({ ...raw, mode: 'icount', results });
+  t.false(icount.ok);
+  t.is(icount.value, 3);
+  t.regex(icount.how, /CPU/);
+});
+
 test('markdown and SVG carry the figures and the command', (t) => {
   const md = markdown(raw);
   t.regex(md, /Command: `fuse-kfunc bench --quick`/);
