@@ -7,7 +7,7 @@ import { workerModule } from '../util/bundles.mjs';
 import * as libc from './libc.ts';
 import {
   BACKING_MAP, FUSE_BACKING_DIR, FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN, IN_HEADER, OUT_HEADER, Op,
-  READ_IN, WRITE_IN, WRITE_OUT, encodeStruct, opName, type Request,
+  READ_IN, WRITE_IN, WRITE_OUT, encodeStruct, opName, writeOutHeader, type Request,
 } from './protocol.ts';
 
 // Readers are plain threads doing blocking read(2): a read on /dev/fuse sleeps until the
@@ -162,14 +162,6 @@ export type ThreadServerMessage =
 
 /** Replies up to this size are written as one buffer (FuseDevice.write). */
 const SMALL_REPLY = 8192;
-
-/** fuse_out_header into `b`: the unique as the request carried it. */
-function writeOutHeader(b: Buffer, len: number, error: number, req: Request): void {
-  b.writeUInt32LE(len, 0);
-  b.writeInt32LE(error, 4);
-  b.writeUInt32LE(req.uniqueLo, 8);
-  b.writeUInt32LE(req.uniqueHi, 12);
-}
 
 /** Handles at or above this fh carry their backing fd in the low 32 bits (fastFh). */
 const FAST_TAG = 0x10_0000;
@@ -355,12 +347,12 @@ export class FuseDevice {
     }
     if (len > SMALL_REPLY) {
       const h = Buffer.allocUnsafe(OUT_HEADER.size);
-      writeOutHeader(h, len, error, req);
+      writeOutHeader(h, len, error, req.uniqueLo, req.uniqueHi);
       this.write([h, ...(Array.isArray(payload) ? payload : [payload!])]);
       return;
     }
     const out = this.replyBuf;
-    writeOutHeader(out, len, error, req);
+    writeOutHeader(out, len, error, req.uniqueLo, req.uniqueHi);
     if (len > OUT_HEADER.size) {
       if (!Array.isArray(payload)) payload!.copy(out, OUT_HEADER.size);
       else {

@@ -96,7 +96,9 @@ export function lsetxattr(path: string, name: string, value: Buffer, flags: numb
 
 /** With size 0 returns the value's length; otherwise fills `into` and returns bytes used. */
 export function lgetxattr(path: string, name: string, into: Buffer | null): number {
-  return Number(check('lgetxattr', L().lgetxattr(path, name, into, into ? into.length : 0) as number | bigint, name));
+  const r = lgetxattrOrErrno(path, name, into);
+  if (r < 0) throw new SysError('lgetxattr', -r, name);
+  return r;
 }
 
 /** lgetxattr(2) returning -errno on failure instead of throwing (GETXATTR's ENODATA is

@@ -238,22 +238,22 @@ export class BodyReader {
   constructor(private readonly buf: Buffer, private readonly what: string) {}
 
   struct<S extends readonly FieldSpec[]>(def: StructDef<S>): Decoded<S> {
-    if (this.buf.length - this.pos < def.size) {
-      throw new ProtocolError(`${this.what}: truncated ${def.name}: need ${def.size} bytes, have ${this.buf.length - this.pos}`);
-    }
-    const v = decodeStruct(def, this.buf, this.pos);
-    this.pos += def.size;
-    return v;
+    return decodeStruct(def, this.buf, this.take(def));
   }
 
   /** struct() with 64-bit fields as numbers (layout.ts: decodeNumbers, exact below 2^53). */
   numbers<S extends readonly FieldSpec[]>(def: StructDef<S>): Numeric<S> {
-    if (this.buf.length - this.pos < def.size) {
-      throw new ProtocolError(`${this.what}: truncated ${def.name}: need ${def.size} bytes, have ${this.buf.length - this.pos}`);
+    return decodeNumbers(def, this.buf, this.take(def));
+  }
+
+  /** Where `def` starts, once it is known to fit; moves past it. */
+  private take(def: StructDef<readonly FieldSpec[]>): number {
+    const at = this.pos;
+    if (this.buf.length - at < def.size) {
+      throw new ProtocolError(`${this.what}: truncated ${def.name}: need ${def.size} bytes, have ${this.buf.length - at}`);
     }
-    const v = decodeNumbers(def, this.buf, this.pos);
     this.pos += def.size;
-    return v;
+    return at;
   }
 
   /** A NUL-terminated name, returned without the NUL as raw bytes (names need not be UTF-8). */
@@ -285,20 +285,29 @@ export class BodyReader {
 
 // ---- replies ----
 
-/** Header plus payload pieces; written with one writev so the kernel sees one message. */
 const OUT = offsetsOf(OUT_HEADER);
 
+/** Header plus payload pieces, for one writev so the kernel sees one message (FuseDevice.reply
+ *  assembles the same bytes in one buffer; this is its reference in the unit tests). */
 export function replyIov(unique: bigint, error: number, payload: Buffer[] = []): Buffer[] {
   // An error reply is the bare header: the kernel rejects an error with a payload.
   const body = error === 0 ? payload : [];
   let len = OUT_HEADER.size;
   for (const p of body) len += p.length;
-  // Written by hand (every reply has one): the generic encoder costs more than the write.
   const h = Buffer.allocUnsafe(OUT_HEADER.size);
-  h.writeUInt32LE(len, OUT.len!);
-  h.writeInt32LE(error, OUT.error!);
-  h.writeBigUInt64LE(unique, OUT.unique!);
+  writeOutHeader(h, len, error, Number(unique & 0xffffffffn), Number(unique >> 32n));
   return [h, ...body];
+}
+
+/**
+ * fuse_out_header into `b`, written by hand (every reply has one: the generic encoder costs
+ * more than the write); the request's unique as its two 32-bit halves, as it came.
+ */
+export function writeOutHeader(b: Buffer, len: number, error: number, uniqueLo: number, uniqueHi: number): void {
+  b.writeUInt32LE(len, OUT.len!);
+  b.writeInt32LE(error, OUT.error!);
+  b.writeUInt32LE(uniqueLo, OUT.unique!);
+  b.writeUInt32LE(uniqueHi, OUT.unique! + 4);
 }
 
 /** Field name -> offset, for the encoders written by hand on hot paths. */
