@@ -1,6 +1,7 @@
 // Bundles the CLI and the programs it starts (the mount daemons, the stress and fuzz
 // workers) into dist/, so they start fast and need no tsx: under TCG, tsx costs a daemon
-// 8 s of its start. koffi stays external: it carries a native binary that cannot be bundled.
+// 8 s of its start. koffi stays external: it carries a native binary that cannot be bundled;
+// typescript too: the policy compiler loads it on first use (src/policy/compiler/translate.ts).
 // dist/bundles.json lists each bundle's inputs, so that src/util/bundles.mjs can tell a
 // bundle built from the current sources from a stale one.
 import { build } from 'esbuild';
@@ -22,7 +23,7 @@ await Promise.all(Object.entries(BUNDLES).map(async ([name, entry]) => {
     target: 'node20',
     sourcemap: true,
     metafile: true,
-    external: ['koffi'],
+    external: ['koffi', 'typescript'],
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     logLevel: 'warning',
   });

@@ -7,19 +7,32 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { cachePaths, repoRoot } from '../util/paths.ts';
 import { compileBpf } from './compile.ts';
-import { generateStripe } from './generate/stripe.ts';
 import { generateMirror } from './generate/mirror.ts';
 import { generateFilter } from './generate/filter.ts';
 import { generateTier } from './generate/tier.ts';
 import { generateRoute } from './generate/route.ts';
 import { generateUnion } from './generate/union.ts';
 import { validatePolicy, type PolicySpec } from './spec.ts';
+import { policyModule } from './builtin/index.ts';
+import { compilePolicy } from './compiler/emit.ts';
+import { resolveParams } from './lang/params.ts';
 
-/** The generated C of a policy (validated first). */
+/**
+ * The globals the loader sets before load: a policy module's parameters (the C holds their
+ * defaults, so one object serves every value). None for the generated policies.
+ */
+export function policyGlobals(spec: PolicySpec): Record<string, number> {
+  const m = policyModule(spec);
+  return m ? resolveParams(m.module, m.values, spec.backings, spec.attrTimeout).globals : {};
+}
+
+/** The C of a policy (validated first): compiled from its module, or generated. */
 export function generatePolicy(spec: PolicySpec): string {
   validatePolicy(spec);
+  const m = policyModule(spec);
+  if (m) return compilePolicy(m.module, { repo: repoRoot() }).source;
   switch (spec.policy) {
-    case 'stripe': return generateStripe(spec);
+    case 'stripe': throw new Error('stripe is a policy module');
     case 'mirror': return generateMirror(spec);
     case 'filter': return generateFilter(spec);
     case 'tier': return generateTier(spec);
@@ -39,6 +52,8 @@ export interface BuiltPolicy {
   structOps: string;
   /** false when this call compiled it. */
   cached: boolean;
+  /** Set these globals before load (the policy's parameters). */
+  globals: Record<string, number>;
 }
 
 function writableDir(dir: string): boolean {
@@ -60,16 +75,18 @@ export function policyCacheDir(): string {
 export function buildPolicy(spec: PolicySpec, buildDir: string): BuiltPolicy {
   const source = generatePolicy(spec);
   const repo = repoRoot();
-  const inc = join(repo, 'bpf', 'include');
+  const globals = policyGlobals(spec);
   const h = createHash('sha256');
   h.update(source);
   h.update(basename(realpathSync(buildDir))); // the build key: kernel, config, series
-  for (const f of readdirSync(inc).sort()) h.update(f).update(readFileSync(join(inc, f)));
+  for (const inc of [join(repo, 'bpf', 'include'), join(repo, 'bpf', 'runtime')]) {
+    for (const f of readdirSync(inc).sort()) h.update(f).update(readFileSync(join(inc, f)));
+  }
   const dir = join(policyCacheDir(), `${spec.policy}-${h.digest('hex').slice(0, 16)}`);
   const name = `${spec.policy}.bpf`;
   const object = join(dir, `${name}.o`);
   const structOps = policyStructOps(spec);
-  if (existsSync(object)) return { source: join(dir, `${name}.c`), object, structOps, cached: true };
+  if (existsSync(object)) return { source: join(dir, `${name}.c`), object, structOps, cached: true, globals };
   // Compile in a private directory and rename it into place: concurrent builds of one
   // policy never see a half-written object.
   const work = `${dir}.${process.pid}.tmp`;
@@ -81,5 +98,5 @@ export function buildPolicy(spec: PolicySpec, buildDir: string): BuiltPolicy {
   } catch (e) {
     if (!existsSync(object)) throw e; // someone else won the race: theirs is the same
   }
-  return { source: join(dir, `${name}.c`), object, structOps, cached: false };
+  return { source: join(dir, `${name}.c`), object, structOps, cached: false, globals };
 }

@@ -67,6 +67,8 @@ export function policyCmd(argv: string[]): number {
     if (out) copyFileSync(b.object, resolve(out));
     process.stdout.write(`${out ? resolve(out) : b.object}\n`);
     process.stderr.write(`${b.cached ? 'cached' : 'compiled'}: ${b.source} (struct_ops ${b.structOps})\n`);
+    const sets = Object.entries(b.globals).map(([k, v]) => `--set ${k}=${v}`).join(' ');
+    if (sets) process.stderr.write(`its parameters are set at load time: mount it with --program ${out ? resolve(out) : b.object} --struct-ops ${b.structOps} ${sets}\n`);
     return 0;
   } catch (e) {
     if (e instanceof PolicyError) {

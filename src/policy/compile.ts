@@ -78,7 +78,7 @@ export function compileBpf(o: CompileOptions): string {
   const clang = o.clang ?? 'clang-19';
   const args = [
     '-O2', '-g', '--target=bpf', '-D__TARGET_ARCH_x86', '-Wall', '-Werror',
-    '-I', o.outDir, '-I', join(o.buildDir, 'libbpf', 'include'), '-I', join(o.repo, 'bpf', 'include'),
+    '-I', o.outDir, '-I', join(o.buildDir, 'libbpf', 'include'), '-I', join(o.repo, 'bpf', 'include'), '-I', join(o.repo, 'bpf', 'runtime'),
     '-c', o.source, '-o', out,
   ];
   const r = spawnSync(clang, args, { encoding: 'utf8' });

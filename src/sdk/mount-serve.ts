@@ -15,7 +15,9 @@ import { attachToFuse, detachFromFuse } from '../bpf/attach.ts';
 import type { Link } from '../bpf/object.ts';
 import { VerifierError } from '../bpf/errors.ts';
 import { MirrorDaemon } from '../policy/mirror.ts';
-import { StripeDaemon } from '../policy/stripe.ts';
+import { LayoutDaemon } from '../policy/runtime/layout.ts';
+import { policyModule } from '../policy/builtin/index.ts';
+import { resolveParams } from '../policy/lang/params.ts';
 import { TierDaemon } from '../policy/tier.ts';
 import { RouteDaemon } from '../policy/route.ts';
 import { UnionDaemon } from '../policy/union.ts';
@@ -162,7 +164,8 @@ async function main(cfg: ServeConfig): Promise<void> {
     } : undefined;
     const policy = cfg.policy?.policy ?? 'mirror';
     const p = cfg.policy;
-    const d = p?.policy === 'stripe' ? new StripeDaemon({ backings: cfg.backings, chunk: p.chunk, sink })
+    const mod = p ? policyModule(p) : undefined;
+    const d = mod && p ? new LayoutDaemon({ policy: mod.module, context: resolveParams(mod.module, mod.values, p.backings, p.attrTimeout).context, backings: cfg.backings, sink })
       : p?.policy === 'tier' ? new TierDaemon({ backings: cfg.backings, promoteMax: p.promoteMax, sink })
       : p?.policy === 'route' ? new RouteDaemon({ backings: cfg.backings, rules: p.rules, sink })
       : p?.policy === 'union' ? new UnionDaemon({ backings: cfg.backings, sink })

@@ -191,7 +191,7 @@ function kernelBuild(buildDir?: string): string {
 }
 
 /** A policy's generated program, compiled (or taken from the cache). */
-export function preparePolicy(spec: PolicySpec, buildDir?: string): { object: string; structOps: string; source: string } {
+export function preparePolicy(spec: PolicySpec, buildDir?: string): { object: string; structOps: string; source: string; globals: Record<string, number> } {
   try {
     return buildPolicy(spec, kernelBuild(buildDir));
   } catch (e) {
@@ -213,11 +213,12 @@ export function daemonV8Flags(env = process.env): string[] {
 
 export async function mount(o: MountOptions): Promise<MountHandle> {
   const { backings, mountpoint } = checkInputs(o);
-  const prog = o.policy && !o.userspace ? preparePolicy(o.policy, o.buildDir)
-    : o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
+  const prog: { object: string; structOps: string; globals?: Record<string, number> } | undefined = o.policy && !o.userspace
+    ? preparePolicy(o.policy, o.buildDir) : o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
   const repo = repoRoot();
   const entry = nodeEntry(repo, 'mount-serve');
-  const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, globals: o.globals, passthrough: !!o.passthrough, timeout: o.timeout, policy: o.policy };
+  const globals = { ...prog?.globals, ...o.globals };
+  const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, globals, passthrough: !!o.passthrough, timeout: o.timeout, policy: o.policy };
   const child = fork(entry.file, [JSON.stringify(cfg)], { cwd: repo, execArgv: [...entry.execArgv, ...daemonV8Flags()], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
   let err = '';
   child.stderr!.on('data', (d) => {

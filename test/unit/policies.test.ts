@@ -1,48 +1,10 @@
-// The stripe geometry and the policy parameters, on the host (the C is checked in the VM).
+// The policy parameters and the generated C, on the host (the C is checked in the VM; the
+// stripe module's geometry in policy-compiler.test.ts).
 import test from 'ava';
-import { canonicalSize, logicalSize, pieces } from '../../src/policy/stripe-layout.ts';
 import { makePolicy, parseSize, PolicyError, type RoutePolicy, type StripePolicy } from '../../src/policy/spec.ts';
 import { dirRenameReroutes, routeOf } from '../../src/policy/route.ts';
-import { generatePolicy } from '../../src/policy/build.ts';
+import { generatePolicy, policyGlobals } from '../../src/policy/build.ts';
 import { prng } from '../../src/testing/workload.ts';
-
-const g = { chunk: 4096, nr: 3 };
-
-test('pieces: a request across chunk boundaries maps to the right backings and offsets', (t) => {
-  t.deepEqual(pieces(g, 4000, 5000), [
-    { backing: 0, pos: 4000, len: 96, bufOff: 0 },
-    { backing: 1, pos: 0, len: 4096, bufOff: 96 },
-    { backing: 2, pos: 0, len: 808, bufOff: 4192 },
-  ]);
-  // Row 2 of backing 1: chunk 4 is the second row's second chunk.
-  t.deepEqual(pieces(g, 4 * 4096 + 1, 1), [{ backing: 1, pos: 4096 + 1, len: 1, bufOff: 0 }]);
-});
-
-test('pieces cover the request exactly, in order, within one chunk each', (t) => {
-  const r = prng(7);
-  for (let k = 0; k < 500; k++) {
-    const off = Math.floor(r() * 1e6);
-    const len = 1 + Math.floor(r() * 40000);
-    const ps = pieces(g, off, len);
-    t.is(ps.reduce((a, p) => a + p.len, 0), len);
-    let at = 0;
-    for (const p of ps) {
-      t.is(p.bufOff, at);
-      t.true(p.len <= g.chunk - (p.pos % g.chunk));
-      at += p.len;
-    }
-  }
-});
-
-test('canonical sizes and the logical size are inverse for every size', (t) => {
-  for (let L = 0; L < 5 * g.chunk * g.nr; L += 997) {
-    const sizes = [0, 1, 2].map((i) => canonicalSize(g, L, i));
-    t.is(sizes.reduce((a, b) => a + b), L, `sum at ${L}`);
-    t.is(logicalSize(g, sizes), L, `logical at ${L}`);
-  }
-  // A write that only reached backing 2's second row implies the file reaches there.
-  t.is(logicalSize(g, [0, 0, 4096 + 10]), (1 * 3 + 2) * 4096 + 10);
-});
 
 test('policy parameters: sizes, defaults, clear errors', (t) => {
   t.is(parseSize('64k', 'x'), 65536);
@@ -61,14 +23,14 @@ test('policy parameters: sizes, defaults, clear errors', (t) => {
   t.throws(() => makePolicy('raid5', {}, 2), { message: /unknown policy "raid5": choose one of stripe, mirror/ });
 });
 
-test('generated C carries the policy as constants and names its ops', (t) => {
+test('stripe C comes from its module: parameters are globals set at load time, not constants', (t) => {
   const c = generatePolicy(makePolicy('stripe', { chunk: '16k' }, 3));
-  t.regex(c, /#define STRIPE_CHUNK\t\t16384ULL/);
-  t.regex(c, /#define STRIPE_NR\t\t3\n/);
-  t.regex(c, /#define STRIPE_MAX_PIECES\t65\n/);
-  t.regex(c, /struct fuse_bpf_ops stripe_ops = \{/);
+  t.regex(c, /const volatile __s64 param_chunk = 65536;/, 'the default; 16k is set before load');
+  t.regex(c, /#define POLICY_OPS\t\tstripe_ops\n/);
   t.regex(c, /^\/\/ SPDX-License-Identifier: GPL-2.0\n/);
   t.notRegex(c, /undefined|NaN|\$\{/);
+  t.deepEqual(policyGlobals(makePolicy('stripe', { chunk: '16k' }, 3)), { policy_backings: 3, policy_attr_timeout: 1, param_chunk: 16384 });
+  t.deepEqual(policyGlobals(makePolicy('mirror', {}, 2)), {}, 'generated policies carry their values as constants');
 });
 
 test('generated mirror C: replicas and read mode as constants', (t) => {

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * policy_math.h - the arithmetic of compiled policy functions.
+ *
+ * Plain C with no BPF in it, so that the unit tests compile the translated
+ * functions natively with this same file and compare them with the
+ * TypeScript on random inputs (test/unit/policy-compiler.test.ts).
+ */
+#ifndef __FUSE_KFUNC_POLICY_MATH_H
+#define __FUSE_KFUNC_POLICY_MATH_H
+
+/*
+ * The decision functions compute in signed 64-bit integers, as TypeScript's
+ * numbers do for the integers they hold exactly.  Division and remainder are
+ * defined for non-negative operands (docs/policies.md), where Math.floor(a / b)
+ * and C's unsigned division agree; BPF before cpu v4 has no signed division.
+ */
+static __always_inline __s64 policy_div(__s64 a, __s64 b)
+{
+	return b ? (__s64)((__u64)a / (__u64)b) : 0;
+}
+
+static __always_inline __s64 policy_mod(__s64 a, __s64 b)
+{
+	return b ? (__s64)((__u64)a % (__u64)b) : a;
+}
+
+static __always_inline __s64 policy_min(__s64 a, __s64 b)
+{
+	return a < b ? a : b;
+}
+
+static __always_inline __s64 policy_max(__s64 a, __s64 b)
+{
+	return a > b ? a : b;
+}
+
+#endif /* __FUSE_KFUNC_POLICY_MATH_H */

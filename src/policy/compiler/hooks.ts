@@ -1,0 +1,32 @@
+// The decision functions the compiler knows, per family: their C names and signatures. The
+// kernel-side runtime of a family (bpf/runtime/<family>.bpf.h) declares the same
+// prototypes; the userspace runtime (src/policy/runtime/) calls the TypeScript functions.
+
+export type HookReturn = 'scalar' | 'segment';
+
+export interface HookSignature {
+  /** The C function the runtime calls. */
+  c: string;
+  /** Names of the leading arguments (all integers); the policy context comes last. */
+  args: string[];
+  returns: HookReturn;
+  /** The struct a 'segment' hook fills, and its fields in order. */
+  fields?: string[];
+}
+
+export interface Family {
+  /** The runtime header the generated file includes last. */
+  runtime: string;
+  hooks: Record<string, HookSignature>;
+}
+
+export const FAMILIES: Record<string, Family> = {
+  layout: {
+    runtime: 'layout.bpf.h',
+    hooks: {
+      locate: { c: 'policy_locate', args: ['off'], returns: 'segment', fields: ['backing', 'offset', 'length'] },
+      backingSize: { c: 'policy_backing_size', args: ['size', 'i'], returns: 'scalar' },
+      logicalEnd: { c: 'policy_logical_end', args: ['size', 'i'], returns: 'scalar' },
+    },
+  },
+};

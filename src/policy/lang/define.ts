@@ -1,0 +1,116 @@
+// The policy language, the part a user writes against: definePolicy(), the parameter kinds
+// and the decision hooks. A policy module is one .ts file whose definePolicy() call holds
+// typed parameters and small pure functions; the compiler (../compiler/) turns those
+// functions into BPF C linked with the kernel-side runtime (bpf/runtime/), and the
+// userspace runtime (../runtime/) calls the very same functions in the daemon, which is
+// the policy's reference for the differential tests. docs/policies.md is the user's guide.
+import { fileURLToPath } from 'node:url';
+
+/** Where logical bytes live: `length` bytes from byte `offset` of backing `backing`. */
+export interface Segment {
+  backing: number;
+  offset: number;
+  length: number;
+}
+
+/** A size in bytes: a number, or a string with a k/m/g suffix ("64k"). */
+export interface SizeParam {
+  kind: 'size';
+  doc: string;
+  default: number | string;
+  min?: number | string;
+  max?: number | string;
+  /** The value must be a multiple of this (e.g. "4k": whole pages). */
+  multipleOf?: number | string;
+}
+
+/** A whole number. */
+export interface IntParam {
+  kind: 'int';
+  doc: string;
+  default: number;
+  min?: number;
+  max?: number;
+}
+
+/** One of a few names; compared with `===` in the functions, an enum in the C. */
+export interface ChoiceParam<C extends string = string> {
+  kind: 'choice';
+  doc: string;
+  choices: readonly C[];
+  default: C;
+}
+
+export type ParamDecl = SizeParam | IntParam | ChoiceParam;
+
+/** The value a declared parameter has inside the policy's functions. */
+export type ParamValue<D> = D extends ChoiceParam<infer C> ? C : number;
+
+/**
+ * What every decision function receives last: the parameters as set for this mount, and
+ * `backings`, the number of backing directories it was mounted over.
+ */
+export type PolicyContext<P extends Record<string, ParamDecl>> = { readonly [K in keyof P]: ParamValue<P[K]> } & {
+  readonly backings: number;
+};
+
+/**
+ * Data layout: where each byte of a FUSE file lives, for files spread over one file in each
+ * backing directory (stripe, concatenation). Sizes follow one invariant that the runtimes
+ * keep: after every write each backing file is at least backingSize(size, i) bytes, so a
+ * short read of a piece is the end of the file.
+ */
+export interface LayoutHooks<Ctx> {
+  /** Where logical byte `off` lives, and how many bytes from there on are contiguous there. */
+  locate(off: number, p: Ctx): Segment;
+  /** Size of backing `i`'s file when the file is `size` bytes long and fully written. */
+  backingSize(size: number, i: number, p: Ctx): number;
+  /** The end of the file that a non-empty backing file of `size` bytes at index `i` implies. */
+  logicalEnd(size: number, i: number, p: Ctx): number;
+}
+
+export interface PolicyDefinition<P extends Record<string, ParamDecl> = Record<string, ParamDecl>> {
+  /** A C identifier: names the program, its struct_ops and its cache entry. */
+  name: string;
+  /** One line for `fuse-kfunc policy --help`. */
+  summary: string;
+  /** How many backing directories it can be mounted over. */
+  backings: { min: number; max: number };
+  params: P;
+  layout?: LayoutHooks<PolicyContext<P>>;
+}
+
+/** A defined policy: the definition and the file it was defined in (the compiler reads it). */
+export interface Policy<P extends Record<string, ParamDecl> = Record<string, ParamDecl>> extends PolicyDefinition<P> {
+  readonly sourceFile: string;
+}
+
+/** The file of definePolicy's caller, from the stack (a file: URL under ESM). */
+function callerFile(): string {
+  const stack = new Error().stack ?? '';
+  for (const line of stack.split('\n').slice(1)) {
+    const m = /\(?((?:file:\/\/)?\/[^():]+):\d+:\d+\)?$/.exec(line.trim());
+    if (!m) continue;
+    const file = m[1]!.startsWith('file:') ? fileURLToPath(m[1]!) : m[1]!;
+    if (file !== thisFile) return file;
+  }
+  throw new Error('definePolicy: cannot tell which file called it (no file in the stack)');
+}
+
+const thisFile = fileURLToPath(import.meta.url);
+
+/**
+ * Declares a policy. Call it once per module, with an object literal: the compiler finds
+ * that call in the module's source and translates its functions, so they must be written
+ * in place, in the subset docs/policies.md describes.
+ */
+export function definePolicy<const P extends Record<string, ParamDecl>>(def: PolicyDefinition<P>, sourceFile?: string): Policy<P> {
+  return Object.freeze({ ...def, sourceFile: sourceFile ?? callerFile() });
+}
+
+/** Parameter kinds, for `params: { chunk: param.size({...}) }`. */
+export const param = {
+  size: (o: Omit<SizeParam, 'kind'>): SizeParam => ({ kind: 'size', ...o }),
+  int: (o: Omit<IntParam, 'kind'>): IntParam => ({ kind: 'int', ...o }),
+  choice: <const C extends string>(o: Omit<ChoiceParam<C>, 'kind'>): ChoiceParam<C> => ({ kind: 'choice', ...o }),
+};
