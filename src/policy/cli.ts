@@ -3,7 +3,7 @@ import { copyFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../cli/args.ts';
 import { cachePaths } from '../util/paths.ts';
-import { buildPolicy, generatePolicy } from './build.ts';
+import { buildPolicy, generatePolicy, policyGlobals } from './build.ts';
 import { CompileError } from './compile.ts';
 import { POLICIES, PolicyError, makePolicy } from './spec.ts';
 
@@ -59,6 +59,8 @@ export function policyCmd(argv: string[]): number {
     const spec = makePolicy(name, params, backings ?? (POLICIES as Record<string, { backings: [number, number] }>)[name]?.backings[0] ?? 2);
     if (sub === 'show') {
       process.stdout.write(generatePolicy(spec));
+      const sets = Object.entries(policyGlobals(spec)).map(([k, v]) => `${k} = ${v}`);
+      if (sets.length) process.stdout.write(`\n/* Set before load for these parameters: ${sets.join(', ')} */\n`);
       return 0;
     }
     const build = process.env.FUSE_KFUNC_BUILD ?? join(cachePaths().builds, 'current');

@@ -191,8 +191,8 @@ export const CHECKS: Record<string, Check | ByDesign> = {
     after: 'for b in b0 b1; do ls /tmp/$b | sed "s/^/$b: /"; done',
   },
   'fuse-kfunc policy show stripe --chunk 64k': {
-    claim: 'the policy\'s generated BPF C',
-    ok: (r) => r.code === 0 && /^SEC\("struct_ops(\.s)?\/request"\)$/m.test(r.out) && /in 64 KiB chunks/.test(r.out),
+    claim: 'the policy\'s BPF C, compiled from its TypeScript module, and the values its parameters get at load time',
+    ok: (r) => r.code === 0 && /^#include "layout\.bpf\.h"$/m.test(r.out) && /^#line \d+ ".*stripe\.ts"$/m.test(r.out) && /param_chunk = 65536/.test(r.out),
   },
   // docs/mount.md: the SDK
   'ts:sdk-mount': {
