@@ -1,10 +1,15 @@
 // Policy -> readable BPF C -> object, cached by content: the same policy against the same
 // kernel build and headers compiles once. The cache lives beside the kernel builds, or in
 // the temporary directory when that is read-only (the VM mounts the cache read-only).
+//
+// A policy is either a policy module (a .ts file: built-in like stripe, or the user's) with
+// its parameter values, or one of the generated policies not yet rewritten as modules. A
+// module's compilation (C and the daemon's JavaScript) is cached by the module's text and
+// the compiler's own sources, so a mount of a cached module does not load TypeScript.
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { cachePaths, repoRoot } from '../util/paths.ts';
 import { compileBpf } from './compile.ts';
 import { generateMirror } from './generate/mirror.ts';
@@ -12,48 +17,31 @@ import { generateFilter } from './generate/filter.ts';
 import { generateTier } from './generate/tier.ts';
 import { generateRoute } from './generate/route.ts';
 import { generateUnion } from './generate/union.ts';
-import { validatePolicy, type PolicySpec } from './spec.ts';
+import { PolicyError, validatePolicy, type PolicySpec } from './spec.ts';
 import { policyModule } from './builtin/index.ts';
-import { compilePolicy } from './compiler/emit.ts';
-import { resolveParams } from './lang/params.ts';
+import { compilePolicy, type CompiledPolicy } from './compiler/emit.ts';
+import { resolveParams, type ResolvedParams } from './lang/params.ts';
 
-/**
- * The globals the loader sets before load: a policy module's parameters (the C holds their
- * defaults, so one object serves every value). None for the generated policies.
- */
-export function policyGlobals(spec: PolicySpec): Record<string, number> {
-  const m = policyModule(spec);
-  return m ? resolveParams(m.module, m.values, spec.backings, spec.attrTimeout).globals : {};
+/** A policy module mounted with these parameter values over `backings` directories. */
+export interface ModulePolicy {
+  /** The module's file. */
+  module: string;
+  params: Record<string, string | number | undefined>;
+  backings: number;
+  attrTimeout: number;
 }
 
-/** The C of a policy (validated first): compiled from its module, or generated. */
-export function generatePolicy(spec: PolicySpec): string {
-  validatePolicy(spec);
-  const m = policyModule(spec);
-  if (m) return compilePolicy(m.module, { repo: repoRoot() }).source;
-  switch (spec.policy) {
-    case 'stripe': throw new Error('stripe is a policy module');
-    case 'mirror': return generateMirror(spec);
-    case 'filter': return generateFilter(spec);
-    case 'tier': return generateTier(spec);
-    case 'route': return generateRoute(spec);
-    case 'union': return generateUnion(spec);
-  }
+export type AnyPolicy = PolicySpec | ModulePolicy;
+
+export function isModulePolicy(p: AnyPolicy): p is ModulePolicy {
+  return 'module' in p;
 }
 
-/** The struct_ops map the generated program declares. */
-export function policyStructOps(spec: PolicySpec): string {
-  return `${spec.policy}_ops`;
-}
-
-export interface BuiltPolicy {
-  source: string;
-  object: string;
-  structOps: string;
-  /** false when this call compiled it. */
-  cached: boolean;
-  /** Set these globals before load (the policy's parameters). */
-  globals: Record<string, number>;
+/** The module instance a policy is, if it is one (a built-in spec like stripe, or a module). */
+export function asModulePolicy(p: AnyPolicy): ModulePolicy | undefined {
+  if (isModulePolicy(p)) return p;
+  const m = policyModule(p);
+  return m ? { module: m.file, params: m.values, backings: p.backings, attrTimeout: p.attrTimeout } : undefined;
 }
 
 function writableDir(dir: string): boolean {
@@ -71,32 +59,118 @@ export function policyCacheDir(): string {
   return writableDir(want) ? want : join(tmpdir(), 'fuse-kfunc-policies');
 }
 
-/** Generates, compiles (clang-19 against `buildDir`'s vmlinux.h and libbpf) and caches. */
-export function buildPolicy(spec: PolicySpec, buildDir: string): BuiltPolicy {
-  const source = generatePolicy(spec);
+/** Writes `files` into `dir` through a private directory renamed into place. */
+function publish(dir: string, write: (work: string) => void): void {
+  const work = `${dir}.${process.pid}.tmp`;
+  mkdirSync(work, { recursive: true });
+  write(work);
+  try {
+    renameSync(work, dir);
+  } catch (e) {
+    if (!existsSync(dir)) throw e; // someone else won the race: theirs is the same
+  }
+}
+
+let compilerKey: string | undefined;
+/** What the compiler is: its sources and the runtime headers the C includes. */
+function compilerSources(): string {
+  if (compilerKey) return compilerKey;
+  const h = createHash('sha256');
   const repo = repoRoot();
-  const globals = policyGlobals(spec);
+  for (const dir of ['src/policy/compiler', 'src/policy/lang']) {
+    for (const f of readdirSync(join(repo, dir)).sort()) h.update(f).update(readFileSync(join(repo, dir, f)));
+  }
+  compilerKey = h.digest('hex');
+  return compilerKey;
+}
+
+/** A module compiled (C and JavaScript), from the cache when its text was compiled before. */
+export function compiledModule(file: string): CompiledPolicy {
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new PolicyError(`cannot read the policy module ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const key = createHash('sha256').update(path).update('\0').update(text).update(compilerSources()).digest('hex').slice(0, 16);
+  const dir = join(policyCacheDir(), `module-${key}`);
+  const cached = join(dir, 'compiled.json');
+  if (existsSync(cached)) return JSON.parse(readFileSync(cached, 'utf8')) as CompiledPolicy;
+  const c = compilePolicy(path, { repo: repoRoot(), text });
+  publish(dir, (work) => writeFileSync(join(work, 'compiled.json'), JSON.stringify(c)));
+  return c;
+}
+
+/** A module instance's parameter values, checked against its declarations. */
+export function moduleParams(p: ModulePolicy): ResolvedParams & { compiled: CompiledPolicy } {
+  const compiled = compiledModule(p.module);
+  return { ...resolveParams(compiled.definition, p.params, p.backings, p.attrTimeout), compiled };
+}
+
+/**
+ * The globals the loader sets before load: a policy module's parameters (the C holds their
+ * defaults, so one object serves every value). None for the generated policies.
+ */
+export function policyGlobals(p: AnyPolicy): Record<string, number> {
+  const m = asModulePolicy(p);
+  return m ? moduleParams(m).globals : {};
+}
+
+/** The name a policy's program, cache entry and stats go by. */
+export function policyName(p: AnyPolicy): string {
+  return isModulePolicy(p) ? compiledModule(p.module).definition.name : p.policy;
+}
+
+/** The C of a policy (validated first): compiled from its module, or generated. */
+export function generatePolicy(p: AnyPolicy): string {
+  if (!isModulePolicy(p)) validatePolicy(p);
+  const m = asModulePolicy(p);
+  if (m) return moduleParams(m).compiled.source;
+  const spec = p as PolicySpec;
+  switch (spec.policy) {
+    case 'mirror': return generateMirror(spec);
+    case 'filter': return generateFilter(spec);
+    case 'tier': return generateTier(spec);
+    case 'route': return generateRoute(spec);
+    case 'union': return generateUnion(spec);
+    default: throw new Error(`${spec.policy} is a policy module`);
+  }
+}
+
+export interface BuiltPolicy {
+  source: string;
+  object: string;
+  structOps: string;
+  /** false when this call compiled it. */
+  cached: boolean;
+  /** Set these globals before load (the policy's parameters). */
+  globals: Record<string, number>;
+}
+
+/** Generates, compiles (clang-19 against `buildDir`'s vmlinux.h and libbpf) and caches. */
+export function buildPolicy(p: AnyPolicy, buildDir: string): BuiltPolicy {
+  const source = generatePolicy(p);
+  const name = policyName(p);
+  const repo = repoRoot();
+  const globals = policyGlobals(p);
   const h = createHash('sha256');
   h.update(source);
   h.update(basename(realpathSync(buildDir))); // the build key: kernel, config, series
   for (const inc of [join(repo, 'bpf', 'include'), join(repo, 'bpf', 'runtime')]) {
     for (const f of readdirSync(inc).sort()) h.update(f).update(readFileSync(join(inc, f)));
   }
-  const dir = join(policyCacheDir(), `${spec.policy}-${h.digest('hex').slice(0, 16)}`);
-  const name = `${spec.policy}.bpf`;
-  const object = join(dir, `${name}.o`);
-  const structOps = policyStructOps(spec);
-  if (existsSync(object)) return { source: join(dir, `${name}.c`), object, structOps, cached: true, globals };
-  // Compile in a private directory and rename it into place: concurrent builds of one
-  // policy never see a half-written object.
-  const work = `${dir}.${process.pid}.tmp`;
-  mkdirSync(work, { recursive: true });
-  writeFileSync(join(work, `${name}.c`), source);
-  compileBpf({ source: join(work, `${name}.c`), outDir: work, buildDir, repo });
-  try {
-    renameSync(work, dir);
-  } catch (e) {
-    if (!existsSync(object)) throw e; // someone else won the race: theirs is the same
-  }
-  return { source: join(dir, `${name}.c`), object, structOps, cached: false, globals };
+  const dir = join(policyCacheDir(), `${name}-${h.digest('hex').slice(0, 16)}`);
+  const file = `${name}.bpf`;
+  const object = join(dir, `${file}.o`);
+  const structOps = `${name}_ops`;
+  const built = { source: join(dir, `${file}.c`), object, structOps, globals };
+  if (existsSync(object)) return { ...built, cached: true };
+  // Compiled in a private directory renamed into place: concurrent builds of one policy
+  // never see a half-written object.
+  publish(dir, (work) => {
+    writeFileSync(join(work, `${file}.c`), source);
+    compileBpf({ source: join(work, `${file}.c`), outDir: work, buildDir, repo });
+  });
+  return { ...built, cached: false };
 }

@@ -22,7 +22,17 @@ const POLICY_PARAMS = new Set(Object.values(POLICIES).flatMap((p) => p.params.ma
 const VALUE = new Set(['program', 'struct-ops', 'timeout', 'policy', ...POLICY_PARAMS]);
 const BOOL = new Set(['userspace', 'passthrough', 'help']);
 
+/** --policy names a module file rather than a built-in policy. */
+export function isPolicyFile(v: string): boolean {
+  return v.includes('/') || v.endsWith('.ts');
+}
+
 export function parseMountArgs(argv: string[]): MountArgs {
+  // A policy module declares its own parameters: with --policy FILE any --name VALUE is one
+  // of them, checked against the module's declarations when it is compiled.
+  const pi = argv.findIndex((a) => a === '--policy' || a.startsWith('--policy='));
+  const policyArg = pi < 0 ? undefined : argv[pi]!.startsWith('--policy=') ? argv[pi]!.slice(9) : argv[pi + 1];
+  const moduleParams = policyArg !== undefined && isPolicyFile(policyArg);
   const pos: string[] = [];
   const f = new Map<string, string | true>();
   const globals: Record<string, number> = {};
@@ -40,7 +50,7 @@ export function parseMountArgs(argv: string[]): MountArgs {
       globals[m[1]!] = Number(m[2]);
       continue;
     }
-    if (VALUE.has(name)) {
+    if (VALUE.has(name) || (moduleParams && !BOOL.has(name))) {
       const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
       if (v === undefined || v === '') throw new UsageError(`--${name} needs a value`);
       f.set(name, v);
@@ -60,7 +70,9 @@ export function parseMountArgs(argv: string[]): MountArgs {
   if (Object.keys(globals).length && program === undefined) throw new UsageError('--set sets a global variable of --program: add --program FILE');
   const policy = f.get('policy') as string | undefined;
   const policyParams: Record<string, string> = {};
-  for (const k of POLICY_PARAMS) if (f.has(k)) policyParams[k] = f.get(k) as string;
+  for (const [k, v] of f) {
+    if (POLICY_PARAMS.has(k) || (moduleParams && !VALUE.has(k) && !BOOL.has(k))) policyParams[k] = v as string;
+  }
   if (policy === undefined && Object.keys(policyParams).length) {
     throw new UsageError(`--${Object.keys(policyParams)[0]} is a policy parameter: add --policy NAME`);
   }

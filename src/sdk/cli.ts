@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { realpathSync } from 'node:fs';
 import { mount, MountError } from './mount.ts';
 import { makePolicy, PolicyError, POLICIES } from '../policy/spec.ts';
-import { parseMountArgs, parseStatsArgs } from './args.ts';
+import { isPolicyFile, parseMountArgs, parseStatsArgs } from './args.ts';
 import { STATS_DIR, formatPerBacking, formatStats, statsFileName, type StatsFile } from './stats.ts';
 
 export const MOUNT_HELP = `Usage: fuse-kfunc mount BACKING... MOUNTPOINT [--program OBJ|SRC] [--struct-ops NAME]
@@ -28,10 +28,12 @@ Modes:
   --set NAME=VALUE        set FILE's global variable NAME (a const volatile knob) to the
                           integer VALUE before loading it, e.g. --set passthrough=1 for
                           tree.bpf.c (open files passed through to their backing files)
-  --policy NAME           a built-in policy over the BACKING directories: its BPF C is
-                          generated, compiled (cached) and attached, and the daemon serves
-                          the rest the same way; with --userspace the daemon alone (the
-                          policy's userspace reference). \`fuse-kfunc policy --help\` lists them:
+  --policy NAME|FILE      a built-in policy over the BACKING directories, or a policy module
+                          (a .ts file with definePolicy(), docs/policies.md; its parameters
+                          as --name VALUE): its BPF C is generated, compiled (cached) and
+                          attached, and the daemon serves the rest the same way; with
+                          --userspace the daemon alone (the policy's userspace reference).
+                          \`fuse-kfunc policy --help\` lists the built-in ones:
 ${Object.entries(POLICIES).map(([n, p]) => `                            ${n}: ${p.params.map((q) => `--${q.name} ${q.value} (default ${q.default})`).join(', ')}`).join('\n')}
 Several BACKING directories without --policy are kept identical (the mirror daemon).
 
@@ -61,9 +63,15 @@ export async function mountCmd(argv: string[]): Promise<number> {
   if (a.help) { process.stdout.write(MOUNT_HELP + '\n'); return 0; }
   let h;
   try {
-    const policy = a.policy !== undefined ? makePolicy(a.policy, a.policyParams, a.backings.length) : undefined;
+    // --policy FILE: a policy module, its --kebab-case parameters as the module's camelCase ones.
+    const file = a.policy !== undefined && isPolicyFile(a.policy);
+    const { 'attr-timeout': attr, ...rest } = a.policyParams;
+    const params = Object.fromEntries(Object.entries(rest).map(([k, v]) => [k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), v]));
+    if (file && attr !== undefined && !/^\d+$/.test(attr)) throw new PolicyError(`--attr-timeout: "${attr}" is not a whole number of seconds`);
+    const policy = a.policy === undefined ? undefined : file ? a.policy : makePolicy(a.policy, a.policyParams, a.backings.length);
     h = await mount({
       backings: a.backings, mountpoint: a.mountpoint, program: a.program, structOps: a.structOps, globals: a.globals, policy,
+      ...(file ? { params, attrTimeout: attr === undefined ? undefined : Number(attr) } : {}),
       userspace: a.userspace, passthrough: a.passthrough, timeout: a.timeout, echo: true,
     });
   } catch (e) {

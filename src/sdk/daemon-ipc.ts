@@ -17,8 +17,21 @@ export interface ServeConfig {
   timeout?: number;
   /** A built-in policy: its daemon (the program, if any, is `object`). */
   policy?: PolicySpec;
+  /** A policy module: its functions for the userspace runtime of its family. */
+  module?: DaemonModule;
   /** Log every request and reply on stderr. */
   debug?: boolean;
+}
+
+/** What the daemon runs of a policy module: the functions compiled from the same source. */
+export interface DaemonModule {
+  name: string;
+  family: string;
+  /** The family's functions as a JavaScript object expression (compiler/emit.ts). */
+  js: string;
+  /** The parameters as the functions see them, with `backings`. */
+  context: Record<string, number | string> & { backings: number };
+  minBackings: number;
 }
 
 export interface ServeStats {

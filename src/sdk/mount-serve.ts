@@ -16,8 +16,7 @@ import type { Link } from '../bpf/object.ts';
 import { VerifierError } from '../bpf/errors.ts';
 import { MirrorDaemon } from '../policy/mirror.ts';
 import { LayoutDaemon } from '../policy/runtime/layout.ts';
-import { policyModule } from '../policy/builtin/index.ts';
-import { resolveParams } from '../policy/lang/params.ts';
+import { layoutHooks } from '../policy/runtime/functions.ts';
 import { TierDaemon } from '../policy/tier.ts';
 import { RouteDaemon } from '../policy/route.ts';
 import { UnionDaemon } from '../policy/union.ts';
@@ -153,7 +152,7 @@ async function main(cfg: ServeConfig): Promise<void> {
   let setup: Parameters<typeof mountFuse>[0]['setup'];
   let perBacking: (() => PerBacking) | undefined;
   let mode: string;
-  if (cfg.backings.length > 1) {
+  if (cfg.backings.length > 1 || cfg.module) {
     // Several backing directories: the policy's daemon (mirror unless told otherwise) keeps
     // them in step and, with a program, publishes each open file's backing ids (one per
     // directory) in "nodes".
@@ -162,10 +161,10 @@ async function main(cfg: ServeConfig): Promise<void> {
       set: (nodeid: number, ids: number[]) => nodes.update(encodeNodeKey(nodeid), encodeNode(ids.map((id, i) => (faulty.has(i) ? 0 : id)))),
       delete: (nodeid: number) => void nodes.delete(encodeNodeKey(nodeid)),
     } : undefined;
-    const policy = cfg.policy?.policy ?? 'mirror';
+    const policy = cfg.module?.name ?? cfg.policy?.policy ?? 'mirror';
     const p = cfg.policy;
-    const mod = p ? policyModule(p) : undefined;
-    const d = mod && p ? new LayoutDaemon({ policy: mod.module, context: resolveParams(mod.module, mod.values, p.backings, p.attrTimeout).context, backings: cfg.backings, sink })
+    const m = cfg.module;
+    const d = m ? new LayoutDaemon({ name: m.name, minBackings: m.minBackings, hooks: layoutHooks(m), context: m.context, backings: cfg.backings, sink })
       : p?.policy === 'tier' ? new TierDaemon({ backings: cfg.backings, promoteMax: p.promoteMax, sink })
       : p?.policy === 'route' ? new RouteDaemon({ backings: cfg.backings, rules: p.rules, sink })
       : p?.policy === 'union' ? new UnionDaemon({ backings: cfg.backings, sink })

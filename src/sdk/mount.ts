@@ -15,11 +15,13 @@ import { basename, join, resolve } from 'node:path';
 import { repoRoot, cachePaths } from '../util/paths.ts';
 import { nodeEntry } from '../util/bundles.mjs';
 import { compileBpf, CompileError } from '../policy/compile.ts';
-import { buildPolicy } from '../policy/build.ts';
+import { asModulePolicy, buildPolicy, isModulePolicy, moduleParams, type AnyPolicy } from '../policy/build.ts';
+import { PolicyCompileError } from '../policy/compiler/translate.ts';
+import type { Policy } from '../policy/lang/define.ts';
 import { PolicyError, validatePolicy, type PolicySpec } from '../policy/spec.ts';
 import { scanStructOps } from './elf.ts';
 import { mergeStats, type MountStats } from './stats.ts';
-import type { DaemonCommand, DaemonMessage, ServeConfig, ServeStats, Tables } from './daemon-ipc.ts';
+import type { DaemonCommand, DaemonMessage, DaemonModule, ServeConfig, ServeStats, Tables } from './daemon-ipc.ts';
 import type { PerBacking } from './stats.ts';
 import { umount2Async, MNT_DETACH } from '../fuse/libc.ts';
 
@@ -29,10 +31,15 @@ export interface MountOptions {
   mountpoint: string;
   /** A BPF program: `.bpf.c` (compiled with clang-19 against the running kernel) or `.bpf.o`. */
   program?: string;
-  /** A built-in policy (src/policy/spec.ts: makePolicy): its generated program is compiled,
+  /** A policy: a built-in one (src/policy/spec.ts: makePolicy), or a policy module, given as
+   *  what definePolicy() returned or as the path of its .ts file. Its program is compiled,
    *  cached and attached, and the daemon serves what it leaves with the same semantics;
    *  with `userspace`, the daemon alone (the policy's userspace reference). */
-  policy?: PolicySpec;
+  policy?: PolicySpec | Policy | string;
+  /** A policy module's parameter values, e.g. `{ chunk: '16k' }` (missing ones take their defaults). */
+  params?: Record<string, string | number>;
+  /** A policy module's attribute cache time for the GETATTRs its program serves (default 1 s). */
+  attrTimeout?: number;
   /** The struct_ops map to attach, when the object has several. */
   structOps?: string;
   /** Global variables of `program` (its `const volatile` knobs) to set before it is
@@ -51,7 +58,7 @@ export interface MountOptions {
   echo?: boolean;
 }
 
-export type MountMode = 'userspace' | 'passthrough' | 'program' | `${'userspace' | 'program'}+${PolicySpec['policy']}`;
+export type MountMode = 'userspace' | 'passthrough' | 'program' | `${'userspace' | 'program'}+${string}`;
 
 export interface MountHandle {
   readonly mountpoint: string;
@@ -133,14 +140,20 @@ export function checkInputs(o: MountOptions): { backings: string[]; mountpoint: 
   if (o.userspace && (o.program !== undefined || o.passthrough)) throw new MountError('userspace excludes program and passthrough', 'usage');
   if (o.policy) {
     if (o.program !== undefined || o.passthrough) throw new MountError('a policy brings its own program: it excludes program and passthrough', 'usage');
-    try {
-      validatePolicy(o.policy);
-    } catch (e) {
-      throw new MountError((e as Error).message, 'policy');
+    const spec = typeof o.policy === 'object' && 'policy' in o.policy ? o.policy : undefined;
+    if (spec) {
+      try {
+        validatePolicy(spec);
+      } catch (e) {
+        throw new MountError((e as Error).message, 'policy');
+      }
+      if (spec.backings !== o.backings.length) {
+        throw new MountError(`the ${spec.policy} policy was made for ${spec.backings} backing directories, but ${o.backings.length} were given`, 'policy');
+      }
+      if (o.params || o.attrTimeout !== undefined) throw new MountError(`params and attrTimeout are for policy modules; the ${spec.policy} policy carries its parameters (makePolicy)`, 'usage');
     }
-    if (o.policy.backings !== o.backings.length) {
-      throw new MountError(`the ${o.policy.policy} policy was made for ${o.policy.backings} backing directories, but ${o.backings.length} were given`, 'policy');
-    }
+  } else if (o.params || o.attrTimeout !== undefined) {
+    throw new MountError('params and attrTimeout set a policy module\'s parameters: add policy', 'usage');
   }
   if (o.passthrough && o.backings.length > 1) throw new MountError('passthrough serves one backing directory', 'usage');
   if (o.backings.length > 4) throw new MountError('at most 4 backing directories (mirror replicas)', 'usage');
@@ -190,15 +203,44 @@ function kernelBuild(buildDir?: string): string {
   return buildDir ?? process.env.FUSE_KFUNC_BUILD ?? join(cachePaths().builds, 'current');
 }
 
-/** A policy's generated program, compiled (or taken from the cache). */
-export function preparePolicy(spec: PolicySpec, buildDir?: string): { object: string; structOps: string; source: string; globals: Record<string, number> } {
+/** The policy of a mount, as the build knows it: a built-in spec or a module instance. */
+function mountPolicy(o: MountOptions): AnyPolicy | undefined {
+  const p = o.policy;
+  if (p === undefined) return undefined;
+  if (typeof p === 'object' && 'policy' in p) return p;
+  const file = typeof p === 'string' ? resolve(p) : p.sourceFile;
+  return { module: file, params: o.params ?? {}, backings: o.backings.length, attrTimeout: o.attrTimeout ?? 1 };
+}
+
+function policyFailure(e: unknown, what: string): never {
+  if (e instanceof MountError) throw e;
+  if (e instanceof PolicyError) throw new MountError(e.message, 'policy');
+  // The user's module outside the subset: their error, at their lines.
+  if (e instanceof PolicyCompileError) throw new MountError(`${what} does not compile:\n${e.message}`, 'compile');
+  // Generated code that does not compile is our bug, not the user's: say so.
+  if (e instanceof CompileError) throw new MountError(`fuse-kfunc wrote C for ${what} that does not compile (a bug: please report it):\n${e.message}`, 'compile', undefined, e.diagnostics);
+  throw new MountError(`cannot build ${what}: ${(e as Error).message}`, 'compile');
+}
+
+/** A policy's program, compiled (or taken from the cache). */
+export function preparePolicy(p: AnyPolicy, buildDir?: string): { object: string; structOps: string; source: string; globals: Record<string, number> } {
   try {
-    return buildPolicy(spec, kernelBuild(buildDir));
+    return buildPolicy(p, kernelBuild(buildDir));
   } catch (e) {
-    if (e instanceof PolicyError) throw new MountError(e.message, 'policy');
-    // Generated code that does not compile is our bug, not the user's: say so.
-    if (e instanceof CompileError) throw new MountError(`fuse-kfunc generated C for the ${spec.policy} policy that does not compile (a bug: please report it):\n${e.message}`, 'compile', undefined, e.diagnostics);
-    throw new MountError(`cannot build the ${spec.policy} policy: ${(e as Error).message}`, 'compile');
+    policyFailure(e, isModulePolicy(p) ? `the policy module ${p.module}` : `the ${p.policy} policy`);
+  }
+}
+
+/** What the daemon runs of a policy module (its functions and parameters), if it is one. */
+function daemonModule(p: AnyPolicy): DaemonModule | undefined {
+  const m = asModulePolicy(p);
+  if (!m) return undefined;
+  try {
+    const r = moduleParams(m);
+    const d = r.compiled.definition;
+    return { name: d.name, family: r.compiled.family, js: r.compiled.js, context: r.context, minBackings: d.backings.min };
+  } catch (e) {
+    policyFailure(e, `the policy module ${m.module}`);
   }
 }
 
@@ -213,12 +255,14 @@ export function daemonV8Flags(env = process.env): string[] {
 
 export async function mount(o: MountOptions): Promise<MountHandle> {
   const { backings, mountpoint } = checkInputs(o);
-  const prog: { object: string; structOps: string; globals?: Record<string, number> } | undefined = o.policy && !o.userspace
-    ? preparePolicy(o.policy, o.buildDir) : o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
+  const policy = mountPolicy(o);
+  const module = policy ? daemonModule(policy) : undefined;
+  const prog: { object: string; structOps: string; globals?: Record<string, number> } | undefined = policy && !o.userspace
+    ? preparePolicy(policy, o.buildDir) : o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
   const repo = repoRoot();
   const entry = nodeEntry(repo, 'mount-serve');
   const globals = { ...prog?.globals, ...o.globals };
-  const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, globals, passthrough: !!o.passthrough, timeout: o.timeout, policy: o.policy };
+  const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, globals, passthrough: !!o.passthrough, timeout: o.timeout, policy: policy && !isModulePolicy(policy) ? policy : undefined, module };
   const child = fork(entry.file, [JSON.stringify(cfg)], { cwd: repo, execArgv: [...entry.execArgv, ...daemonV8Flags()], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
   let err = '';
   child.stderr!.on('data', (d) => {

@@ -3,29 +3,32 @@
 // random inputs), and errors that point at TypeScript lines. The BPF side is loaded, run and
 // compared with the daemon in the VM (test/guest/policies.test.ts and the differential tests).
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compilePolicy } from '../../src/policy/compiler/emit.ts';
+import { nativeCheck } from '../../src/policy/compiler/native.ts';
 import { PolicyCompileError } from '../../src/policy/compiler/translate.ts';
-import { definePolicy, param, type Policy } from '../../src/policy/lang/define.ts';
+import { definePolicy } from '../../src/policy/lang/define.ts';
 import { resolveParams } from '../../src/policy/lang/params.ts';
-import { BUILTIN_MODULES } from '../../src/policy/builtin/index.ts';
+import stripe from '../../src/policy/builtin/stripe.ts';
+import { builtinModuleFile } from '../../src/policy/builtin/index.ts';
+import { layoutHooks } from '../../src/policy/runtime/functions.ts';
 import { Layout } from '../../src/policy/runtime/layout.ts';
 import { prng } from '../../src/testing/workload.ts';
 import { repoRoot } from '../../src/util/paths.ts';
 
-const stripe = BUILTIN_MODULES.stripe;
+const stripeFile = builtinModuleFile('stripe');
 
 test('stripe compiles to readable C: parameters as const volatile globals, #line at the .ts', (t) => {
-  const c = compilePolicy(stripe, { repo: repoRoot() });
+  const c = compilePolicy(stripeFile, { repo: repoRoot() });
+  t.deepEqual(c.definition, { name: 'stripe', summary: stripe.summary, backings: stripe.backings, params: stripe.params as never }, 'read from the literals, not by running the module');
   t.regex(c.source, /^\/\/ SPDX-License-Identifier: GPL-2.0\n/);
   t.regex(c.source, /const volatile __s64 param_chunk = 65536;/);
   t.regex(c.source, /static __always_inline int policy_locate\(__s64 off, struct policy_segment \*seg\)/);
   t.regex(c.source, /__s64 c = policy_div\(off, param_chunk\);/);
   t.regex(c.source, /seg->backing = policy_mod\(c, policy_backings\);/);
-  t.regex(c.source, new RegExp(`#line \\d+ "${stripe.sourceFile.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
+  t.regex(c.source, new RegExp(`#line \\d+ "${stripeFile.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
   t.regex(c.source, /#define POLICY_OPS\t\tstripe_ops\n/);
   t.regex(c.source, /#include "layout.bpf.h"\n$/);
   t.is(c.structOps, 'stripe_ops');
@@ -44,76 +47,21 @@ test('parameters: defaults, sizes, bounds and unknown names, as globals for the 
   t.throws(() => resolveParams(stripe, {}, 5, 1), { message: /stripe needs 2\.\.4 backing directories, got 5/ });
 });
 
-/** Runs the translated functions natively: one line per query, one line per answer. */
-function nativeRunner(policy: Policy): (ctx: Record<string, number>, queries: string[]) => string[] {
-  const c = compilePolicy(policy);
-  const dir = mkdtempSync(join(tmpdir(), 'policy-native-'));
-  const globals = c.params.map((p) => `static volatile __s64 ${p.c};`).join('\n');
-  const setters = c.params.map((p, i) => `\t${p.c} = strtoll(argv[${i + 2}], 0, 10);`).join('\n');
-  writeFileSync(join(dir, 'h.c'), `#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-typedef int64_t __s64;
-typedef uint64_t __u64;
-typedef uint32_t __u32;
-#ifndef __always_inline
-#define __always_inline inline __attribute__((always_inline))
-#endif
-#include "policy_math.h"
-struct policy_segment { __s64 backing, offset, length; };
-static volatile __u32 policy_backings;
-${globals}
-${c.functions}
-int main(int argc, char **argv)
-{
-	char op[16];
-	long long a, b;
-	struct policy_segment s;
-
-	policy_backings = strtoul(argv[1], 0, 10);
-${setters}
-	while (scanf("%15s %lld %lld", op, &a, &b) == 3) {
-		if (!strcmp(op, "locate")) {
-			policy_locate(a, &s);
-			printf("%lld %lld %lld\\n", (long long)s.backing, (long long)s.offset, (long long)s.length);
-		} else if (!strcmp(op, "size")) {
-			printf("%lld\\n", (long long)policy_backing_size(a, b));
-		} else {
-			printf("%lld\\n", (long long)policy_logical_end(a, b));
-		}
-	}
-	return 0;
-}
-`);
-  execFileSync('cc', ['-O2', '-Wall', '-Werror', '-I', join(repoRoot(), 'bpf', 'runtime'), '-o', join(dir, 'h'), join(dir, 'h.c')]);
-  return (ctx, queries) => execFileSync(join(dir, 'h'), [String(ctx.backings), ...c.params.map((p) => String(ctx[p.name]))], { input: queries.join('\n') + '\n', encoding: 'utf8' }).trim().split('\n');
-}
-
 test('the C the compiler writes answers as the TypeScript does (stripe, random inputs, several geometries)', (t) => {
-  const run = nativeRunner(stripe);
-  const r = prng(18);
-  for (const [chunk, backings] of [[4096, 2], [65536, 3], [12288, 4], [64 << 20, 2]] as const) {
-    const ctx = { chunk, backings };
-    const hooks = stripe.layout!;
-    const q: string[] = [];
-    const want: string[] = [];
-    for (let k = 0; k < 400; k++) {
-      const off = Math.floor(r() * 2 ** 40);
-      const s = hooks.locate(off, ctx);
-      q.push(`locate ${off} 0`);
-      want.push(`${s.backing} ${s.offset} ${s.length}`);
-      const size = Math.floor(r() * 2 ** 36) + 1;
-      const i = Math.floor(r() * backings);
-      q.push(`size ${size} ${i}`, `end ${size} ${i}`);
-      want.push(String(hooks.backingSize(size, i, ctx)), String(hooks.logicalEnd(size, i, ctx)));
-    }
-    t.deepEqual(run(ctx, q), want, `chunk ${chunk}, ${backings} backings`);
-  }
+  const c = compilePolicy(stripeFile);
+  const contexts = ([[4096, 2], [65536, 3], [12288, 4], [64 << 20, 2]] as const).map(([chunk, backings]) => ({ chunk, backings }));
+  const r = nativeCheck(c, contexts);
+  t.is(r.calls, 4 * 400 * 3);
+  t.deepEqual(r.mismatches, []);
+  // The check can fail: the same C against functions that answer differently.
+  const wrong = nativeCheck({ ...c, js: c.js.replace('c % p.backings', '(c + 1) % p.backings') }, contexts.slice(0, 1), 50);
+  t.true(wrong.mismatches.length > 0 && wrong.mismatches[0]!.call.startsWith('locate'));
 });
 
 test('stripe geometry through the userspace runtime: pieces, sizes and their inverse', (t) => {
-  const g = new Layout(stripe, { backings: 3, chunk: 4096 });
+  // The daemon's functions: the JavaScript compiled from the module's source.
+  const hooks = layoutHooks({ name: 'stripe', family: 'layout', js: compilePolicy(stripeFile).js });
+  const g = new Layout(hooks, { backings: 3, chunk: 4096 });
   t.deepEqual(g.pieces(4000, 5000).map(({ backing, offset, len, bufOff }) => ({ backing, offset, len, bufOff })), [
     { backing: 0, offset: 4000, len: 96, bufOff: 0 },
     { backing: 1, offset: 0, len: 4096, bufOff: 96 },
@@ -143,7 +91,7 @@ test('a segment the kernel would refuse is EIO in the userspace runtime too', (t
     name: 'bad', summary: 'x', backings: { min: 2, max: 2 }, params: {},
     layout: { locate: (off) => ({ backing: 2, offset: off, length: 4096 }), backingSize: (s) => s, logicalEnd: (s) => s },
   }, '/nonexistent/bad.ts');
-  t.throws(() => new Layout(bad, { backings: 2 }).pieces(0, 10), { message: /locate\(0\) gave backing 2/ });
+  t.throws(() => new Layout(bad.layout!, { backings: 2 }).pieces(0, 10), { message: /locate\(0\) gave backing 2/ });
 });
 
 /** Compiles a module given as text (written where the errors will point). */
@@ -162,11 +110,7 @@ ${body}
 });
 `;
   writeFileSync(file, text);
-  const p = definePolicy({
-    name: 'mine', summary: 'a test policy', backings: { min: 2, max: 2 },
-    params: { chunk: param.size({ doc: 'c', default: '4k' }), mode: param.choice({ doc: 'm', choices: ['fast', 'slow'], default: 'fast' }) },
-  }, file);
-  return compilePolicy({ ...p, layout: {} as never }).source;
+  return compilePolicy(file).source;
 }
 
 const okHooks = `    backingSize(size, i, p) { return size; },

@@ -1,16 +1,31 @@
-// A policy module -> one readable BPF C file: a header saying where it came from, the
-// policy's name for the runtime, the common runtime (bpf/runtime/policy.bpf.h), the
-// parameters as const volatile globals (set at load time, so a new value needs no
-// recompile), the translated decision functions, and last the runtime of the family that
-// calls them (bpf/runtime/<family>.bpf.h).
+// A policy module -> one readable BPF C file and the daemon's copy of its functions. The
+// module is read, not run: its data (name, summary, backings, params) is evaluated from the
+// literals in its definePolicy() call, its functions are translated to C (translate.ts) and
+// transpiled to plain JavaScript for the userspace runtime, which thus runs the same source.
+//
+// The C file: a header saying where it came from, the policy's name for the runtime, the
+// common runtime (bpf/runtime/policy.bpf.h), the parameters as const volatile globals (set
+// at load time, so a new value needs no recompile), the translated decision functions, and
+// last the runtime of the family that calls them (bpf/runtime/<family>.bpf.h).
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
-import type { ParamDecl, Policy } from '../lang/define.ts';
+import type { ParamDecl } from '../lang/define.ts';
 import { FAMILIES } from './hooks.ts';
 import { PolicyCompileError, Translator, type ParamInfo } from './translate.ts';
-import { paramDefault, snake } from '../lang/params.ts';
+import { paramDefault, paramValue, snake } from '../lang/params.ts';
+
+/** What a policy module declares besides its functions. */
+export interface PolicyData {
+  name: string;
+  summary: string;
+  backings: { min: number; max: number };
+  params: Record<string, ParamDecl>;
+}
 
 export interface CompiledPolicy {
+  definition: PolicyData;
+  /** The module it came from. */
+  file: string;
   /** The C source. */
   source: string;
   /** The family whose runtime serves the requests. */
@@ -20,6 +35,8 @@ export interface CompiledPolicy {
   params: ParamInfo[];
   /** The translated functions alone (the unit tests compile them natively). */
   functions: string;
+  /** The family's functions as a JavaScript object expression, for the userspace runtime. */
+  js: string;
 }
 
 /** C names of a policy's parameters: param_<snake>, choices as an enum of NAME_CHOICE. */
@@ -39,37 +56,80 @@ function paramGlobal(p: ParamInfo, d: ParamDecl): string {
   return `/* ${d.doc} */\nconst volatile __s64 ${p.c} = ${paramDefault(p.name, d)};`;
 }
 
-/** Compiles `policy` (its module's source is read from policy.sourceFile). */
-export function compilePolicy(policy: Policy, opts: { repo?: string; text?: string } = {}): CompiledPolicy {
-  const file = policy.sourceFile;
+/** The definition's data, checked; errors go to the translator's diagnostics. */
+function readData(t: Translator, def: import('typescript').ObjectLiteralExpression): PolicyData | undefined {
+  const field = (name: string) => {
+    const p = t.property(def, name);
+    if (!p || !('initializer' in p)) {
+      t.error(def, `definePolicy() needs ${name}: (docs/policies.md)`);
+      return undefined;
+    }
+    return { node: p, value: t.data(p.initializer as import('typescript').Expression, name) };
+  };
+  const name = field('name');
+  const summary = field('summary');
+  const backings = field('backings');
+  const params = field('params');
+  if (!name || !summary || !backings || !params) return undefined;
+  if (typeof name.value !== 'string' || !/^[a-z][a-z0-9_]{0,30}$/.test(name.value)) {
+    t.error(name.node, `name: "${String(name.value)}" is not a C identifier in lower case (e.g. my_policy): it names the program and its struct_ops`);
+  }
+  if (typeof summary.value !== 'string') t.error(summary.node, 'summary: one line of text');
+  const b = backings.value as { min?: unknown; max?: unknown } | undefined;
+  const intIn = (v: unknown) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 4;
+  if (!b || !intIn(b.min) || !intIn(b.max) || (b.min as number) > (b.max as number)) {
+    t.error(backings.node, 'backings: { min, max } with 1 <= min <= max <= 4 (FUSE_KFUNC_MAX_BACKINGS)');
+  }
+  const decls = (params.value ?? {}) as Record<string, ParamDecl>;
+  for (const [k, d] of Object.entries(decls)) {
+    if (!/^[a-z][a-zA-Z0-9]*$/.test(k) || k === 'backings') {
+      t.error(params.node, `params.${k}: a parameter is named in camelCase and is not "backings" (p.backings is the mount's)`);
+      continue;
+    }
+    try {
+      if (d.kind === 'choice' && (!Array.isArray(d.choices) || !d.choices.length || !d.choices.every((c) => typeof c === 'string' && /^[a-z][a-z0-9-]*$/.test(c)))) {
+        throw new Error('choices: a list of lower-case names');
+      }
+      if (typeof d.doc !== 'string') throw new Error('doc: say what it does, for --help');
+      paramValue(k, d, undefined); // the default must be a value it accepts
+    } catch (e) {
+      t.error(params.node, `params.${k}: ${(e as Error).message}`);
+    }
+  }
+  return { name: String(name.value), summary: String(summary.value), backings: b as PolicyData['backings'], params: decls };
+}
+
+/** Compiles the policy module in `file` (or `text`, as if it were that file). */
+export function compilePolicy(file: string, opts: { repo?: string; text?: string } = {}): CompiledPolicy {
   const text = opts.text ?? readFileSync(file, 'utf8');
-  if (!/^[a-z][a-z0-9_]*$/.test(policy.name)) {
-    throw new PolicyCompileError([{ file, line: 1, column: 1, message: `policy name "${policy.name}" is not a C identifier in lower case (e.g. my_policy)` }]);
-  }
-  const params = paramInfos(policy.params);
-  const t = new Translator(file, text, params);
+  const t = new Translator(file, text);
   const def = t.definition();
-  const families = Object.keys(FAMILIES).filter((f) => (policy as unknown as Record<string, unknown>)[f] !== undefined);
-  if (def && families.length !== 1) {
+  const data = def ? readData(t, def) : undefined;
+  if (!def || !data || t.diagnostics.length) throw new PolicyCompileError(t.diagnostics);
+  const params = paramInfos(data.params);
+  t.params = params;
+  const families = Object.keys(FAMILIES).filter((f) => t.property(def, f));
+  if (families.length !== 1) {
     t.error(def, families.length ? `a policy has one family of functions; this one has ${families.join(' and ')}` : `a policy needs its functions: ${Object.keys(FAMILIES).join(' or ')} (docs/policies.md)`);
+    throw new PolicyCompileError(t.diagnostics);
   }
-  const family = families[0] ?? 'layout';
-  const fns = def ? t.functionsOf(def, family, FAMILIES[family]!.hooks) : [];
+  const family = families[0]!;
+  const fns = t.functionsOf(def, family, FAMILIES[family]!.hooks);
   const bodies = fns.map((f) => t.translateFunction(f, FAMILIES[family]!.hooks[f.hook]!));
   if (t.diagnostics.length) throw new PolicyCompileError(t.diagnostics);
   const shown = opts.repo ? relative(opts.repo, file) : file;
-  const globals = params.map((p) => paramGlobal(p, policy.params[p.name]!));
+  const globals = params.map((p) => paramGlobal(p, data.params[p.name]!));
   const source = `// SPDX-License-Identifier: GPL-2.0
 /*
- * ${policy.name}: ${policy.summary}.
+ * ${data.name}: ${data.summary}.
  *
  * Compiled by fuse-kfunc from ${shown}; edit that file, not this one
  * (fuse-kfunc policy show ${shown} prints it).  The #line directives point
  * clang's diagnostics and the verifier's log at lines of the TypeScript.
  */
-#define POLICY_NAME		"${policy.name}"
-#define POLICY_OPS		${policy.name}_ops
-#define POLICY_REQUEST		${policy.name}_request
+#define POLICY_NAME		"${data.name}"
+#define POLICY_OPS		${data.name}_ops
+#define POLICY_REQUEST		${data.name}_request
 
 #include "policy.bpf.h"
 
@@ -81,5 +141,5 @@ ${bodies.join('\n\n')}
 
 #include "${FAMILIES[family]!.runtime}"
 `;
-  return { source, family, structOps: `${policy.name}_ops`, params, functions: bodies.join('\n\n') };
+  return { definition: data, file, source, family, structOps: `${data.name}_ops`, params, functions: bodies.join('\n\n'), js: t.javascript(t.property(def, family)!) };
 }

@@ -57,7 +57,7 @@ export class Translator {
   readonly diagnostics: CompileDiagnostic[] = [];
   readonly sf: TS.SourceFile;
 
-  constructor(readonly file: string, text: string, readonly params: ParamInfo[]) {
+  constructor(readonly file: string, text: string, public params: ParamInfo[] = []) {
     typescript();
     this.sf = ts.createSourceFile(file, text, ts.ScriptTarget.ES2022, true, ts.ScriptKind.TS);
   }
@@ -95,9 +95,57 @@ export class Translator {
     return arg;
   }
 
+  /** The property `name` of the definition, if written. */
+  property(def: TS.ObjectLiteralExpression, name: string): TS.ObjectLiteralElementLike | undefined {
+    return def.properties.find((p) => p.name && (ts.isIdentifier(p.name) || ts.isStringLiteral(p.name)) && p.name.text === name);
+  }
+
+  /**
+   * A data field of the definition (name, summary, backings, params) evaluated without
+   * running the module: literals, objects, arrays and param.size/int/choice({...}) calls.
+   */
+  data(e: TS.Expression, what: string): unknown {
+    const bad = (n: TS.Node) => {
+      this.error(n, `${what}: write it with literal values (strings, numbers, objects, arrays, param.size/int/choice({...})), so fuse-kfunc can read it without running the module`);
+      return undefined;
+    };
+    if (ts.isParenthesizedExpression(e) || ts.isAsExpression(e) || ts.isSatisfiesExpression(e)) return this.data(e.expression, what);
+    if (ts.isStringLiteral(e) || ts.isNoSubstitutionTemplateLiteral(e)) return e.text;
+    if (ts.isNumericLiteral(e)) return Number(e.text);
+    if (ts.isPrefixUnaryExpression(e) && e.operator === ts.SyntaxKind.MinusToken && ts.isNumericLiteral(e.operand)) return -Number(e.operand.text);
+    if (e.kind === ts.SyntaxKind.TrueKeyword) return true;
+    if (e.kind === ts.SyntaxKind.FalseKeyword) return false;
+    if (ts.isArrayLiteralExpression(e)) return e.elements.map((x) => this.data(x, what));
+    if (ts.isObjectLiteralExpression(e)) {
+      const o: Record<string, unknown> = {};
+      for (const p of e.properties) {
+        if (!ts.isPropertyAssignment(p) || !p.name || !(ts.isIdentifier(p.name) || ts.isStringLiteral(p.name))) return bad(p);
+        o[p.name.text] = this.data(p.initializer, `${what}.${p.name.text}`);
+      }
+      return o;
+    }
+    if (ts.isCallExpression(e) && ts.isPropertyAccessExpression(e.expression) && ts.isIdentifier(e.expression.expression) &&
+      e.expression.expression.text === 'param' && ['size', 'int', 'choice'].includes(e.expression.name.text) && e.arguments.length === 1) {
+      const o = this.data(e.arguments[0]!, what);
+      return o && typeof o === 'object' ? { kind: e.expression.name.text, ...o } : undefined;
+    }
+    return bad(e);
+  }
+
+  /**
+   * A family's functions as one JavaScript object expression: the module's own text with
+   * the types stripped by TypeScript, which the userspace runtime evaluates. The translation
+   * to C has checked that they read nothing outside themselves.
+   */
+  javascript(prop: TS.ObjectLiteralElementLike): string {
+    const init = (prop as TS.PropertyAssignment).initializer;
+    const out = ts.transpileModule(`(${init.getText(this.sf)})`, { compilerOptions: { target: ts.ScriptTarget.ES2022, removeComments: false }, reportDiagnostics: false });
+    return out.outputText.trim().replace(/;$/, '');
+  }
+
   /** The functions of family `family` in the definition. */
   functionsOf(def: TS.ObjectLiteralExpression, family: string, hooks: Record<string, HookSignature>): FoundFunction[] {
-    const prop = def.properties.find((p) => p.name && ts.isIdentifier(p.name) && p.name.text === family);
+    const prop = this.property(def, family);
     if (!prop) return [];
     const obj = ts.isPropertyAssignment(prop) ? prop.initializer : undefined;
     if (!obj || !ts.isObjectLiteralExpression(obj)) {

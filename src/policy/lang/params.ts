@@ -2,7 +2,7 @@
 // against their declarations (a bad value is one clear error naming the parameter and what
 // it accepts), and turned into the context the functions see and the globals the loader
 // sets in the program before load.
-import type { ParamDecl, Policy } from './define.ts';
+import type { ParamDecl } from './define.ts';
 import { PolicyError, parseSize } from '../spec.ts';
 
 /** camelCase -> snake_case, for C names. */
@@ -64,7 +64,7 @@ export interface ResolvedParams {
  * The values of every parameter for a mount over `backings` directories, from what the user
  * gave (missing ones take their defaults; unknown ones are an error naming the known ones).
  */
-export function resolveParams(policy: Policy, given: Record<string, string | number | undefined>, backings: number, attrTimeout: number): ResolvedParams {
+export function resolveParams(policy: { name: string; backings: { min: number; max: number }; params: Record<string, ParamDecl> }, given: Record<string, string | number | undefined>, backings: number, attrTimeout: number): ResolvedParams {
   for (const [k, v] of Object.entries(given)) {
     if (v !== undefined && !Object.hasOwn(policy.params, k)) {
       const known = Object.keys(policy.params).map(flagName);

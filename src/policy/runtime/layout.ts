@@ -18,12 +18,17 @@ import { Errno, type Session } from '../../fuse/session.ts';
 import * as libc from '../../fuse/libc.ts';
 import { FanOutDaemon, type BackingSink, type OpenFile } from '../fanout.ts';
 import { zeroBacking, type BackingCounts } from '../../sdk/contract.ts';
-import type { LayoutHooks, Policy, Segment } from '../lang/define.ts';
+import type { LayoutHooks, Segment } from '../lang/define.ts';
 
 type Context = Record<string, number | string> & { backings: number };
 
 export interface LayoutOptions {
-  policy: Policy;
+  /** The policy's name (messages, counters). */
+  name: string;
+  /** The fewest backing directories it takes. */
+  minBackings: number;
+  /** Its layout functions (functions.ts), called with `context`. */
+  hooks: LayoutHooks<Context>;
   /** The parameters as resolved for this mount (lang/params.ts), with `backings`. */
   context: Context;
   /** Backing directories, one piece of every file in each; [0] is the mount's backing. */
@@ -39,12 +44,7 @@ export interface Piece extends Segment {
 
 /** Layout functions bound to one mount's parameters, checked as the kernel runtime checks them. */
 export class Layout {
-  private readonly hooks: LayoutHooks<Context>;
-
-  constructor(policy: Policy, readonly context: Context) {
-    if (!policy.layout) throw new Error(`${policy.name} is not a data-layout policy (it has no layout functions)`);
-    this.hooks = policy.layout as unknown as LayoutHooks<Context>;
-  }
+  constructor(private readonly hooks: LayoutHooks<Context>, readonly context: Context) {}
 
   /** The pieces [off, off + len) is made of, in logical order; EIO for a segment the kernel would refuse. */
   pieces(off: number, len: number): Piece[] {
@@ -81,8 +81,8 @@ export class LayoutDaemon extends FanOutDaemon {
   readonly counts: BackingCounts[];
 
   constructor(opts: LayoutOptions) {
-    super({ backings: opts.backings, sink: opts.sink }, opts.policy.name, opts.policy.backings.min);
-    this.layout = new Layout(opts.policy, opts.context);
+    super({ backings: opts.backings, sink: opts.sink }, opts.name, opts.minBackings);
+    this.layout = new Layout(opts.hooks, opts.context);
     this.counts = opts.backings.map(zeroBacking);
   }
 

@@ -1,0 +1,109 @@
+// The compiler checked against itself: a policy's translated C functions compiled natively
+// (cc, with the same bpf/runtime/policy_math.h the BPF build uses) and run on random inputs
+// beside the JavaScript the daemon runs, from the same source. A difference is a bug in the
+// compiler, or a policy computing outside the subset's integers (a negative quotient, a
+// value past 2^53); either way the two halves of the policy would disagree.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CompiledPolicy } from './emit.ts';
+import { layoutHooks } from '../runtime/functions.ts';
+import { prng } from '../../testing/workload.ts';
+import { repoRoot } from '../../util/paths.ts';
+
+type Context = Record<string, number | string> & { backings: number };
+
+export interface NativeMismatch {
+  context: Context;
+  call: string;
+  c: string;
+  ts: string;
+}
+
+export interface NativeReport {
+  /** Calls compared. */
+  calls: number;
+  mismatches: NativeMismatch[];
+}
+
+function harness(c: CompiledPolicy): string {
+  const globals = c.params.map((p) => `static volatile __s64 ${p.c};`).join('\n');
+  const setters = c.params.map((p, i) => `\t${p.c} = strtoll(argv[${i + 2}], 0, 10);`).join('\n');
+  return `#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+typedef int64_t __s64;
+typedef uint64_t __u64;
+typedef uint32_t __u32;
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+#include "policy_math.h"
+struct policy_segment { __s64 backing, offset, length; };
+static volatile __u32 policy_backings;
+${globals}
+${c.functions}
+int main(int argc, char **argv)
+{
+	char op[16];
+	long long a, b;
+	struct policy_segment s;
+
+	(void)argc;
+	policy_backings = strtoul(argv[1], 0, 10);
+${setters}
+	while (scanf("%15s %lld %lld", op, &a, &b) == 3) {
+		if (!strcmp(op, "locate")) {
+			policy_locate(a, &s);
+			printf("%lld %lld %lld\\n", (long long)s.backing, (long long)s.offset, (long long)s.length);
+		} else if (!strcmp(op, "size")) {
+			printf("%lld\\n", (long long)policy_backing_size(a, b));
+		} else {
+			printf("%lld\\n", (long long)policy_logical_end(a, b));
+		}
+	}
+	return 0;
+}
+`;
+}
+
+/**
+ * Runs `samples` random calls of every function under each context and compares the C with
+ * the JavaScript. Offsets and sizes go up to 2^40 (a terabyte file).
+ */
+export function nativeCheck(c: CompiledPolicy, contexts: Context[], samples = 400, seed = 18): NativeReport {
+  if (c.family !== 'layout') throw new Error(`no native check for the ${c.family} family yet`);
+  const dir = mkdtempSync(join(tmpdir(), 'fuse-kfunc-native-'));
+  try {
+    writeFileSync(join(dir, 'h.c'), harness(c));
+    execFileSync('cc', ['-O2', '-Wall', '-Werror', '-I', join(repoRoot(), 'bpf', 'runtime'), '-o', join(dir, 'h'), join(dir, 'h.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const hooks = layoutHooks({ name: c.definition.name, family: c.family, js: c.js });
+    const r = prng(seed);
+    const report: NativeReport = { calls: 0, mismatches: [] };
+    for (const ctx of contexts) {
+      const q: string[] = [];
+      const want: string[] = [];
+      for (let k = 0; k < samples; k++) {
+        const off = Math.floor(r() * 2 ** 40);
+        const s = hooks.locate(off, ctx);
+        q.push(`locate ${off} 0`);
+        want.push(`${s.backing} ${s.offset} ${s.length}`);
+        const size = Math.floor(r() * 2 ** 36) + 1;
+        const i = Math.floor(r() * ctx.backings);
+        q.push(`size ${size} ${i}`, `end ${size} ${i}`);
+        want.push(String(hooks.backingSize(size, i, ctx)), String(hooks.logicalEnd(size, i, ctx)));
+      }
+      const args = [String(ctx.backings), ...c.params.map((p) => String(p.choices ? p.choices.findIndex((x) => x.value === ctx[p.name]) : ctx[p.name]))];
+      const got = execFileSync(join(dir, 'h'), args, { input: q.join('\n') + '\n', encoding: 'utf8' }).trim().split('\n');
+      q.forEach((call, k) => {
+        report.calls++;
+        if (got[k] !== want[k]) report.mismatches.push({ context: ctx, call, c: got[k] ?? '(none)', ts: want[k]! });
+      });
+    }
+    return report;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
