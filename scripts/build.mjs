@@ -8,7 +8,7 @@ import { build } from 'esbuild';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BUNDLES, MANIFEST } from '../src/util/bundles.mjs';
+import { BUNDLES, HASHES, MANIFEST, fileHash } from '../src/util/bundles.mjs';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const manifest = {};
@@ -29,4 +29,8 @@ await Promise.all(Object.entries(BUNDLES).map(async ([name, entry]) => {
   });
   manifest[name] = Object.keys(r.metafile.inputs).filter((f) => !f.startsWith('node_modules/')).sort();
 }));
-writeFileSync(join(repo, MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
+// Each input's content hash too: where mtimes say nothing (a package installed from its
+// tarball gets them in extraction order), src/util/bundles.mjs compares contents.
+const hashes = {};
+for (const rel of new Set(Object.values(manifest).flat())) hashes[rel] = fileHash(join(repo, rel));
+writeFileSync(join(repo, MANIFEST), `${JSON.stringify({ ...manifest, [HASHES]: hashes }, null, 1)}\n`);

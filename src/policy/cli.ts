@@ -1,26 +1,37 @@
-// `fuse-kfunc policy list|show|compile`: the policies, their generated C, their objects.
+// `fuse-kfunc policy list|show|compile|check|new`: the policies, their C, their objects; a
+// policy module checked end to end, or a new one scaffolded.
 import { copyFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../cli/args.ts';
 import { cachePaths } from '../util/paths.ts';
-import { buildPolicy, generatePolicy, policyGlobals } from './build.ts';
+import { buildPolicy, compiledModule, generatePolicy, policyGlobals, type AnyPolicy } from './build.ts';
 import { CompileError } from './compile.ts';
 import { POLICIES, PolicyError, makePolicy } from './spec.ts';
+import { PolicyCompileError } from './compiler/translate.ts';
+import { isPolicyFile } from '../sdk/args.ts';
+import { checkPolicy, formatCheck } from './check.ts';
+import { scaffoldPolicy } from './scaffold.ts';
 
 export const POLICY_HELP = `Usage: fuse-kfunc policy list
-       fuse-kfunc policy show NAME [--backings N] [PARAMS]
-       fuse-kfunc policy compile NAME [--backings N] [PARAMS] [-o FILE]
+       fuse-kfunc policy show NAME|FILE [--backings N] [PARAMS]
+       fuse-kfunc policy compile NAME|FILE [--backings N] [PARAMS] [-o FILE]
+       fuse-kfunc policy check FILE
+       fuse-kfunc policy new NAME [DIR]
 
-A policy is a BPF program fuse-kfunc generates (one readable .bpf.c per set of parameters)
-plus the daemon that serves, the same way, what the program sends up.
-  list      the policies and their parameters
-  show      print the generated BPF C
-  compile   generate and compile it with clang-19 against the kernel build
+A policy is a BPF program plus the daemon that serves, the same way, what the program sends
+up. NAME is a built-in policy; FILE a policy module, a .ts file with definePolicy() whose
+functions fuse-kfunc compiles to BPF C and runs in the daemon as they are (docs/policies.md).
+  list      the built-in policies and their parameters
+  show      print the BPF C (a module's with #line directives at its TypeScript lines)
+  compile   compile it with clang-19 against the kernel build
             ($FUSE_KFUNC_BUILD or ~/.cache/fuse-kfunc/builds/current), cached by content;
             prints the object's path (-o copies it to FILE)
+  check     a module end to end: compile it, compare its C with its TypeScript on random
+            inputs (natively), build the BPF object, and load it through the verifier when
+            the running kernel has the hook (else says how: in the VM)
+  new       write NAME.ts, a policy module to start from, and NAME.test.ts, its check
 --backings N is the number of backing directories it will be mounted over (default: the
-policy's smallest: 1 for filter, 2 for the others).
-Mount one with \`fuse-kfunc mount B1 B2 MNT --policy NAME [PARAMS]\`.
+policy's smallest). Mount one with \`fuse-kfunc mount B1 B2 MNT --policy NAME|FILE [PARAMS]\`.
 
 Policies:
 ${Object.entries(POLICIES).map(([n, p]) => `  ${n}: ${p.summary}\n${p.params.map((q) => `    --${q.name} ${q.value}  ${q.doc} (default ${q.default})`).join('\n')}`).join('\n')}`;
@@ -52,20 +63,40 @@ export function policyCmd(argv: string[]): number {
     for (const [n, p] of Object.entries(POLICIES)) process.stdout.write(`${n}\t${p.summary}\n`);
     return 0;
   }
-  if (sub !== 'show' && sub !== 'compile') throw new UsageError(`unknown policy command "${sub}" (list, show, compile)`);
-  if (!name) throw new UsageError(`policy ${sub} needs a policy name (${Object.keys(POLICIES).join(', ')})`);
-  if (extra.length) throw new UsageError(`unexpected argument "${extra[0]}"`);
+  if (!['show', 'compile', 'check', 'new'].includes(sub ?? '')) throw new UsageError(`unknown policy command "${sub}" (list, show, compile, check, new)`);
+  if (!name) throw new UsageError(`policy ${sub} needs ${sub === 'new' ? 'a name for the new policy' : sub === 'check' ? 'a policy module (a .ts file)' : `a policy name (${Object.keys(POLICIES).join(', ')}) or a module file`}`);
+  if (extra.length > (sub === 'new' ? 1 : 0)) throw new UsageError(`unexpected argument "${extra[sub === 'new' ? 1 : 0]}"`);
   try {
-    const spec = makePolicy(name, params, backings ?? (POLICIES as Record<string, { backings: [number, number] }>)[name]?.backings[0] ?? 2);
+    if (sub === 'new') {
+      for (const f of scaffoldPolicy(name, resolve(extra[0] ?? '.'))) process.stdout.write(`wrote ${f}\n`);
+      process.stdout.write(`next: fuse-kfunc policy check ${join(extra[0] ?? '.', `${name}.ts`)}\n`);
+      return 0;
+    }
+    const file = isPolicyFile(name);
+    if (sub === 'check') {
+      if (!file) throw new UsageError(`policy check takes a module file (the built-in ${name} is checked by the tests)`);
+      const r = checkPolicy(resolve(name));
+      process.stdout.write(formatCheck(r));
+      return r.ok ? 0 : 1;
+    }
+    let policy: AnyPolicy;
+    if (file) {
+      const { 'attr-timeout': attr, ...rest } = params;
+      const values = Object.fromEntries(Object.entries(rest).map(([k, v]) => [k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), v]));
+      const module = resolve(name);
+      policy = { module, params: values, backings: backings ?? compiledModule(module).definition.backings.min, attrTimeout: attr === undefined ? 1 : Number(attr) };
+    } else {
+      policy = makePolicy(name, params, backings ?? (POLICIES as Record<string, { backings: [number, number] }>)[name]?.backings[0] ?? 2);
+    }
     if (sub === 'show') {
-      process.stdout.write(generatePolicy(spec));
-      const sets = Object.entries(policyGlobals(spec)).map(([k, v]) => `${k} = ${v}`);
+      process.stdout.write(generatePolicy(policy));
+      const sets = Object.entries(policyGlobals(policy)).map(([k, v]) => `${k} = ${v}`);
       if (sets.length) process.stdout.write(`\n/* Set before load for these parameters: ${sets.join(', ')} */\n`);
       return 0;
     }
     const build = process.env.FUSE_KFUNC_BUILD ?? join(cachePaths().builds, 'current');
     if (!existsSync(join(build, 'vmlinux.h'))) throw new UsageError(`no kernel build at ${build}: run \`fuse-kfunc kernel build\` first (or set FUSE_KFUNC_BUILD)`);
-    const b = buildPolicy(spec, build);
+    const b = buildPolicy(policy, build);
     if (out) copyFileSync(b.object, resolve(out));
     process.stdout.write(`${out ? resolve(out) : b.object}\n`);
     process.stderr.write(`${b.cached ? 'cached' : 'compiled'}: ${b.source} (struct_ops ${b.structOps})\n`);
@@ -73,12 +104,12 @@ export function policyCmd(argv: string[]): number {
     if (sets) process.stderr.write(`its parameters are set at load time: mount it with --program ${out ? resolve(out) : b.object} --struct-ops ${b.structOps} ${sets}\n`);
     return 0;
   } catch (e) {
-    if (e instanceof PolicyError) {
+    if (e instanceof PolicyError || e instanceof PolicyCompileError) {
       process.stderr.write(`fuse-kfunc policy: ${e.message}\n`);
       return 1;
     }
     if (e instanceof CompileError) {
-      process.stderr.write(`fuse-kfunc policy: the generated C does not compile (a bug in fuse-kfunc: please report it)\n${e.message}\n`);
+      process.stderr.write(`fuse-kfunc policy: the C fuse-kfunc wrote does not compile (a bug in fuse-kfunc: please report it)\n${e.message}\n`);
       return 1;
     }
     throw e;

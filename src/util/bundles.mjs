@@ -18,10 +18,18 @@ export const BUNDLES = {
   'thread-server': 'src/fuse/thread-server.ts',
   stress: 'src/testing/stress.ts',
   fuzz: 'src/testing/fuzz.ts',
+  // Not a program: the package's entry point, `import { definePolicy, mount } from 'fuse-kfunc'`.
+  index: 'src/index.ts',
 };
 
 /** The manifest scripts/build.mjs writes beside the bundles: name -> repo-relative inputs. */
 export const MANIFEST = 'dist/bundles.json';
+/** The manifest's key for the inputs' content hashes (not a bundle name). */
+export const HASHES = '#sha256';
+
+export function fileHash(path) {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
 
 // Read at each start (a few hundred bytes), not kept: a long-lived process sees a rebuild.
 function manifest(repo) {
@@ -34,7 +42,8 @@ function manifest(repo) {
 
 /** Why the bundle of `name` cannot be used (missing, or a source newer than it), or null. */
 export function staleBundle(repo, name) {
-  const inputs = manifest(repo)?.[name];
+  const m = manifest(repo);
+  const inputs = m?.[name];
   if (!inputs) return `no ${name} bundle in ${MANIFEST}`;
   let built;
   try {
@@ -49,7 +58,8 @@ export function staleBundle(repo, name) {
     } catch {
       return `${rel} is gone`;
     }
-    if (t > built) return `${rel} changed after dist/${name}.js was built`;
+    // Newer by its mtime: stale unless its content is what the bundle was built from.
+    if (t > built && m[HASHES]?.[rel] !== fileHash(join(repo, rel))) return `${rel} changed after dist/${name}.js was built`;
   }
   return null;
 }

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { BUNDLES, nodeEntry, staleBundle } from '../../src/util/bundles.mjs';
+import { BUNDLES, HASHES, fileHash, nodeEntry, staleBundle } from '../../src/util/bundles.mjs';
 
 function fakeRepo(): string {
   const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'bundles-'));
@@ -37,6 +37,13 @@ test('a bundle newer than all its inputs runs; an input edited after it, a missi
   ago(repo, 'src/sdk/stats.ts', 10);
   t.is(staleBundle(repo, 'mount-serve'), 'src/sdk/stats.ts changed after dist/mount-serve.js was built');
   t.false(nodeEntry(repo, 'mount-serve').bundled);
+  // Newer mtimes with the contents the bundle was built from (a package installed from its
+  // tarball gets mtimes in extraction order): fresh; a changed content: stale.
+  fs.writeFileSync(path.join(repo, 'dist/bundles.json'), JSON.stringify({ 'mount-serve': ['src/sdk/mount-serve.ts', 'src/sdk/stats.ts'],
+    [HASHES]: { 'src/sdk/mount-serve.ts': fileHash(path.join(repo, 'src/sdk/mount-serve.ts')), 'src/sdk/stats.ts': fileHash(path.join(repo, 'src/sdk/stats.ts')) } }));
+  t.is(staleBundle(repo, 'mount-serve'), null);
+  fs.writeFileSync(path.join(repo, 'src/sdk/stats.ts'), 'export {};\n');
+  t.is(staleBundle(repo, 'mount-serve'), 'src/sdk/stats.ts changed after dist/mount-serve.js was built');
   fs.rmSync(path.join(repo, 'src/sdk/stats.ts'));
   t.is(staleBundle(repo, 'mount-serve'), 'src/sdk/stats.ts is gone');
   t.throws(() => nodeEntry(repo, 'nope' as never), { message: /no program named nope \(known: cli, mount-serve/ });
@@ -47,7 +54,9 @@ test('scripts/build.mjs bundles every program with its inputs, and the bundles r
   const r = spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: repo, encoding: 'utf8' });
   t.is(r.status, 0, r.stderr);
   const manifest = JSON.parse(fs.readFileSync(path.join(repo, 'dist/bundles.json'), 'utf8')) as Record<string, string[]>;
-  t.deepEqual(Object.keys(manifest).sort(), Object.keys(BUNDLES).sort());
+  t.deepEqual(Object.keys(manifest).filter((k) => k !== HASHES).sort(), Object.keys(BUNDLES).sort());
+  const hashes = manifest[HASHES] as unknown as Record<string, string>;
+  t.deepEqual(Object.keys(hashes).sort(), [...new Set(Object.entries(manifest).filter(([k]) => k !== HASHES).flatMap(([, v]) => v))].sort(), 'every input hashed');
   for (const [name, src] of Object.entries(BUNDLES)) {
     t.true(manifest[name]!.includes(src), `${name} lists its entry ${src}`);
     t.true(manifest[name]!.every((f) => f.startsWith('src/')), `${name}: inputs are the checkout's sources`);
