@@ -1,7 +1,8 @@
 // `fuse-kfunc policy check FILE`: a policy module end to end, step by step, each step
-// reported with what it found: compiled (errors at TypeScript lines), its C against its
-// TypeScript on random inputs (natively), the BPF object (clang-19), and the verifier of the
-// running kernel when it has the hook. A step that cannot run here says why and how.
+// reported with what it found: compiled (errors at TypeScript lines), the BPF object
+// (clang-19), the verifier of the running kernel when it has the hook, and last its C against
+// its TypeScript on random inputs (natively). A step that cannot run here says why and how;
+// a failed step ends the check.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildPolicy, compiledModule } from './build.ts';
@@ -44,23 +45,26 @@ export function checkPolicy(file: string, buildDir = process.env.FUSE_KFUNC_BUIL
     return done();
   }
   const d = c.definition;
+  // Last: it runs the functions many times, which a program the verifier refused may not survive.
+  const native = (): CheckReport => {
+    const defaults = Object.fromEntries(Object.entries(d.params).map(([k, p]) => [k, paramValue(k, p, undefined)]));
+    const contexts = [];
+    for (let b = d.backings.min; b <= d.backings.max; b++) contexts.push({ ...defaults, backings: b });
+    const n = nativeCheck(c, contexts);
+    const first = n.mismatches[0];
+    steps.push({
+      step: 'native', ok: n.mismatches.length === 0,
+      detail: first
+        ? `${n.mismatches.length} of ${n.calls} calls differ between the C and the TypeScript; first: ${first.call} with ${JSON.stringify(first.context)}: C ${first.c}, TypeScript ${first.ts} (a quotient or remainder of a negative number, or a value past 2^53?)`
+        : `C and TypeScript agree on ${n.calls} random calls (default parameters, ${d.backings.min}..${d.backings.max} backings)`,
+    });
+    return done();
+  };
   steps.push({ step: 'compile', ok: true, detail: `${d.name}: a ${c.family} policy over ${d.backings.min}..${d.backings.max} backings, parameters ${Object.keys(d.params).join(', ') || '(none)'}` });
-
-  const defaults = Object.fromEntries(Object.entries(d.params).map(([k, p]) => [k, paramValue(k, p, undefined)]));
-  const contexts = [];
-  for (let b = d.backings.min; b <= d.backings.max; b++) contexts.push({ ...defaults, backings: b });
-  const n = nativeCheck(c, contexts);
-  const first = n.mismatches[0];
-  steps.push({
-    step: 'native', ok: n.mismatches.length === 0,
-    detail: first
-      ? `${n.mismatches.length} of ${n.calls} calls differ between the C and the TypeScript; first: ${first.call} with ${JSON.stringify(first.context)}: C ${first.c}, TypeScript ${first.ts} (a quotient or remainder of a negative number, or a value past 2^53?)`
-      : `C and TypeScript agree on ${n.calls} random calls (default parameters, ${d.backings.min}..${d.backings.max} backings)`,
-  });
 
   if (!existsSync(join(buildDir, 'vmlinux.h'))) {
     steps.push({ step: 'bpf', ok: null, detail: `no kernel build at ${buildDir}: run \`fuse-kfunc kernel build\`` });
-    return done();
+    return native();
   }
   const policy = { module: file, params: {}, backings: d.backings.min, attrTimeout: 1 };
   let built;
@@ -74,7 +78,7 @@ export function checkPolicy(file: string, buildDir = process.env.FUSE_KFUNC_BUIL
 
   if (!kernelHasHook()) {
     steps.push({ step: 'verifier', ok: null, detail: 'the running kernel has no fuse_bpf_ops hook: run the check in the VM, `fuse-kfunc vm run -- fuse-kfunc policy check FILE`' });
-    return done();
+    return native();
   }
   const spec = BpfObjectSpec.open(built.object);
   try {
@@ -87,7 +91,7 @@ export function checkPolicy(file: string, buildDir = process.env.FUSE_KFUNC_BUIL
   } finally {
     spec.close();
   }
-  return done();
+  return steps[steps.length - 1]!.ok === false ? done() : native();
 }
 
 export function formatCheck(r: CheckReport): string {
