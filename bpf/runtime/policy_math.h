@@ -35,4 +35,40 @@ static __always_inline __s64 policy_max(__s64 a, __s64 b)
 	return a > b ? a : b;
 }
 
+/*
+ * TypeScript's bit operators work on 32-bit integers: the operands are
+ * wrapped to signed 32 bits, a shift count is taken modulo 32, and the result
+ * is a signed 32-bit value.  These do the same, so a policy's bit arithmetic
+ * gives the kernel and the daemon the same answers for every operand.
+ */
+static __always_inline __s64 policy_and(__s64 a, __s64 b)
+{
+	return (__s32)a & (__s32)b;
+}
+
+static __always_inline __s64 policy_or(__s64 a, __s64 b)
+{
+	return (__s32)a | (__s32)b;
+}
+
+static __always_inline __s64 policy_xor(__s64 a, __s64 b)
+{
+	return (__s32)a ^ (__s32)b;
+}
+
+static __always_inline __s64 policy_not(__s64 a)
+{
+	return ~(__s32)a;
+}
+
+static __always_inline __s64 policy_shl(__s64 a, __s64 b)
+{
+	return (__s32)((__u32)a << (b & 31));
+}
+
+static __always_inline __s64 policy_shr(__s64 a, __s64 b)
+{
+	return (__s32)a >> (b & 31);
+}
+
 #endif /* __FUSE_KFUNC_POLICY_MATH_H */

@@ -3,6 +3,7 @@
 // (clang-19), the verifier of the running kernel when it has the hook, and last its C against
 // its TypeScript on random inputs (natively). A step that cannot run here says why and how;
 // a failed step ends the check.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildPolicy, compiledModule } from './build.ts';
@@ -25,13 +26,19 @@ export interface CheckReport {
   steps: CheckStep[];
 }
 
-/** The running kernel has fuse-kfunc's hook: its BTF knows struct fuse_bpf_ops. */
+/**
+ * The running kernel has fuse-kfunc's hook: the BTF of fuse (a module in the project's
+ * config, loaded here if it is not yet) or of vmlinux knows struct fuse_bpf_ops.
+ */
 export function kernelHasHook(): boolean {
-  try {
-    return readFileSync('/sys/kernel/btf/vmlinux').includes('fuse_bpf_ops');
-  } catch {
-    return false;
-  }
+  if (!existsSync('/sys/module/fuse')) spawnSync('modprobe', ['-q', 'fuse'], { stdio: 'ignore' });
+  return ['/sys/kernel/btf/fuse', '/sys/kernel/btf/vmlinux'].some((f) => {
+    try {
+      return readFileSync(f).includes('fuse_bpf_ops');
+    } catch {
+      return false;
+    }
+  });
 }
 
 export function checkPolicy(file: string, buildDir = process.env.FUSE_KFUNC_BUILD ?? join(cachePaths().builds, 'current')): CheckReport {

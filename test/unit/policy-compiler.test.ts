@@ -158,3 +158,30 @@ ${okHooks}`);
   t.regex(c, /switch \(param_mode\) \{\n#line \d+ "[^"]+"\n\tcase MODE_SLOW:/);
   t.regex(c, /seg->length = policy_max\(param_chunk, 4096\);/);
 });
+
+test('bit operators have TypeScript\'s 32-bit meaning in the C too: the same answers for operands past 2^31', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'policy-bits-'));
+  const file = join(dir, 'bits.ts');
+  writeFileSync(file, `import { definePolicy } from 'fuse-kfunc';
+export default definePolicy({
+  name: 'bits', summary: 'hashes offsets with bit operators', backings: { min: 2, max: 3 }, params: {},
+  layout: {
+    locate(off, p) {
+      let h = (off ^ (off >> 7)) & 0xffff;
+      h ^= off << 5;
+      h |= 1;
+      const m = ~h << 3;
+      return { backing: (h & 0x7fffffff) % p.backings, offset: off, length: 4096 + (m & 0xff) };
+    },
+    backingSize(size, i, p) { return (size >> 1) + i; },
+    logicalEnd(size, i, p) { return size << 1; },
+  },
+});
+`);
+  const c = compilePolicy(file);
+  t.regex(c.source, /h = policy_xor\(h, policy_shl\(off, 5\)\);/);
+  t.regex(c.source, /__s64 m = policy_shl\(policy_not\(h\), 3\);/);
+  const r = nativeCheck(c, [{ backings: 2 }, { backings: 3 }]);
+  t.is(r.calls, 2 * 400 * 3);
+  t.deepEqual(r.mismatches, []);
+});

@@ -37,6 +37,7 @@ function harness(c: CompiledPolicy): string {
 typedef int64_t __s64;
 typedef uint64_t __u64;
 typedef uint32_t __u32;
+typedef int32_t __s32;
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
 #endif

@@ -481,9 +481,16 @@ class FunctionTranslator {
       const op = e.operatorToken.kind;
       const simple: Partial<Record<TS.SyntaxKind, string>> = {
         [ts.SyntaxKind.EqualsToken]: '=', [ts.SyntaxKind.PlusEqualsToken]: '+=', [ts.SyntaxKind.MinusEqualsToken]: '-=',
-        [ts.SyntaxKind.AsteriskEqualsToken]: '*=', [ts.SyntaxKind.AmpersandEqualsToken]: '&=', [ts.SyntaxKind.BarEqualsToken]: '|=',
-        [ts.SyntaxKind.CaretEqualsToken]: '^=', [ts.SyntaxKind.LessThanLessThanEqualsToken]: '<<=', [ts.SyntaxKind.GreaterThanGreaterThanEqualsToken]: '>>=',
+        [ts.SyntaxKind.AsteriskEqualsToken]: '*=',
       };
+      const bitAssign: Partial<Record<TS.SyntaxKind, string>> = {
+        [ts.SyntaxKind.AmpersandEqualsToken]: 'and', [ts.SyntaxKind.BarEqualsToken]: 'or', [ts.SyntaxKind.CaretEqualsToken]: 'xor',
+        [ts.SyntaxKind.LessThanLessThanEqualsToken]: 'shl', [ts.SyntaxKind.GreaterThanGreaterThanEqualsToken]: 'shr',
+      };
+      if (bitAssign[op]) {
+        const t = this.target(e.left);
+        return `${t} = policy_${bitAssign[op]}(${t}, ${this.expr(e.right)})`;
+      }
       if (simple[op]) return `${this.target(e.left)} ${simple[op]} ${this.expr(e.right)}`;
       if (op === ts.SyntaxKind.PercentEqualsToken) {
         const t = this.target(e.left);
@@ -532,7 +539,8 @@ class FunctionTranslator {
     if (ts.isCallExpression(e)) return this.call(e);
     if (ts.isConditionalExpression(e)) return `${this.expr(e.condition)} ? ${this.expr(e.whenTrue)} : ${this.expr(e.whenFalse)}`;
     if (ts.isPrefixUnaryExpression(e)) {
-      const ops: Partial<Record<TS.SyntaxKind, string>> = { [ts.SyntaxKind.MinusToken]: '-', [ts.SyntaxKind.ExclamationToken]: '!', [ts.SyntaxKind.TildeToken]: '~', [ts.SyntaxKind.PlusToken]: '' };
+      if (e.operator === ts.SyntaxKind.TildeToken) return `policy_not(${this.expr(e.operand)})`;
+      const ops: Partial<Record<TS.SyntaxKind, string>> = { [ts.SyntaxKind.MinusToken]: '-', [ts.SyntaxKind.ExclamationToken]: '!', [ts.SyntaxKind.PlusToken]: '' };
       const op = ops[e.operator];
       if (op === undefined) {
         this.t.error(e, '++ and -- are statements here (x++;), not parts of an expression');
@@ -622,8 +630,12 @@ class FunctionTranslator {
     const ops: Partial<Record<TS.SyntaxKind, string>> = {
       [k.PlusToken]: '+', [k.MinusToken]: '-', [k.AsteriskToken]: '*', [k.LessThanToken]: '<', [k.LessThanEqualsToken]: '<=',
       [k.GreaterThanToken]: '>', [k.GreaterThanEqualsToken]: '>=', [k.AmpersandAmpersandToken]: '&&', [k.BarBarToken]: '||',
-      [k.AmpersandToken]: '&', [k.BarToken]: '|', [k.CaretToken]: '^', [k.LessThanLessThanToken]: '<<', [k.GreaterThanGreaterThanToken]: '>>',
     };
+    // Bit operators with TypeScript's 32-bit semantics (policy_math.h).
+    const bits: Partial<Record<TS.SyntaxKind, string>> = {
+      [k.AmpersandToken]: 'and', [k.BarToken]: 'or', [k.CaretToken]: 'xor', [k.LessThanLessThanToken]: 'shl', [k.GreaterThanGreaterThanToken]: 'shr',
+    };
+    if (bits[op]) return `policy_${bits[op]}(${this.expr(e.left)}, ${this.expr(e.right)})`;
     const c = ops[op];
     if (!c) {
       const why = op === k.AsteriskAsteriskToken ? '** is not in the subset: multiply' : op === k.GreaterThanGreaterThanGreaterThanToken
