@@ -9,13 +9,18 @@ import { CompileError } from './compile.ts';
 import { POLICIES, PolicyError, makePolicy } from './spec.ts';
 import { PolicyCompileError } from './compiler/translate.ts';
 import { isPolicyFile } from '../sdk/args.ts';
-import { checkPolicy, formatCheck } from './check.ts';
+import { checkPolicy, formatCheck, kernelHasHook } from './check.ts';
 import { scaffoldPolicy } from './scaffold.ts';
+import { differentialTest, formatDiff } from './difftest.ts';
+import { MountError } from '../sdk/mount.ts';
+import { spawnSync } from 'node:child_process';
+import { repoRoot } from '../util/paths.ts';
 
 export const POLICY_HELP = `Usage: fuse-kfunc policy list
        fuse-kfunc policy show NAME|FILE [--backings N] [PARAMS]
        fuse-kfunc policy compile NAME|FILE [--backings N] [PARAMS] [-o FILE]
        fuse-kfunc policy check FILE
+       fuse-kfunc policy test FILE [--backings N] [PARAMS] [--seed S] [--ops N] [--unit BYTES]
        fuse-kfunc policy new NAME [DIR]
 
 A policy is a BPF program plus the daemon that serves, the same way, what the program sends
@@ -29,6 +34,10 @@ functions fuse-kfunc compiles to BPF C and runs in the daemon as they are (docs/
   check     a module end to end: compile it, compare its C with its TypeScript on random
             inputs (natively), build the BPF object, and load it through the verifier when
             the running kernel has the hook (else says how: in the VM)
+  test      the seeded differential workload: the module's program against the daemon
+            alone (the same functions), both against a model, the backing directories
+            compared (root, patched kernel: else it boots the VM, where FILE must be
+            outside /tmp, /run and /var/tmp, the guest's own)
   new       write NAME.ts, a policy module to start from, and NAME.test.ts, its check
 --backings N is the number of backing directories it will be mounted over (default: the
 policy's smallest). Mount one with \`fuse-kfunc mount B1 B2 MNT --policy NAME|FILE [PARAMS]\`.
@@ -36,7 +45,7 @@ policy's smallest). Mount one with \`fuse-kfunc mount B1 B2 MNT --policy NAME|FI
 Policies:
 ${Object.entries(POLICIES).map(([n, p]) => `  ${n}: ${p.summary}\n${p.params.map((q) => `    --${q.name} ${q.value}  ${q.doc} (default ${q.default})`).join('\n')}`).join('\n')}`;
 
-export function policyCmd(argv: string[]): number {
+export function policyCmd(argv: string[]): number | Promise<number> {
   if (argv.includes('--help') || argv.includes('-h') || argv.length === 0) {
     process.stdout.write(POLICY_HELP + '\n');
     return argv.length === 0 ? 2 : 0;
@@ -63,7 +72,7 @@ export function policyCmd(argv: string[]): number {
     for (const [n, p] of Object.entries(POLICIES)) process.stdout.write(`${n}\t${p.summary}\n`);
     return 0;
   }
-  if (!['show', 'compile', 'check', 'new'].includes(sub ?? '')) throw new UsageError(`unknown policy command "${sub}" (list, show, compile, check, new)`);
+  if (!['show', 'compile', 'check', 'test', 'new'].includes(sub ?? '')) throw new UsageError(`unknown policy command "${sub}" (list, show, compile, check, test, new)`);
   if (!name) throw new UsageError(`policy ${sub} needs ${sub === 'new' ? 'a name for the new policy' : sub === 'check' ? 'a policy module (a .ts file)' : `a policy name (${Object.keys(POLICIES).join(', ')}) or a module file`}`);
   if (extra.length > (sub === 'new' ? 1 : 0)) throw new UsageError(`unexpected argument "${extra[sub === 'new' ? 1 : 0]}"`);
   try {
@@ -78,6 +87,10 @@ export function policyCmd(argv: string[]): number {
       const r = checkPolicy(resolve(name));
       process.stdout.write(formatCheck(r));
       return r.ok ? 0 : 1;
+    }
+    if (sub === 'test') {
+      if (!file) throw new UsageError(`policy test takes a module file (the built-in ${name} is tested by test/guest/policies.test.ts)`);
+      return policyTest(resolve(name), params, backings, argv);
     }
     let policy: AnyPolicy;
     if (file) {
@@ -113,5 +126,36 @@ export function policyCmd(argv: string[]): number {
       return 1;
     }
     throw e;
+  }
+}
+
+async function policyTest(file: string, params: Record<string, string>, backings: number | undefined, argv: string[]): Promise<number> {
+  const num = (k: string, dflt: number) => {
+    const v = params[k];
+    delete params[k];
+    if (v === undefined) return dflt;
+    if (!/^\d+$/.test(v)) throw new UsageError(`--${k} wants a whole number, got "${v}"`);
+    return Number(v);
+  };
+  const seed = num('seed', 1);
+  const ops = num('ops', 90);
+  const unit = num('unit', 4096);
+  if (!kernelHasHook() || process.getuid?.() !== 0) {
+    // Boot the VM and run this same command there.
+    if (/^\/(tmp|run|var\/tmp)\//.test(file)) throw new UsageError(`${file} is under a directory the VM has its own of (/tmp, /run, /var/tmp): move the module elsewhere`);
+    const repo = repoRoot();
+    const r = spawnSync(process.execPath, [join(repo, 'bin', 'fuse-kfunc.js'), 'vm', 'run', '--', process.execPath, join(repo, 'bin', 'fuse-kfunc.js'), 'policy', ...argv], { stdio: 'inherit' });
+    return r.status ?? 1;
+  }
+  const values = Object.fromEntries(Object.entries(params).map(([k, v]) => [k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), v]));
+  const o = { backings: backings ?? compiledModule(file).definition.backings.min, params: values, seed, ops, unit };
+  try {
+    const r = await differentialTest(file, o);
+    process.stdout.write(formatDiff(file, o, r));
+    return r.ok ? 0 : 1;
+  } catch (e) {
+    if (!(e instanceof MountError)) throw e;
+    process.stderr.write(`fuse-kfunc policy test: ${e.message}\n`);
+    return 1;
   }
 }

@@ -69,6 +69,28 @@ test.serial('a module mounted from its file: the program and the daemon (the sam
   t.true(bpf.layout[1]!.concat(bpf.layout[2]!).some((l) => / [1-9]\d* /.test(l)), 'the rest is striped over backings 1 and 2');
 });
 
+test.serial('fuse-kfunc policy test FILE: the differential workload from the command line, and a broken twin caught', async (t) => {
+  const run = (file: string) => new Promise<{ status: number | null; out: string }>((res) => {
+    const p = spawn(process.execPath, [CLI, 'policy', 'test', file, '--backings', '3', '--head', '8k', '--chunk', '4k', '--ops', '40', '--seed', '5'], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (x) => (out += x));
+    p.stderr.on('data', (x) => (out += x));
+    p.on('exit', (status) => res({ status, out }));
+  });
+  const ok = await run(module);
+  t.log(ok.out);
+  t.is(ok.status, 0, ok.out);
+  t.regex(ok.out, /^policy test: ok$/m);
+  // A module whose logicalEnd forgets the head: a file longer than the head reports a size
+  // 8 KiB short, on both mounts (the same functions), which the model catches.
+  const broken = path.join(work, 'broken.ts');
+  fs.writeFileSync(broken, fs.readFileSync(module, 'utf8').replace("name: 'headtail'", "name: 'broken'").replace('return p.head + (k * n + i - 1) * p.chunk', 'return (k * n + i - 1) * p.chunk'));
+  const bad = await run(broken);
+  t.log(bad.out);
+  t.is(bad.status, 1, bad.out);
+  t.regex(bad.out, /^ {2}FAIL /m);
+});
+
 test.serial('fuse-kfunc mount --policy ./FILE --head 8k: the CLI mounts a module with its own parameters', async (t) => {
   const { b, mnt } = mountDirs(work, 'cli', 3);
   const bad = cli('mount', ...b, mnt, '--policy', module, '--head', '5000');
