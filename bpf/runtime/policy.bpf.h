@@ -100,6 +100,43 @@ static int serve_xattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return ret;
 }
 
+/* Calls to move one request: a regular file is short only at its end */
+#define IO_MAX_CALLS		16
+
+/*
+ * Move the request's @size bytes at @pos to or from backing id @id.
+ * Returns the bytes moved (short at the end of the file) or -errno.
+ * A subprogram of its own; families that move a request piece by piece
+ * (layout.bpf.h) do not call it.
+ */
+static __attribute__((unused)) int backing_io(struct fuse_bpf_ctx *fctx, __u32 id, bool write,
+		      __u64 pos, __u32 size)
+{
+	struct bpf_file *fb;
+	__u32 done = 0;
+	int c, ret = 0;
+
+	fb = bpf_fuse_backing_get(fctx, id);
+	if (!fb)
+		return -EIO;	/* id closed behind our back */
+	/*
+	 * A plain bounded loop: the verifier walks its 16 rounds, where
+	 * bpf_for() would have to prove rounds with different byte counts
+	 * equivalent, and does not.
+	 */
+	for (c = 0; c < IO_MAX_CALLS && done < size; c++) {
+		if (write)
+			ret = bpf_fuse_write(fctx, fb, pos + done, done, size - done);
+		else
+			ret = bpf_fuse_read(fctx, fb, pos + done, done, size - done);
+		if (ret <= 0)
+			break;
+		done += ret;
+	}
+	bpf_file_release(fb);
+	return ret < 0 ? ret : done;
+}
+
 /*
  * The backing id at index @i of @n, chosen by comparison from values read
  * into registers once: indexing n->backing[i] with an index computed from the

@@ -12,7 +12,6 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { cachePaths, repoRoot } from '../util/paths.ts';
 import { compileBpf } from './compile.ts';
-import { generateMirror } from './generate/mirror.ts';
 import { generateFilter } from './generate/filter.ts';
 import { generateTier } from './generate/tier.ts';
 import { generateRoute } from './generate/route.ts';
@@ -129,7 +128,6 @@ export function generatePolicy(p: AnyPolicy): string {
   if (m) return moduleParams(m).compiled.source;
   const spec = p as PolicySpec;
   switch (spec.policy) {
-    case 'mirror': return generateMirror(spec);
     case 'filter': return generateFilter(spec);
     case 'tier': return generateTier(spec);
     case 'route': return generateRoute(spec);

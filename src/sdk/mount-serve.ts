@@ -14,9 +14,9 @@ import type { FuseDevice } from '../fuse/dev.ts';
 import { attachToFuse, detachFromFuse } from '../bpf/attach.ts';
 import type { Link } from '../bpf/object.ts';
 import { VerifierError } from '../bpf/errors.ts';
-import { MirrorDaemon } from '../policy/mirror.ts';
+import { ReplicasDaemon } from '../policy/runtime/replicas.ts';
 import { LayoutDaemon } from '../policy/runtime/layout.ts';
-import { layoutHooks } from '../policy/runtime/functions.ts';
+import { layoutHooks, replicaHooks } from '../policy/runtime/functions.ts';
 import { TierDaemon } from '../policy/tier.ts';
 import { RouteDaemon } from '../policy/route.ts';
 import { UnionDaemon } from '../policy/union.ts';
@@ -164,11 +164,13 @@ async function main(cfg: ServeConfig): Promise<void> {
     const policy = cfg.module?.name ?? cfg.policy?.policy ?? 'mirror';
     const p = cfg.policy;
     const m = cfg.module;
-    const d = m ? new LayoutDaemon({ name: m.name, minBackings: m.minBackings, hooks: layoutHooks(m), context: m.context, backings: cfg.backings, sink })
+    const d = m?.family === 'layout' ? new LayoutDaemon({ name: m.name, minBackings: m.minBackings, hooks: layoutHooks(m), context: m.context, backings: cfg.backings, sink })
+      : m?.family === 'replicas' ? new ReplicasDaemon({ name: m.name, replicas: cfg.backings, hooks: replicaHooks(m), context: m.context, sink })
       : p?.policy === 'tier' ? new TierDaemon({ backings: cfg.backings, promoteMax: p.promoteMax, sink })
       : p?.policy === 'route' ? new RouteDaemon({ backings: cfg.backings, rules: p.rules, sink })
       : p?.policy === 'union' ? new UnionDaemon({ backings: cfg.backings, sink })
-      : new MirrorDaemon({ replicas: cfg.backings, sink, read: p?.policy === 'mirror' ? p.read : undefined });
+      : undefined;
+    if (!d) throw new Error(`no daemon for ${m ? `the ${m.family} family` : `the ${policy} policy`}: mount() passes a module for several backing directories`);
     setup = d.install;
     const kernelMap = maps.backing_stats;
     perBacking = () => ({

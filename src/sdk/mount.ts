@@ -18,7 +18,7 @@ import { compileBpf, CompileError } from '../policy/compile.ts';
 import { asModulePolicy, buildPolicy, isModulePolicy, moduleParams, type AnyPolicy } from '../policy/build.ts';
 import { PolicyCompileError } from '../policy/compiler/translate.ts';
 import type { Policy } from '../policy/lang/define.ts';
-import { PolicyError, validatePolicy, type PolicySpec } from '../policy/spec.ts';
+import { PolicyError, makePolicy, validatePolicy, type PolicySpec } from '../policy/spec.ts';
 import { scanStructOps } from './elf.ts';
 import { mergeStats, type MountStats } from './stats.ts';
 import type { DaemonCommand, DaemonMessage, DaemonModule, ServeConfig, ServeStats, Tables } from './daemon-ipc.ts';
@@ -256,7 +256,10 @@ export function daemonV8Flags(env = process.env): string[] {
 export async function mount(o: MountOptions): Promise<MountHandle> {
   const { backings, mountpoint } = checkInputs(o);
   const policy = mountPolicy(o);
-  const module = policy ? daemonModule(policy) : undefined;
+  // Several backing directories without a policy are kept identical: the mirror policy's
+  // daemon (with the given program, if any, serving what it serves).
+  const daemonPolicy = policy ?? (backings.length > 1 ? makePolicy('mirror', {}, backings.length) : undefined);
+  const module = daemonPolicy ? daemonModule(daemonPolicy) : undefined;
   const prog: { object: string; structOps: string; globals?: Record<string, number> } | undefined = policy && !o.userspace
     ? preparePolicy(policy, o.buildDir) : o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
   const repo = repoRoot();

@@ -30,15 +30,15 @@ test('stripe C comes from its module: parameters are globals set at load time, n
   t.regex(c, /^\/\/ SPDX-License-Identifier: GPL-2.0\n/);
   t.notRegex(c, /undefined|NaN|\$\{/);
   t.deepEqual(policyGlobals(makePolicy('stripe', { chunk: '16k' }, 3)), { policy_backings: 3, policy_attr_timeout: 1, param_chunk: 16384 });
-  t.deepEqual(policyGlobals(makePolicy('mirror', {}, 2)), {}, 'generated policies carry their values as constants');
+  t.deepEqual(policyGlobals(makePolicy('mirror', { read: 'primary' }, 3)), { policy_backings: 3, policy_attr_timeout: 1, param_read: 1 }, 'a choice is its index');
+  t.deepEqual(policyGlobals(makePolicy('tier', {}, 2)), {}, 'generated policies carry their values as constants');
 });
 
-test('generated mirror C: replicas and read mode as constants', (t) => {
+test('mirror C comes from its module: the replicas runtime, the read mode a global', (t) => {
   const c = generatePolicy(makePolicy('mirror', { read: 'primary' }, 3));
-  t.regex(c, /#define MIRROR_NR\t\t3\n/);
-  t.regex(c, /#define MIRROR_ROUND_ROBIN\t0\n/);
-  t.regex(c, /id = r == 0 \? id0 : r == 1 \? id1 : id2;/);
-  t.regex(c, /struct fuse_bpf_ops mirror_ops = \{/);
+  t.regex(c, /const volatile __s64 param_read = READ_ROUND_ROBIN;/, 'the default; primary is set before load');
+  t.regex(c, /#define POLICY_OPS\t\tmirror_ops\n/);
+  t.regex(c, /#include "replicas.bpf.h"\n$/);
   t.notRegex(c, /undefined|NaN|\$\{/);
 });
 

@@ -13,7 +13,7 @@ import { definePolicy } from '../../src/policy/lang/define.ts';
 import { resolveParams } from '../../src/policy/lang/params.ts';
 import stripe from '../../src/policy/builtin/stripe.ts';
 import { builtinModuleFile } from '../../src/policy/builtin/index.ts';
-import { layoutHooks } from '../../src/policy/runtime/functions.ts';
+import { layoutHooks, replicaHooks } from '../../src/policy/runtime/functions.ts';
 import { Layout } from '../../src/policy/runtime/layout.ts';
 import { prng } from '../../src/testing/workload.ts';
 import { repoRoot } from '../../src/util/paths.ts';
@@ -184,4 +184,19 @@ export default definePolicy({
   const r = nativeCheck(c, [{ backings: 2 }, { backings: 3 }]);
   t.is(r.calls, 2 * 400 * 3);
   t.deepEqual(r.mismatches, []);
+});
+
+test('mirror compiles to the replicas runtime; its readFrom answers as the TypeScript does for both read modes', (t) => {
+  const c = compilePolicy(builtinModuleFile('mirror'), { repo: repoRoot() });
+  t.is(c.family, 'replicas');
+  t.regex(c.source, /enum read_choice \{ READ_ROUND_ROBIN, READ_PRIMARY \};\nconst volatile __s64 param_read = READ_ROUND_ROBIN;/);
+  t.regex(c.source, /if \(param_read == READ_PRIMARY\) \{/);
+  t.regex(c.source, /return policy_mod\(\(turn \+ attempt\), policy_backings\);/);
+  t.regex(c.source, /#include "replicas.bpf.h"\n$/);
+  const r = nativeCheck(c, [{ backings: 2, read: 'round-robin' }, { backings: 3, read: 'primary' }, { backings: 4, read: 'round-robin' }]);
+  t.is(r.calls, 3 * 1200);
+  t.deepEqual(r.mismatches, []);
+  const hooks = replicaHooks({ name: 'mirror', family: 'replicas', js: c.js });
+  t.deepEqual([0, 1, 2].map((a) => hooks.readFrom(a, 7, { backings: 3, read: 'round-robin' })), [1, 2, 0]);
+  t.deepEqual([0, 1, 2].map((a) => hooks.readFrom(a, 7, { backings: 3, read: 'primary' })), [0, 1, 2]);
 });

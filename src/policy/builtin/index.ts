@@ -7,6 +7,7 @@ import { repoRoot } from '../../util/paths.ts';
 
 export const BUILTIN_MODULES = {
   stripe: 'stripe.ts',
+  mirror: 'mirror.ts',
 } as const;
 
 export function builtinModuleFile(name: keyof typeof BUILTIN_MODULES): string {
@@ -16,5 +17,6 @@ export function builtinModuleFile(name: keyof typeof BUILTIN_MODULES): string {
 /** The module a built-in policy's spec is an instance of, with its parameter values, if it is one. */
 export function policyModule(spec: PolicySpec): { file: string; values: Record<string, number | string> } | undefined {
   if (spec.policy === 'stripe') return { file: builtinModuleFile('stripe'), values: { chunk: spec.chunk } };
+  if (spec.policy === 'mirror') return { file: builtinModuleFile('mirror'), values: { read: spec.read } };
   return undefined;
 }

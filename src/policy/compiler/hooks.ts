@@ -29,4 +29,10 @@ export const FAMILIES: Record<string, Family> = {
       logicalEnd: { c: 'policy_logical_end', args: ['size', 'i'], returns: 'scalar' },
     },
   },
+  replicas: {
+    runtime: 'replicas.bpf.h',
+    hooks: {
+      readFrom: { c: 'policy_read_from', args: ['attempt', 'turn'], returns: 'scalar' },
+    },
+  },
 };

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CompiledPolicy } from './emit.ts';
-import { layoutHooks } from '../runtime/functions.ts';
+import { layoutHooks, replicaHooks } from '../runtime/functions.ts';
 import { prng } from '../../testing/workload.ts';
 import { repoRoot } from '../../util/paths.ts';
 
@@ -27,8 +27,49 @@ export interface NativeReport {
   mismatches: NativeMismatch[];
 }
 
+/** Per family: the C that answers one query line, and random queries with the TypeScript's answers. */
+const FAMILY_CALLS: Record<string, string> = {
+  layout: `\t\tif (!strcmp(op, "locate")) {
+\t\t\tpolicy_locate(a, &s);
+\t\t\tprintf("%lld %lld %lld\\n", (long long)s.backing, (long long)s.offset, (long long)s.length);
+\t\t} else if (!strcmp(op, "size")) {
+\t\t\tprintf("%lld\\n", (long long)policy_backing_size(a, b));
+\t\t} else {
+\t\t\tprintf("%lld\\n", (long long)policy_logical_end(a, b));
+\t\t}`,
+  replicas: `\t\t(void)s;
+\t\tprintf("%lld\\n", (long long)policy_read_from(a, b));`,
+};
+
+function queries(family: string, js: string, name: string, ctx: Context, r: () => number, samples: number): { q: string[]; want: string[] } {
+  const q: string[] = [];
+  const want: string[] = [];
+  if (family === 'layout') {
+    const h = layoutHooks({ name, family, js });
+    for (let k = 0; k < samples; k++) {
+      const off = Math.floor(r() * 2 ** 40);
+      const s = h.locate(off, ctx);
+      q.push(`locate ${off} 0`);
+      want.push(`${s.backing} ${s.offset} ${s.length}`);
+      const size = Math.floor(r() * 2 ** 36) + 1;
+      const i = Math.floor(r() * ctx.backings);
+      q.push(`size ${size} ${i}`, `end ${size} ${i}`);
+      want.push(String(h.backingSize(size, i, ctx)), String(h.logicalEnd(size, i, ctx)));
+    }
+  } else {
+    const h = replicaHooks({ name, family, js });
+    for (let k = 0; k < samples * 3; k++) {
+      const attempt = Math.floor(r() * ctx.backings);
+      const turn = Math.floor(r() * 2 ** 32);
+      q.push(`read ${attempt} ${turn}`);
+      want.push(String(h.readFrom(attempt, turn, ctx)));
+    }
+  }
+  return { q, want };
+}
+
 function harness(c: CompiledPolicy): string {
-  const globals = c.params.map((p) => `static volatile __s64 ${p.c};`).join('\n');
+  const globals = c.params.map((p) => `${p.choices ? `enum { ${p.choices.map((x) => x.c).join(', ')} };\n` : ''}static volatile __s64 ${p.c};`).join('\n');
   const setters = c.params.map((p, i) => `\t${p.c} = strtoll(argv[${i + 2}], 0, 10);`).join('\n');
   return `#include <stdint.h>
 #include <stdio.h>
@@ -56,14 +97,7 @@ int main(int argc, char **argv)
 	policy_backings = strtoul(argv[1], 0, 10);
 ${setters}
 	while (scanf("%15s %lld %lld", op, &a, &b) == 3) {
-		if (!strcmp(op, "locate")) {
-			policy_locate(a, &s);
-			printf("%lld %lld %lld\\n", (long long)s.backing, (long long)s.offset, (long long)s.length);
-		} else if (!strcmp(op, "size")) {
-			printf("%lld\\n", (long long)policy_backing_size(a, b));
-		} else {
-			printf("%lld\\n", (long long)policy_logical_end(a, b));
-		}
+${FAMILY_CALLS[c.family]}
 	}
 	return 0;
 }
@@ -75,27 +109,15 @@ ${setters}
  * the JavaScript. Offsets and sizes go up to 2^40 (a terabyte file).
  */
 export function nativeCheck(c: CompiledPolicy, contexts: Context[], samples = 400, seed = 18): NativeReport {
-  if (c.family !== 'layout') throw new Error(`no native check for the ${c.family} family yet`);
+  if (!FAMILY_CALLS[c.family]) throw new Error(`no native check for the ${c.family} family yet`);
   const dir = mkdtempSync(join(tmpdir(), 'fuse-kfunc-native-'));
   try {
     writeFileSync(join(dir, 'h.c'), harness(c));
     execFileSync('cc', ['-O2', '-Wall', '-Werror', '-I', join(repoRoot(), 'bpf', 'runtime'), '-o', join(dir, 'h'), join(dir, 'h.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const hooks = layoutHooks({ name: c.definition.name, family: c.family, js: c.js });
     const r = prng(seed);
     const report: NativeReport = { calls: 0, mismatches: [] };
     for (const ctx of contexts) {
-      const q: string[] = [];
-      const want: string[] = [];
-      for (let k = 0; k < samples; k++) {
-        const off = Math.floor(r() * 2 ** 40);
-        const s = hooks.locate(off, ctx);
-        q.push(`locate ${off} 0`);
-        want.push(`${s.backing} ${s.offset} ${s.length}`);
-        const size = Math.floor(r() * 2 ** 36) + 1;
-        const i = Math.floor(r() * ctx.backings);
-        q.push(`size ${size} ${i}`, `end ${size} ${i}`);
-        want.push(String(hooks.backingSize(size, i, ctx)), String(hooks.logicalEnd(size, i, ctx)));
-      }
+      const { q, want } = queries(c.family, c.js, c.definition.name, ctx, r, samples);
       const args = [String(ctx.backings), ...c.params.map((p) => String(p.choices ? p.choices.findIndex((x) => x.value === ctx[p.name]) : ctx[p.name]))];
       const got = execFileSync(join(dir, 'h'), args, { input: q.join('\n') + '\n', encoding: 'utf8' }).trim().split('\n');
       q.forEach((call, k) => {

@@ -69,6 +69,20 @@ export interface LayoutHooks<Ctx> {
   logicalEnd(size: number, i: number, p: Ctx): number;
 }
 
+/**
+ * Replicas: every backing directory holds the same files and bytes (mirror, RAID-1). A WRITE
+ * goes to every replica (an error from one is returned after the others were written, so
+ * the healthy ones stay identical); a READ tries replicas in the order readFrom gives, the
+ * next one after an error.
+ */
+export interface ReplicaHooks<Ctx> {
+  /**
+   * The replica a READ's `attempt`-th try (0 first) goes to. `turn` counts READs (a cursor
+   * shared by the mount's requests, racy on purpose: a lost update only skews a balance).
+   */
+  readFrom(attempt: number, turn: number, p: Ctx): number;
+}
+
 export interface PolicyDefinition<P extends Record<string, ParamDecl> = Record<string, ParamDecl>> {
   /** A C identifier: names the program, its struct_ops and its cache entry. */
   name: string;
@@ -78,6 +92,7 @@ export interface PolicyDefinition<P extends Record<string, ParamDecl> = Record<s
   backings: { min: number; max: number };
   params: P;
   layout?: LayoutHooks<PolicyContext<P>>;
+  replicas?: ReplicaHooks<PolicyContext<P>>;
 }
 
 /** A defined policy: the definition and the file it was defined in (the compiler reads it). */

@@ -2,7 +2,7 @@
 // module's own source (types stripped), evaluated once per mount. The compiler has checked
 // that they read nothing but their arguments, their locals and Math, so evaluating them here
 // gives exactly the functions the module defines.
-import type { LayoutHooks } from '../lang/define.ts';
+import type { LayoutHooks, ReplicaHooks } from '../lang/define.ts';
 
 type Context = Record<string, number | string> & { backings: number };
 
@@ -17,11 +17,19 @@ function evaluate(js: string, what: string): Record<string, unknown> {
   return o as Record<string, unknown>;
 }
 
-export function layoutHooks(m: { name: string; family: string; js: string }): LayoutHooks<Context> {
-  if (m.family !== 'layout') throw new Error(`${m.name} is a ${m.family} policy, not a layout policy`);
+function hooks(m: { name: string; family: string; js: string }, family: string, names: string[]): Record<string, unknown> {
+  if (m.family !== family) throw new Error(`${m.name} is a ${m.family} policy, not a ${family} policy`);
   const o = evaluate(m.js, m.name);
-  for (const h of ['locate', 'backingSize', 'logicalEnd']) {
+  for (const h of names) {
     if (typeof o[h] !== 'function') throw new Error(`${m.name}: no ${h} among the compiled functions`);
   }
-  return o as unknown as LayoutHooks<Context>;
+  return o;
+}
+
+export function layoutHooks(m: { name: string; family: string; js: string }): LayoutHooks<Context> {
+  return hooks(m, 'layout', ['locate', 'backingSize', 'logicalEnd']) as unknown as LayoutHooks<Context>;
+}
+
+export function replicaHooks(m: { name: string; family: string; js: string }): ReplicaHooks<Context> {
+  return hooks(m, 'replicas', ['readFrom']) as unknown as ReplicaHooks<Context>;
 }

@@ -1,45 +1,50 @@
-// The mirror policy, daemon side (the fan-out of names and open files is fanout.ts's).
+// The userspace runtime of replica policies (the twin of bpf/runtime/replicas.bpf.h; the
+// fan-out of names and open files is fanout.ts's).
 //
 // Every backing directory is a replica holding the same tree and the same bytes. READ and
 // WRITE that reach the daemon (no program, program detached, file without an entry) are
-// served with the same semantics as bpf/examples/mirror.bpf.c: read one replica
-// round-robin, failing over on error; write every replica.
+// served with the program's semantics: a READ tries replicas in the order the policy's
+// readFrom gives (the same function, called here as it is written), the next one after an
+// error; a WRITE goes to every replica.
 import fsp, { type FileHandle } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
-import { BodyReader, COPY_FILE_RANGE_IN, Op, WRITE_OUT, encodeStruct } from '../fuse/protocol.ts';
-import type { Session } from '../fuse/session.ts';
-import * as libc from '../fuse/libc.ts';
-import { FanOutDaemon, type BackingSink, type OpenFile } from './fanout.ts';
-import { zeroBacking, type BackingCounts } from '../sdk/contract.ts';
+import { BodyReader, COPY_FILE_RANGE_IN, Op, WRITE_OUT, encodeStruct } from '../../fuse/protocol.ts';
+import { Errno, type Session } from '../../fuse/session.ts';
+import * as libc from '../../fuse/libc.ts';
+import { FanOutDaemon, type BackingSink, type OpenFile } from '../fanout.ts';
+import { zeroBacking, type BackingCounts } from '../../sdk/contract.ts';
+import type { ReplicaHooks } from '../lang/define.ts';
 
-export type MirrorSink = BackingSink;
+type Context = Record<string, number | string> & { backings: number };
 
-export interface MirrorOptions {
+export interface ReplicasOptions {
+  /** The policy's name (messages, counters). */
+  name: string;
   /** Replica directories; [0] must be the mount's backing directory. */
   replicas: string[];
+  /** Its replica functions (functions.ts), called with `context`. */
+  hooks: ReplicaHooks<Context>;
+  context: Context;
   /** Register backing ids and publish them (needs a connection with FUSE_PASSTHROUGH). */
-  sink?: MirrorSink;
-  /** The replica a READ tries first: round-robin (default) or always the primary. */
-  read?: 'round-robin' | 'primary';
+  sink?: BackingSink;
 }
 
-export class MirrorDaemon extends FanOutDaemon {
+export class ReplicasDaemon extends FanOutDaemon {
   /** READ/WRITE served by the daemon, per replica. */
   readonly counts: BackingCounts[];
+  private turn = 0;
 
-  private readonly roundRobin: boolean;
-
-  constructor(opts: MirrorOptions) {
-    super({ backings: opts.replicas, sink: opts.sink }, 'mirror', 2);
-    this.roundRobin = opts.read !== 'primary';
-    this.counts = opts.replicas.map(zeroBacking);
+  constructor(private readonly r: ReplicasOptions) {
+    super({ backings: r.replicas, sink: r.sink }, r.name, 2);
+    this.counts = r.replicas.map(zeroBacking);
   }
 
-  protected async read(open: OpenFile, fds: FileHandle[], offset: number, size: number): Promise<Buffer> {
-    const first = this.roundRobin ? open.next++ : 0;
+  protected async read(_open: OpenFile, fds: FileHandle[], offset: number, size: number): Promise<Buffer> {
+    const turn = this.turn++ >>> 0; // a u32 cursor, as the program's
     let err: unknown;
     for (let i = 0; i < fds.length; i++) {
-      const r = (first + i) % fds.length;
+      const r = this.r.hooks.readFrom(i, turn, this.r.context);
+      if (!(Number.isInteger(r) && r >= 0 && r < fds.length)) throw new Errno('EIO', `${this.r.name}: readFrom(${i}, ${turn}) gave replica ${r}`);
       try {
         const buf = Buffer.allocUnsafe(size);
         const { bytesRead } = await fds[r]!.read(buf, 0, size, offset);

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * replicas.bpf.h - the runtime of replica policies (mirror, RAID-1): every
+ * backing directory holds the same files and the same bytes.
+ *
+ * The policy decides where a READ goes, with one function compiled from its
+ * TypeScript module before this file is included:
+ *
+ *   policy_read_from(attempt, turn)	the replica a READ's attempt-th try
+ *				goes to; turn counts the mount's READs.
+ *
+ * READ	tries replicas in that order, the next one after an error, so a bad
+ *	replica costs latency, not availability.
+ * WRITE	goes to every replica; the reply is what all of them took.  An error
+ *	from any replica is returned after the others were written, so the
+ *	healthy ones stay identical.
+ * GETATTR of an open file from the first replica that answers; xattr reads
+ *	from the first.
+ *
+ * The daemon (src/policy/runtime/replicas.ts) keeps names in step in every
+ * replica directory, publishes an open file's backing ids in "nodes", and
+ * serves what comes up the same way, calling the same function.
+ */
+#ifndef __FUSE_KFUNC_REPLICAS_BPF_H
+#define __FUSE_KFUNC_REPLICAS_BPF_H
+
+#ifndef POLICY_NAME
+#error "a compiled policy defines POLICY_NAME, POLICY_OPS and POLICY_REQUEST before including replicas.bpf.h"
+#endif
+
+static __always_inline __s64 policy_read_from(__s64 attempt, __s64 turn);
+
+/* READ cursor; racy on purpose: a lost update only skews the balance */
+static __u32 read_turn;
+
+static int replicas_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+			 struct fuse_kfunc_node *n)
+{
+	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
+	__u32 turn = read_turn++;
+	int i, ret = -EIO;
+	__s64 r;
+
+	if (!in)
+		return FUSE_BPF_UPCALL;
+	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
+		r = policy_read_from(i, turn);
+		if (r < 0 || r >= policy_backings)
+			return -EIO;	/* the policy's bug: a replica that is not there */
+		ret = backing_io(fctx, node_backing(n, r), false, in->offset, in->size);
+		count_io(r, false, ret);
+		if (ret >= 0) {
+			/* A replica that failed may have filled more of the reply */
+			bpf_fuse_set_out_size(fctx, ret);
+			return 0;
+		}
+	}
+	return ret;
+}
+
+static int replicas_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+			  struct fuse_kfunc_node *n)
+{
+	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
+	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
+	__u32 written;
+	int i, ret, err = 0;
+
+	if (!in || !out)
+		return FUSE_BPF_UPCALL;
+	written = in->size;
+	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
+		ret = backing_io(fctx, n->backing[i], true, in->offset, in->size);
+		count_io(i, true, ret);
+		if (ret < 0) {
+			if (!err)
+				err = ret;
+			continue;
+		}
+		if (ret < written)
+			written = ret;
+	}
+	if (err)
+		return err;
+	out->size = written;
+	return 0;
+}
+
+static int replicas_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+			    struct fuse_kfunc_node *n)
+{
+	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
+	struct bpf_file *fb;
+	int i, ret = -EIO;
+
+	if (!out)
+		return FUSE_BPF_UPCALL;
+	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
+		fb = bpf_fuse_backing_get(fctx, n->backing[i]);
+		if (!fb)
+			continue;
+		ret = fuse_reply_attr(fctx, fb, &out->attr);
+		bpf_file_release(fb);
+		if (!ret) {
+			out->attr_valid = policy_attr_timeout;
+			out->attr_valid_nsec = 0;
+			return 0;
+		}
+	}
+	return ret;
+}
+
+SEC("struct_ops.s/request")
+int BPF_PROG(POLICY_REQUEST, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
+{
+	__u32 op = fctx->opcode;
+	__u64 nodeid = fctx->nodeid;
+	struct fuse_kfunc_node *n;
+	int ret = FUSE_BPF_UPCALL;
+
+	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&
+	    op != FUSE_OP_GETXATTR && op != FUSE_OP_LISTXATTR)
+		return FUSE_KFUNC_COUNT(fctx, ret);
+	n = bpf_map_lookup_elem(&nodes, &nodeid);
+	if (!n || n->nr != policy_backings)	/* not open: the daemon knows */
+		return FUSE_KFUNC_COUNT(fctx, ret);
+	if (op == FUSE_OP_READ)
+		ret = replicas_read(fctx, args, n);
+	else if (op == FUSE_OP_WRITE)
+		ret = replicas_write(fctx, args, n);
+	else if (op == FUSE_OP_GETATTR)
+		ret = replicas_getattr(fctx, args, n);
+	else
+		ret = serve_xattr(fctx, args, n->backing[0]);
+	return FUSE_KFUNC_COUNT(fctx, ret);
+}
+
+SEC(".struct_ops.link")
+struct fuse_bpf_ops POLICY_OPS = {
+	.request = (void *)POLICY_REQUEST,
+	.name = POLICY_NAME,
+};
+
+#endif /* __FUSE_KFUNC_REPLICAS_BPF_H */
