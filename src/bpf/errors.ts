@@ -47,7 +47,8 @@ export class VerifierError extends BpfError {
   readonly program: string;
   readonly log: string;
   constructor(program: string, err: number, log: string) {
-    super(`the verifier rejected program "${program}"`, err);
+    // ENOSPC is the log buffer filling up on a long walk; the verdict is the log's last line.
+    super(`the verifier rejected program "${program}"`, err, errnoName(err) === 'ENOSPC' && log ? 'its log outgrew the buffer: the verdict is its last line' : '');
     this.name = 'VerifierError';
     this.program = program;
     this.log = log;

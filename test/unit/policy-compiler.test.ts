@@ -154,7 +154,7 @@ test('choices, switch and bounded loops translate to C a kernel developer reads'
 ${okHooks}`);
   t.regex(c, /enum mode_choice \{ MODE_FAST, MODE_SLOW \};\nconst volatile __s64 param_mode = MODE_FAST;/);
   t.regex(c, /for \(__s64 i = 0; i < policy_backings; i\+\+\) \{/);
-  t.regex(c, /if \(policy_mod\(off, \(i \+ 2\)\) == 0\) \{/);
+  t.regex(c, /if \(policy_mod\(off, i \+ 2\) == 0\) \{/);
   t.regex(c, /switch \(param_mode\) \{\n#line \d+ "[^"]+"\n\tcase MODE_SLOW:/);
   t.regex(c, /seg->length = policy_max\(param_chunk, 4096\);/);
 });
@@ -191,7 +191,7 @@ test('mirror compiles to the replicas runtime; its readFrom answers as the TypeS
   t.is(c.family, 'replicas');
   t.regex(c.source, /enum read_choice \{ READ_ROUND_ROBIN, READ_PRIMARY \};\nconst volatile __s64 param_read = READ_ROUND_ROBIN;/);
   t.regex(c.source, /if \(param_read == READ_PRIMARY\) \{/);
-  t.regex(c.source, /return policy_mod\(\(turn \+ attempt\), policy_backings\);/);
+  t.regex(c.source, /return policy_mod\(turn \+ attempt, policy_backings\);/);
   t.regex(c.source, /#include "replicas.bpf.h"\n$/);
   const r = nativeCheck(c, [{ backings: 2, read: 'round-robin' }, { backings: 3, read: 'primary' }, { backings: 4, read: 'round-robin' }]);
   t.is(r.calls, 3 * 1200);
@@ -199,4 +199,10 @@ test('mirror compiles to the replicas runtime; its readFrom answers as the TypeS
   const hooks = replicaHooks({ name: 'mirror', family: 'replicas', js: c.js });
   t.deepEqual([0, 1, 2].map((a) => hooks.readFrom(a, 7, { backings: 3, read: 'round-robin' })), [1, 2, 0]);
   t.deepEqual([0, 1, 2].map((a) => hooks.readFrom(a, 7, { backings: 3, read: 'primary' })), [0, 1, 2]);
+});
+
+test('the module\'s comments are carried into the C, as kernel-style comments', (t) => {
+  const c = compilePolicy(stripeFile).source;
+  t.regex(c, /\/\* Chunk c holds byte off; it is on backing c % N, in that backing's row c \/ N. \*\/\n#line \d+ "[^"]+"\nstatic __always_inline int policy_locate/);
+  t.regex(c, /\/\* A full row of chunks is on every backing; the rest of the file fills backings in order. \*\/\n#line/);
 });

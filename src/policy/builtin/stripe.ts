@@ -12,6 +12,7 @@ export default definePolicy({
     chunk: param.size({ doc: 'chunk size: whole pages, 4k..64m', default: '64k', min: '4k', max: '64m', multipleOf: '4k' }),
   },
   layout: {
+    // Chunk c holds byte off; it is on backing c % N, in that backing's row c / N.
     locate(off, p) {
       const c = Math.floor(off / p.chunk);
       const within = off % p.chunk;

@@ -67,6 +67,17 @@ export class Translator {
     this.diagnostics.push({ file: this.file, line: line + 1, column: character + 1, message });
   }
 
+  /** The comments written just before `node`, as lines of text (the module's own words, carried into the C). */
+  comments(node: TS.Node): string[] {
+    const ranges = ts.getLeadingCommentRanges(this.sf.text, node.getFullStart()) ?? [];
+    return ranges.flatMap((r) => {
+      const raw = this.sf.text.slice(r.pos, r.end);
+      const body = r.kind === ts.SyntaxKind.SingleLineCommentTrivia ? [raw.replace(/^\/\/\s?/, '')]
+        : raw.replace(/^\/\*+\s?/, '').replace(/\s*\*+\/$/, '').split('\n').map((l) => l.replace(/^\s*\*\s?/, ''));
+      return body.map((l) => l.replace(/\*\//g, '* /').trimEnd());
+    });
+  }
+
   line(node: TS.Node): number {
     return this.sf.getLineAndCharacterOfPosition(node.getStart(this.sf)).line + 1;
   }
@@ -229,6 +240,15 @@ class FunctionTranslator {
     this.out.push(`${'\t'.repeat(depth)}${text}`);
   }
 
+  /** The module's comments before `node`, as a C comment (kernel style when several lines). */
+  private comment(node: TS.Node, depth: number): void {
+    const lines = this.t.comments(node).filter((l, i, a) => l || (i > 0 && i < a.length - 1));
+    if (!lines.length) return;
+    const tab = '\t'.repeat(depth);
+    if (lines.length === 1) this.out.push(`${tab}/* ${lines[0]} */`);
+    else this.out.push(`${tab}/*`, ...lines.map((l) => `${tab} *${l ? ` ${l}` : ''}`), `${tab} */`);
+  }
+
   emit(): string {
     const fn = this.f.node;
     const params = fn.parameters;
@@ -248,6 +268,7 @@ class FunctionTranslator {
     const cParams = cArgs.map((a) => `__s64 ${a}`);
     if (this.sig.returns === 'segment') cParams.push('struct policy_segment *seg');
     const ret = this.sig.returns === 'segment' ? 'int' : '__s64';
+    this.comment(ts.isMethodDeclaration(fn) ? fn : fn.parent, 0);
     this.lineDirective(fn);
     this.out.push(`static __always_inline ${ret} ${this.sig.c}(${cParams.join(', ')})`);
     this.out.push('{');
@@ -287,6 +308,7 @@ class FunctionTranslator {
   }
 
   private statement(s: TS.Statement, depth: number): void {
+    this.comment(s, depth);
     this.lineDirective(s);
     if (ts.isVariableStatement(s)) {
       const flags = s.declarationList.flags;
@@ -589,7 +611,7 @@ class FunctionTranslator {
     if (math === 'floor') {
       const arg = e.arguments.length === 1 ? skipParens(e.arguments[0]!) : undefined;
       if (arg && ts.isBinaryExpression(arg) && arg.operatorToken.kind === ts.SyntaxKind.SlashToken) {
-        return `policy_div(${this.expr(arg.left)}, ${this.expr(arg.right)})`;
+        return `policy_div(${this.expr(skipParens(arg.left))}, ${this.expr(skipParens(arg.right))})`;
       }
       this.t.error(e, 'Math.floor takes one division, Math.floor(a / b): the integer quotient');
       return '0';
@@ -626,7 +648,7 @@ class FunctionTranslator {
       this.t.error(e, '/ divides to a fraction in TypeScript: write Math.floor(a / b) for the integer quotient');
       return '0';
     }
-    if (op === k.PercentToken) return `policy_mod(${this.expr(e.left)}, ${this.expr(e.right)})`;
+    if (op === k.PercentToken) return `policy_mod(${this.expr(skipParens(e.left))}, ${this.expr(skipParens(e.right))})`;
     const ops: Partial<Record<TS.SyntaxKind, string>> = {
       [k.PlusToken]: '+', [k.MinusToken]: '-', [k.AsteriskToken]: '*', [k.LessThanToken]: '<', [k.LessThanEqualsToken]: '<=',
       [k.GreaterThanToken]: '>', [k.GreaterThanEqualsToken]: '>=', [k.AmpersandAmpersandToken]: '&&', [k.BarBarToken]: '||',
@@ -635,7 +657,7 @@ class FunctionTranslator {
     const bits: Partial<Record<TS.SyntaxKind, string>> = {
       [k.AmpersandToken]: 'and', [k.BarToken]: 'or', [k.CaretToken]: 'xor', [k.LessThanLessThanToken]: 'shl', [k.GreaterThanGreaterThanToken]: 'shr',
     };
-    if (bits[op]) return `policy_${bits[op]}(${this.expr(e.left)}, ${this.expr(e.right)})`;
+    if (bits[op]) return `policy_${bits[op]}(${this.expr(skipParens(e.left))}, ${this.expr(skipParens(e.right))})`;
     const c = ops[op];
     if (!c) {
       const why = op === k.AsteriskAsteriskToken ? '** is not in the subset: multiply' : op === k.GreaterThanGreaterThanGreaterThanToken
