@@ -28,7 +28,7 @@
 #define __FUSE_KFUNC_LAYOUT_BPF_H
 
 #ifndef POLICY_NAME
-#error "a compiled policy defines POLICY_NAME, POLICY_OPS and POLICY_REQUEST before including layout.bpf.h"
+#error "a compiled policy defines POLICY_NAME, POLICY_OPS, POLICY_REQUEST first"
 #endif
 
 static __always_inline int policy_locate(__s64 off, struct policy_segment *seg);
@@ -121,7 +121,7 @@ static int layout_extend(struct fuse_bpf_ctx *fctx, struct fuse_kfunc_node *n,
 	return 0;
 }
 
-static int layout_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		       struct fuse_kfunc_node *n)
 {
 	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
@@ -138,7 +138,7 @@ static int layout_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return 0;
 }
 
-static int layout_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 			struct fuse_kfunc_node *n)
 {
 	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
@@ -160,7 +160,7 @@ static int layout_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 /* Backing 0's attributes with the file's size and every piece's blocks */
-static int layout_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 			  struct fuse_kfunc_node *n)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
@@ -194,35 +194,6 @@ static int layout_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return 0;
 }
 
-SEC("struct_ops.s/request")
-int BPF_PROG(POLICY_REQUEST, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
-{
-	__u32 op = fctx->opcode;
-	__u64 nodeid = fctx->nodeid;
-	struct fuse_kfunc_node *n;
-	int ret = FUSE_BPF_UPCALL;
-
-	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&
-	    op != FUSE_OP_GETXATTR && op != FUSE_OP_LISTXATTR)
-		return FUSE_KFUNC_COUNT(fctx, ret);
-	n = bpf_map_lookup_elem(&nodes, &nodeid);
-	if (!n || n->nr != policy_backings)	/* not open: the daemon knows */
-		return FUSE_KFUNC_COUNT(fctx, ret);
-	if (op == FUSE_OP_READ)
-		ret = layout_read(fctx, args, n);
-	else if (op == FUSE_OP_WRITE)
-		ret = layout_write(fctx, args, n);
-	else if (op == FUSE_OP_GETATTR)
-		ret = layout_getattr(fctx, args, n);
-	else
-		ret = serve_xattr(fctx, args, n->backing[0]);
-	return FUSE_KFUNC_COUNT(fctx, ret);
-}
-
-SEC(".struct_ops.link")
-struct fuse_bpf_ops POLICY_OPS = {
-	.request = (void *)POLICY_REQUEST,
-	.name = POLICY_NAME,
-};
+#include "dispatch.bpf.h"
 
 #endif /* __FUSE_KFUNC_LAYOUT_BPF_H */

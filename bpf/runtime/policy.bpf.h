@@ -24,6 +24,10 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#ifndef __maybe_unused
+#define __maybe_unused		__attribute__((__unused__))
+#endif
+
 #define EIO			5
 #define EOPNOTSUPP		95
 
@@ -109,8 +113,8 @@ static int serve_xattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
  * A subprogram of its own; families that move a request piece by piece
  * (layout.bpf.h) do not call it.
  */
-static __attribute__((unused)) int backing_io(struct fuse_bpf_ctx *fctx, __u32 id, bool write,
-		      __u64 pos, __u32 size)
+static __maybe_unused int backing_io(struct fuse_bpf_ctx *fctx, __u32 id,
+				     bool write, __u64 pos, __u32 size)
 {
 	struct bpf_file *fb;
 	__u32 done = 0;

@@ -25,7 +25,7 @@
 #define __FUSE_KFUNC_REPLICAS_BPF_H
 
 #ifndef POLICY_NAME
-#error "a compiled policy defines POLICY_NAME, POLICY_OPS and POLICY_REQUEST before including replicas.bpf.h"
+#error "a compiled policy defines POLICY_NAME, POLICY_OPS, POLICY_REQUEST first"
 #endif
 
 static __always_inline __s64 policy_read_from(__s64 attempt, __s64 turn);
@@ -33,8 +33,8 @@ static __always_inline __s64 policy_read_from(__s64 attempt, __s64 turn);
 /* READ cursor; racy on purpose: a lost update only skews the balance */
 static __u32 read_turn;
 
-static int replicas_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			 struct fuse_kfunc_node *n)
+static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+		       struct fuse_kfunc_node *n)
 {
 	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
 	__u32 turn = read_turn++;
@@ -58,8 +58,8 @@ static int replicas_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return ret;
 }
 
-static int replicas_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			  struct fuse_kfunc_node *n)
+static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+			struct fuse_kfunc_node *n)
 {
 	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
 	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
@@ -86,8 +86,8 @@ static int replicas_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return 0;
 }
 
-static int replicas_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			    struct fuse_kfunc_node *n)
+static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+			  struct fuse_kfunc_node *n)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
 	struct bpf_file *fb;
@@ -110,35 +110,6 @@ static int replicas_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return ret;
 }
 
-SEC("struct_ops.s/request")
-int BPF_PROG(POLICY_REQUEST, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
-{
-	__u32 op = fctx->opcode;
-	__u64 nodeid = fctx->nodeid;
-	struct fuse_kfunc_node *n;
-	int ret = FUSE_BPF_UPCALL;
-
-	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&
-	    op != FUSE_OP_GETXATTR && op != FUSE_OP_LISTXATTR)
-		return FUSE_KFUNC_COUNT(fctx, ret);
-	n = bpf_map_lookup_elem(&nodes, &nodeid);
-	if (!n || n->nr != policy_backings)	/* not open: the daemon knows */
-		return FUSE_KFUNC_COUNT(fctx, ret);
-	if (op == FUSE_OP_READ)
-		ret = replicas_read(fctx, args, n);
-	else if (op == FUSE_OP_WRITE)
-		ret = replicas_write(fctx, args, n);
-	else if (op == FUSE_OP_GETATTR)
-		ret = replicas_getattr(fctx, args, n);
-	else
-		ret = serve_xattr(fctx, args, n->backing[0]);
-	return FUSE_KFUNC_COUNT(fctx, ret);
-}
-
-SEC(".struct_ops.link")
-struct fuse_bpf_ops POLICY_OPS = {
-	.request = (void *)POLICY_REQUEST,
-	.name = POLICY_NAME,
-};
+#include "dispatch.bpf.h"
 
 #endif /* __FUSE_KFUNC_REPLICAS_BPF_H */

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dispatch.bpf.h - the request hook of the families that serve open files
+ * (layout.bpf.h, replicas.bpf.h), included last by each.
+ *
+ * A family defines family_read(), family_write() and family_getattr() for a
+ * node the daemon published in "nodes"; this file routes READ, WRITE and
+ * GETATTR to them, serves the xattr reads from the first backing directory,
+ * sends everything else (and every node without an entry) to the daemon, and
+ * declares the struct_ops the loader attaches.
+ */
+#ifndef __FUSE_KFUNC_DISPATCH_BPF_H
+#define __FUSE_KFUNC_DISPATCH_BPF_H
+
+SEC("struct_ops.s/request")
+int BPF_PROG(POLICY_REQUEST, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
+{
+	__u32 op = fctx->opcode;
+	__u64 nodeid = fctx->nodeid;
+	struct fuse_kfunc_node *n;
+	int ret = FUSE_BPF_UPCALL;
+
+	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&
+	    op != FUSE_OP_GETXATTR && op != FUSE_OP_LISTXATTR)
+		return FUSE_KFUNC_COUNT(fctx, ret);
+	n = bpf_map_lookup_elem(&nodes, &nodeid);
+	if (!n || n->nr != policy_backings)	/* not open: the daemon knows */
+		return FUSE_KFUNC_COUNT(fctx, ret);
+	if (op == FUSE_OP_READ)
+		ret = family_read(fctx, args, n);
+	else if (op == FUSE_OP_WRITE)
+		ret = family_write(fctx, args, n);
+	else if (op == FUSE_OP_GETATTR)
+		ret = family_getattr(fctx, args, n);
+	else
+		ret = serve_xattr(fctx, args, n->backing[0]);
+	return FUSE_KFUNC_COUNT(fctx, ret);
+}
+
+SEC(".struct_ops.link")
+struct fuse_bpf_ops POLICY_OPS = {
+	.request = (void *)POLICY_REQUEST,
+	.name = POLICY_NAME,
+};
+
+#endif /* __FUSE_KFUNC_DISPATCH_BPF_H */
