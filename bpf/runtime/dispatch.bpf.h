@@ -17,7 +17,7 @@ int BPF_PROG(POLICY_REQUEST, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 {
 	__u32 op = fctx->opcode;
 	__u64 nodeid = fctx->nodeid;
-	struct fuse_kfunc_node *n;
+	struct policy_node *n;
 	int ret = FUSE_BPF_UPCALL;
 
 	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&
@@ -33,7 +33,7 @@ int BPF_PROG(POLICY_REQUEST, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	else if (op == FUSE_OP_GETATTR)
 		ret = family_getattr(fctx, args, n);
 	else
-		ret = serve_xattr(fctx, args, n->backing[0]);
+		ret = serve_xattr(fctx, args, n);
 	return FUSE_KFUNC_COUNT(fctx, ret);
 }
 

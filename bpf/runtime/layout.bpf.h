@@ -52,7 +52,7 @@ static __always_inline __s64 policy_logical_end(__s64 size, __s64 i);
  * end of the file), -errno, or LAYOUT_UPCALL when the request needs more
  * pieces than LAYOUT_MAX_PIECES (nothing is lost: the daemon redoes it).
  */
-static int layout_io(struct fuse_bpf_ctx *fctx, struct fuse_kfunc_node *n,
+static int layout_io(struct fuse_bpf_ctx *fctx, struct policy_node *n,
 		     bool write, __u64 offset, __u32 size)
 {
 	struct policy_segment seg;
@@ -70,7 +70,7 @@ static int layout_io(struct fuse_bpf_ctx *fctx, struct fuse_kfunc_node *n,
 		    seg.offset < 0 || seg.length <= 0)
 			return -EIO;
 		len = seg.length < size - done ? seg.length : size - done;
-		fb = bpf_fuse_backing_get(fctx, node_backing(n, seg.backing));
+		fb = backing_get(fctx, n, seg.backing);
 		if (!fb)
 			return -EIO;	/* id closed behind our back */
 		if (write)
@@ -93,7 +93,7 @@ static int layout_io(struct fuse_bpf_ctx *fctx, struct fuse_kfunc_node *n,
  * the last byte, not truncate(): it never shrinks a file that a concurrent
  * WRITE has made longer in the meantime.
  */
-static int layout_extend(struct fuse_bpf_ctx *fctx, struct fuse_kfunc_node *n,
+static int layout_extend(struct fuse_bpf_ctx *fctx, struct policy_node *n,
 			 __u64 end)
 {
 	struct fuse_attr attr = {};
@@ -105,7 +105,7 @@ static int layout_extend(struct fuse_bpf_ctx *fctx, struct fuse_kfunc_node *n,
 		want = policy_backing_size(end, i);
 		if (want <= 0)
 			continue;
-		fb = bpf_fuse_backing_get(fctx, n->backing[i]);
+		fb = backing_get(fctx, n, i);
 		if (!fb)
 			return -EIO;
 		ret = fuse_reply_attr(fctx, fb, &attr);
@@ -122,7 +122,7 @@ static int layout_extend(struct fuse_bpf_ctx *fctx, struct fuse_kfunc_node *n,
 }
 
 static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		       struct fuse_kfunc_node *n)
+		       struct policy_node *n)
 {
 	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
 	int ret;
@@ -139,7 +139,7 @@ static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			struct fuse_kfunc_node *n)
+			struct policy_node *n)
 {
 	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
 	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
@@ -161,7 +161,7 @@ static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 
 /* Backing 0's attributes with the file's size and every piece's blocks */
 static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			  struct fuse_kfunc_node *n)
+			  struct policy_node *n)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
 	struct fuse_attr piece = {};
@@ -173,7 +173,7 @@ static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	if (!out)
 		return FUSE_BPF_UPCALL;
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
-		fb = bpf_fuse_backing_get(fctx, n->backing[i]);
+		fb = backing_get(fctx, n, i);
 		if (!fb)
 			return -EIO;
 		ret = fuse_reply_attr(fctx, fb, &piece);

@@ -24,10 +24,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-#ifndef __maybe_unused
-#define __maybe_unused		__attribute__((__unused__))
-#endif
-
 #define EIO			5
 #define EOPNOTSUPP		95
 
@@ -49,15 +45,33 @@ struct policy_segment {
 };
 
 /*
- * "nodes" (fuse_kfunc_daemon.h): the daemon publishes an open file's backing
- * ids at its first OPEN and deletes the entry at its last RELEASE.  No entry:
- * the file is not open, the request goes up.
+ * Value of "nodes" (fuse_kfunc_daemon.h): the daemon publishes an open
+ * file's backing ids at its first OPEN and deletes the entry at its last
+ * RELEASE; no entry: the file is not open, the request goes up.  The rest
+ * is the runtime's: a reference to each backing file, taken at the first
+ * request that needs it and kept in the entry, so that later requests,
+ * concurrent ones included, take theirs from it under RCU instead of looking
+ * the id up.  Replacing or deleting the entry drops the kept references, so
+ * the daemon's last RELEASE still closes the files.  (Four named fields: the
+ * verifier wants kptrs at constant offsets.)
  */
+struct policy_node {
+	__u32 backing[FUSE_KFUNC_MAX_BACKINGS];	/* ids, backing directory order */
+	__u32 nr;				/* backing directories of the mount */
+	__u32 unused;
+	struct bpf_file __kptr *fb0;
+	struct bpf_file __kptr *fb1;
+	struct bpf_file __kptr *fb2;
+	struct bpf_file __kptr *fb3;
+};
+
+FUSE_KFUNC_NODE_CHECK(struct policy_node);
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u64);			/* nodeid */
-	__type(value, struct fuse_kfunc_node);
+	__type(value, struct policy_node);
 } nodes SEC(".maps");
 
 /* Per backing directory, what this program moved (fuse-kfunc stats) */
@@ -86,15 +100,88 @@ static __always_inline void count_io(__u32 i, bool write, int ret)
 }
 
 /*
- * GETXATTR and LISTXATTR from backing @id.  The kernel asks for
- * security.capability before every write (FUSE clears SB_NOSEC): serving it
- * here keeps writes off the daemon.  The daemon sets attributes on the first
- * backing directory's file, so that is where they are read.
+ * The backing id at index @i of @n, chosen by comparison from values read
+ * into registers: indexing n->backing[i] with an index computed from the
+ * request offset would make the verifier track that offset precisely, and a
+ * loop over a request's pieces would never converge.  barrier_var() keeps
+ * clang from folding the choice back into an indexed load.
+ */
+static __always_inline __u32 node_backing(struct policy_node *n, __s64 i)
+{
+	__u32 id0 = n->backing[0], id1 = n->backing[1];
+	__u32 id2 = n->backing[2], id3 = n->backing[3];
+
+	barrier_var(id0);
+	barrier_var(id1);
+	barrier_var(id2);
+	barrier_var(id3);
+	return i == 0 ? id0 : i == 1 ? id1 : i == 2 ? id2 : i == 3 ? id3 : 0;
+}
+
+_Static_assert(FUSE_KFUNC_MAX_BACKINGS == 4, "node_backing() chooses among 4 ids");
+
+static __always_inline struct bpf_file __kptr **node_slot(struct policy_node *n,
+							   __s64 i)
+{
+	switch (i) {
+	case 0: return &n->fb0;
+	case 1: return &n->fb1;
+	case 2: return &n->fb2;
+	default: return &n->fb3;
+	}
+}
+
+/*
+ * A reference to the backing file at index @i of @n, which the caller
+ * releases: the one kept in the entry if there is one, else by id (and then
+ * kept for the next requests).  NULL when the id is gone (the daemon closed
+ * it, or never had one there).
+ */
+static __always_inline struct bpf_file *backing_get(struct fuse_bpf_ctx *fctx,
+						    struct policy_node *n, __s64 i)
+{
+	struct fuse_kfunc_backing_stats *st;
+	struct bpf_file __kptr **slot;
+	struct bpf_file *fb, *extra;
+	__u32 key = i;
+
+	if (i < 0 || i >= FUSE_KFUNC_MAX_BACKINGS)
+		return NULL;
+	slot = node_slot(n, i);
+	bpf_rcu_read_lock();
+	fb = *slot;
+	if (fb)
+		fb = bpf_file_acquire(fb);
+	bpf_rcu_read_unlock();
+	if (fb) {
+		st = bpf_map_lookup_elem(&backing_stats, &key);
+		if (st)
+			__sync_fetch_and_add(&st->cached, 1);
+		return fb;
+	}
+	fb = bpf_fuse_backing_get(fctx, node_backing(n, i));
+	if (!fb)
+		return NULL;
+	extra = bpf_file_acquire(fb);
+	if (extra) {
+		extra = bpf_kptr_xchg(slot, extra);
+		if (extra)	/* a concurrent request kept one first */
+			bpf_file_release(extra);
+	}
+	return fb;
+}
+
+/*
+ * GETXATTR and LISTXATTR from the first backing directory's file.  The
+ * kernel asks for security.capability before every write (FUSE clears
+ * SB_NOSEC): serving it here keeps writes off the daemon.  The daemon sets
+ * attributes on the first backing directory's file, so that is where they
+ * are read.
  */
 static int serve_xattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		       __u32 id)
+		       struct policy_node *n)
 {
-	struct bpf_file *fb = bpf_fuse_backing_get(fctx, id);
+	struct bpf_file *fb = backing_get(fctx, n, 0);
 	int ret;
 
 	if (!fb)
@@ -108,19 +195,19 @@ static int serve_xattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 #define IO_MAX_CALLS		16
 
 /*
- * Move the request's @size bytes at @pos to or from backing id @id.
- * Returns the bytes moved (short at the end of the file) or -errno.
- * A subprogram of its own; families that move a request piece by piece
- * (layout.bpf.h) do not call it.
+ * Move the request's @size bytes at @pos to or from the backing file at
+ * index @i of @n.  Returns the bytes moved (short at the end of the file)
+ * or -errno.  Inlined: six arguments are one more than a BPF call takes.
  */
-static __maybe_unused int backing_io(struct fuse_bpf_ctx *fctx, __u32 id,
-				     bool write, __u64 pos, __u32 size)
+static __always_inline int backing_io(struct fuse_bpf_ctx *fctx,
+				      struct policy_node *n, __s64 i,
+				      bool write, __u64 pos, __u32 size)
 {
 	struct bpf_file *fb;
 	__u32 done = 0;
 	int c, ret = 0;
 
-	fb = bpf_fuse_backing_get(fctx, id);
+	fb = backing_get(fctx, n, i);
 	if (!fb)
 		return -EIO;	/* id closed behind our back */
 	/*
@@ -140,26 +227,5 @@ static __maybe_unused int backing_io(struct fuse_bpf_ctx *fctx, __u32 id,
 	bpf_file_release(fb);
 	return ret < 0 ? ret : done;
 }
-
-/*
- * The backing id at index @i of @n, chosen by comparison from values read
- * into registers once: indexing n->backing[i] with an index computed from the
- * request offset would make the verifier track that offset precisely, and a
- * loop over a request's pieces would never converge.  barrier_var() keeps
- * clang from folding the choice back into an indexed load.
- */
-static __always_inline __u32 node_backing(struct fuse_kfunc_node *n, __s64 i)
-{
-	__u32 id0 = n->backing[0], id1 = n->backing[1];
-	__u32 id2 = n->backing[2], id3 = n->backing[3];
-
-	barrier_var(id0);
-	barrier_var(id1);
-	barrier_var(id2);
-	barrier_var(id3);
-	return i == 0 ? id0 : i == 1 ? id1 : i == 2 ? id2 : i == 3 ? id3 : 0;
-}
-
-_Static_assert(FUSE_KFUNC_MAX_BACKINGS == 4, "node_backing() chooses among 4 ids");
 
 #endif /* __FUSE_KFUNC_POLICY_BPF_H */

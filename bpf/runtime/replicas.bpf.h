@@ -34,7 +34,7 @@ static __always_inline __s64 policy_read_from(__s64 attempt, __s64 turn);
 static __u32 read_turn;
 
 static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		       struct fuse_kfunc_node *n)
+		       struct policy_node *n)
 {
 	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
 	__u32 turn = read_turn++;
@@ -47,7 +47,7 @@ static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		r = policy_read_from(i, turn);
 		if (r < 0 || r >= policy_backings)
 			return -EIO;	/* the policy's bug: a replica that is not there */
-		ret = backing_io(fctx, node_backing(n, r), false, in->offset, in->size);
+		ret = backing_io(fctx, n, r, false, in->offset, in->size);
 		count_io(r, false, ret);
 		if (ret >= 0) {
 			/* A replica that failed may have filled more of the reply */
@@ -59,7 +59,7 @@ static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			struct fuse_kfunc_node *n)
+			struct policy_node *n)
 {
 	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
 	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
@@ -70,7 +70,7 @@ static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		return FUSE_BPF_UPCALL;
 	written = in->size;
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
-		ret = backing_io(fctx, n->backing[i], true, in->offset, in->size);
+		ret = backing_io(fctx, n, i, true, in->offset, in->size);
 		count_io(i, true, ret);
 		if (ret < 0) {
 			if (!err)
@@ -87,7 +87,7 @@ static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			  struct fuse_kfunc_node *n)
+			  struct policy_node *n)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
 	struct bpf_file *fb;
@@ -96,7 +96,7 @@ static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	if (!out)
 		return FUSE_BPF_UPCALL;
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
-		fb = bpf_fuse_backing_get(fctx, n->backing[i]);
+		fb = backing_get(fctx, n, i);
 		if (!fb)
 			continue;
 		ret = fuse_reply_attr(fctx, fb, &out->attr);

@@ -12,6 +12,7 @@ import { paramValue } from './lang/params.ts';
 import { cachePaths } from '../util/paths.ts';
 import { BpfObjectSpec } from '../bpf/object.ts';
 import { VerifierError } from '../bpf/errors.ts';
+import { tsLines } from '../sdk/mount.ts';
 
 export interface CheckStep {
   step: 'compile' | 'native' | 'bpf' | 'verifier';
@@ -93,7 +94,7 @@ export function checkPolicy(file: string, buildDir = process.env.FUSE_KFUNC_BUIL
     spec.load().close();
     steps.push({ step: 'verifier', ok: true, detail: `loaded: the verifier accepted ${built.structOps} with ${d.backings.min} backings` });
   } catch (e) {
-    const where = e instanceof VerifierError ? [...new Set([...e.log.matchAll(/@ ([^\s:]+\.ts):(\d+)/g)].map((m) => `${m[1]}:${m[2]}`))].slice(-3) : [];
+    const where = e instanceof VerifierError ? tsLines(e.log) : [];
     steps.push({ step: 'verifier', ok: false, detail: `${(e as Error).message}${where.length ? `\n  at ${where.join(', ')} (the last TypeScript lines the verifier walked)` : ''}` });
   } finally {
     spec.close();

@@ -203,6 +203,17 @@ function kernelBuild(buildDir?: string): string {
   return buildDir ?? process.env.FUSE_KFUNC_BUILD ?? join(cachePaths().builds, 'current');
 }
 
+/** The .ts lines a verifier log names (a compiled policy module's #line directives), last three. */
+export function tsLines(log: string): string[] {
+  const seen: string[] = [];
+  for (const m of [...log.matchAll(/@ ([^\s:]+\.ts):(\d+)/g)].reverse()) {
+    const at = `${m[1]}:${m[2]}`;
+    if (!seen.includes(at)) seen.unshift(at);
+    if (seen.length === 3) break;
+  }
+  return seen;
+}
+
 /** The policy of a mount, as the build knows it: a built-in spec or a module instance. */
 function mountPolicy(o: MountOptions): AnyPolicy | undefined {
   const p = o.policy;
@@ -290,7 +301,11 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
   if (!ready.ready) {
     await exited;
     const m = String(ready.error ?? 'the mount daemon failed');
-    if (ready.name === 'VerifierError') throw new MountError(m, 'verifier', ready.log);
+    if (ready.name === 'VerifierError') {
+      // A policy module's program: name the module's lines the verifier walked last.
+      const at = tsLines(String(ready.log ?? ''));
+      throw new MountError(at.length ? `${m}\n  at ${at.join(', ')} (the last TypeScript lines the verifier walked)` : m, 'verifier', ready.log);
+    }
     if (/EBUSY|ENOTDIR|EACCES|EPERM/.test(m)) throw new MountError(`cannot mount on ${mountpoint}: ${m}`, 'mount');
     throw new MountError(m, ready.name === 'BpfError' ? 'bpf' : 'daemon', ready.log);
   }

@@ -153,4 +153,9 @@ test.serial('a verifier rejection names the module\'s lines', async (t) => {
   const at = /at (.*) \(the last TypeScript lines the verifier walked\)/.exec(r.stdout);
   t.truthy(at, 'the report names TypeScript lines');
   t.regex(at![1]!, new RegExp(`heavy\\.ts:(${loop}|${loop + 1}|${loop + 2})\\b`), 'a line of the loop');
+  // mount() says the same.
+  const { b, mnt } = mountDirs(work, 'heavy', 2);
+  const e = await t.throwsAsync(mount({ backings: b, mountpoint: mnt, policy: heavy, buildDir: build }), { instanceOf: MountError });
+  t.is(e!.kind, 'verifier');
+  t.regex(e!.message, new RegExp(`at .*heavy\\.ts:(${loop}|${loop + 1}|${loop + 2})\\b.* \\(the last TypeScript lines the verifier walked\\)`));
 });

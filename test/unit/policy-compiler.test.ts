@@ -17,6 +17,7 @@ import { layoutHooks, replicaHooks } from '../../src/policy/runtime/functions.ts
 import { Layout } from '../../src/policy/runtime/layout.ts';
 import { prng } from '../../src/testing/workload.ts';
 import { repoRoot } from '../../src/util/paths.ts';
+import { tsLines } from '../../src/sdk/mount.ts';
 
 const stripeFile = builtinModuleFile('stripe');
 
@@ -205,4 +206,10 @@ test('the module\'s comments are carried into the C, as kernel-style comments', 
   const c = compilePolicy(stripeFile).source;
   t.regex(c, /\/\* Chunk c holds byte off; it is on backing c % N, in that backing's row c \/ N. \*\/\n#line \d+ "[^"]+"\nstatic __always_inline int policy_locate/);
   t.regex(c, /\/\* A full row of chunks is on every backing; the rest of the file fills backings in order. \*\/\n#line/);
+});
+
+test('the TypeScript lines of a verifier log: the last three distinct ones walked', (t) => {
+  const log = ['; x = 1 @ /a/m.ts:10', '1: (b7) r1 = 1', '; y @ /a/m.ts:12', '; z @ policy_math.h:4', '; w @ /a/m.ts:11', '; y @ /a/m.ts:12', '; v @ /a/m.ts:13', 'BPF program is too large'].join('\n');
+  t.deepEqual(tsLines(log), ['/a/m.ts:11', '/a/m.ts:12', '/a/m.ts:13']);
+  t.deepEqual(tsLines('no lines'), []);
 });
