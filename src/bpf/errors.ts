@@ -43,6 +43,17 @@ export function keyLogLines(log: string, max = 12): string[] {
   return lines.slice(Math.max(0, end - max), end);
 }
 
+/** The .ts lines a verifier log names (a compiled policy module's #line directives), last three. */
+export function tsLines(log: string): string[] {
+  const seen: string[] = [];
+  for (const m of [...log.matchAll(/@ ([^\s:]+\.ts):(\d+)/g)].reverse()) {
+    const at = `${m[1]}:${m[2]}`;
+    if (!seen.includes(at)) seen.unshift(at);
+    if (seen.length === 3) break;
+  }
+  return seen;
+}
+
 export class VerifierError extends BpfError {
   readonly program: string;
   readonly log: string;

@@ -116,11 +116,6 @@ export function policyGlobals(p: AnyPolicy): Record<string, number> {
   return m ? moduleParams(m).globals : {};
 }
 
-/** The name a policy's program, cache entry and stats go by. */
-export function policyName(p: AnyPolicy): string {
-  return isModulePolicy(p) ? compiledModule(p.module).definition.name : p.policy;
-}
-
 /** The C of a policy (validated first): compiled from its module, or generated. */
 export function generatePolicy(p: AnyPolicy): string {
   if (!isModulePolicy(p)) validatePolicy(p);
@@ -148,10 +143,12 @@ export interface BuiltPolicy {
 
 /** Generates, compiles (clang-19 against `buildDir`'s vmlinux.h and libbpf) and caches. */
 export function buildPolicy(p: AnyPolicy, buildDir: string): BuiltPolicy {
-  const source = generatePolicy(p);
-  const name = policyName(p);
+  const m = asModulePolicy(p);
+  const r = m ? moduleParams(m) : undefined;
+  const source = r ? r.compiled.source : generatePolicy(p);
+  const name = r ? r.compiled.definition.name : (p as PolicySpec).policy;
+  const globals = r?.globals ?? {};
   const repo = repoRoot();
-  const globals = policyGlobals(p);
   const h = createHash('sha256');
   h.update(source);
   h.update(basename(realpathSync(buildDir))); // the build key: kernel, config, series

@@ -11,8 +11,7 @@ import { nativeCheck } from './compiler/native.ts';
 import { paramValue } from './lang/params.ts';
 import { cachePaths } from '../util/paths.ts';
 import { BpfObjectSpec } from '../bpf/object.ts';
-import { VerifierError } from '../bpf/errors.ts';
-import { tsLines } from '../sdk/mount.ts';
+import { VerifierError, tsLines } from '../bpf/errors.ts';
 
 export interface CheckStep {
   step: 'compile' | 'native' | 'bpf' | 'verifier';

@@ -11,6 +11,7 @@ import { PolicyCompileError } from './compiler/translate.ts';
 import { isPolicyFile } from '../sdk/args.ts';
 import { checkPolicy, formatCheck, kernelHasHook } from './check.ts';
 import { scaffoldPolicy } from './scaffold.ts';
+import { paramsFromFlags } from './lang/params.ts';
 import { differentialTest, formatDiff } from './difftest.ts';
 import { MountError } from '../sdk/mount.ts';
 import { spawnSync } from 'node:child_process';
@@ -95,7 +96,7 @@ export function policyCmd(argv: string[]): number | Promise<number> {
     let policy: AnyPolicy;
     if (file) {
       const { 'attr-timeout': attr, ...rest } = params;
-      const values = Object.fromEntries(Object.entries(rest).map(([k, v]) => [k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), v]));
+      const values = paramsFromFlags(rest);
       const module = resolve(name);
       policy = { module, params: values, backings: backings ?? compiledModule(module).definition.backings.min, attrTimeout: attr === undefined ? 1 : Number(attr) };
     } else {
@@ -147,7 +148,7 @@ async function policyTest(file: string, params: Record<string, string>, backings
     const r = spawnSync(process.execPath, [join(repo, 'bin', 'fuse-kfunc.js'), 'vm', 'run', '--', process.execPath, join(repo, 'bin', 'fuse-kfunc.js'), 'policy', ...argv], { stdio: 'inherit' });
     return r.status ?? 1;
   }
-  const values = Object.fromEntries(Object.entries(params).map(([k, v]) => [k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), v]));
+  const values = paramsFromFlags(params);
   const o = { backings: backings ?? compiledModule(file).definition.backings.min, params: values, seed, ops, unit };
   try {
     const r = await differentialTest(file, o);

@@ -38,8 +38,6 @@ export interface FanOutOptions {
 export interface OpenFile {
   refs: number;
   ready: Promise<{ fds: FileHandle[]; ids: number[]; slots: number[] }>;
-  /** Round-robin cursor for READs served here. */
-  next: number;
   /** The backings' files once `ready` resolved (for synchronous attribute hooks). */
   fds?: FileHandle[];
 }
@@ -279,7 +277,7 @@ export abstract class FanOutDaemon {
       // O_TRUNC on the primary: the copies already open follow.
       return how.trunc ? have.ready.then(({ fds }) => Promise.all(fds.slice(1).map((f) => f.truncate(0)))) : have.ready;
     }
-    const entry: OpenFile = { refs: 1, next: 0, ready: this.openAll(nodeid, rel, how) };
+    const entry: OpenFile = { refs: 1, ready: this.openAll(nodeid, rel, how) };
     this.files.set(nodeid, entry);
     entry.ready.then((r) => (entry.fds = r.fds), () => {
       if (this.files.get(nodeid) === entry) this.files.delete(nodeid);

@@ -5,6 +5,7 @@ import { realpathSync } from 'node:fs';
 import { mount, MountError } from './mount.ts';
 import { makePolicy, PolicyError, POLICIES } from '../policy/spec.ts';
 import { isPolicyFile, parseMountArgs, parseStatsArgs } from './args.ts';
+import { paramsFromFlags } from '../policy/lang/params.ts';
 import { STATS_DIR, formatPerBacking, formatStats, statsFileName, type StatsFile } from './stats.ts';
 
 export const MOUNT_HELP = `Usage: fuse-kfunc mount BACKING... MOUNTPOINT [--program OBJ|SRC] [--struct-ops NAME]
@@ -66,7 +67,7 @@ export async function mountCmd(argv: string[]): Promise<number> {
     // --policy FILE: a policy module, its --kebab-case parameters as the module's camelCase ones.
     const file = a.policy !== undefined && isPolicyFile(a.policy);
     const { 'attr-timeout': attr, ...rest } = a.policyParams;
-    const params = Object.fromEntries(Object.entries(rest).map(([k, v]) => [k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), v]));
+    const params = paramsFromFlags(rest);
     if (file && attr !== undefined && !/^\d+$/.test(attr)) throw new PolicyError(`--attr-timeout: "${attr}" is not a whole number of seconds`);
     const policy = a.policy === undefined ? undefined : file ? a.policy : makePolicy(a.policy, a.policyParams, a.backings.length);
     h = await mount({

@@ -17,6 +17,7 @@ import { nodeEntry } from '../util/bundles.mjs';
 import { compileBpf, CompileError } from '../policy/compile.ts';
 import { asModulePolicy, buildPolicy, isModulePolicy, moduleParams, type AnyPolicy } from '../policy/build.ts';
 import { PolicyCompileError } from '../policy/compiler/translate.ts';
+import { tsLines } from '../bpf/errors.ts';
 import type { Policy } from '../policy/lang/define.ts';
 import { PolicyError, makePolicy, validatePolicy, type PolicySpec } from '../policy/spec.ts';
 import { scanStructOps } from './elf.ts';
@@ -201,17 +202,6 @@ export function prepareProgram(program: string, structOps: string | undefined, b
 
 function kernelBuild(buildDir?: string): string {
   return buildDir ?? process.env.FUSE_KFUNC_BUILD ?? join(cachePaths().builds, 'current');
-}
-
-/** The .ts lines a verifier log names (a compiled policy module's #line directives), last three. */
-export function tsLines(log: string): string[] {
-  const seen: string[] = [];
-  for (const m of [...log.matchAll(/@ ([^\s:]+\.ts):(\d+)/g)].reverse()) {
-    const at = `${m[1]}:${m[2]}`;
-    if (!seen.includes(at)) seen.unshift(at);
-    if (seen.length === 3) break;
-  }
-  return seen;
 }
 
 /** The policy of a mount, as the build knows it: a built-in spec or a module instance. */

@@ -17,7 +17,7 @@ import { layoutHooks, replicaHooks } from '../../src/policy/runtime/functions.ts
 import { Layout } from '../../src/policy/runtime/layout.ts';
 import { prng } from '../../src/testing/workload.ts';
 import { repoRoot } from '../../src/util/paths.ts';
-import { tsLines } from '../../src/sdk/mount.ts';
+import { tsLines } from '../../src/bpf/errors.ts';
 
 const stripeFile = builtinModuleFile('stripe');
 

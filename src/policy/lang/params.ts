@@ -15,6 +15,11 @@ export function flagName(name: string): string {
   return `--${snake(name).replace(/_/g, '-')}`;
 }
 
+/** Command-line parameters (`chunk-size`) as the module names them (`chunkSize`): flagName's inverse. */
+export function paramsFromFlags(flags: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(flags).map(([k, v]) => [k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), v]));
+}
+
 function sizeOf(v: number | string, what: string): number {
   return typeof v === 'number' ? v : parseSize(v, what);
 }
