@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * dispatch.bpf.h - the request hook of the families that serve open files
- * (layout.bpf.h, replicas.bpf.h), included last by each.
+ * (layout.bpf.h, replicas.bpf.h, placement.bpf.h), included last by each.
  *
  * A family defines family_read(), family_write() and family_getattr() for a
- * node the daemon published in "nodes"; this file routes READ, WRITE and
- * GETATTR to them, serves the xattr reads from the first backing directory,
+ * node the daemon published in "nodes", and family_home(), the index of the
+ * backing file whose attributes the daemon sets (passed to the others as
+ * @home); this file routes READ, WRITE and GETATTR to them, serves the xattr
+ * reads from the home file,
  * sends everything else (and every node without an entry) to the daemon, and
  * declares the struct_ops the loader attaches.
  */
@@ -19,6 +21,7 @@ int BPF_PROG(POLICY_REQUEST, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	__u64 nodeid = fctx->nodeid;
 	struct policy_node *n;
 	int ret = FUSE_BPF_UPCALL;
+	__s64 home;
 
 	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&
 	    op != FUSE_OP_GETXATTR && op != FUSE_OP_LISTXATTR)
@@ -26,14 +29,17 @@ int BPF_PROG(POLICY_REQUEST, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	n = bpf_map_lookup_elem(&nodes, &nodeid);
 	if (!n || n->nr != policy_backings)	/* not open: the daemon knows */
 		return FUSE_KFUNC_COUNT(fctx, ret);
+	home = family_home(n);
+	if (home < 0)		/* published without a file: the daemon's */
+		return FUSE_KFUNC_COUNT(fctx, ret);
 	if (op == FUSE_OP_READ)
-		ret = family_read(fctx, args, n);
+		ret = family_read(fctx, args, n, home);
 	else if (op == FUSE_OP_WRITE)
-		ret = family_write(fctx, args, n);
+		ret = family_write(fctx, args, n, home);
 	else if (op == FUSE_OP_GETATTR)
-		ret = family_getattr(fctx, args, n);
+		ret = family_getattr(fctx, args, n, home);
 	else
-		ret = serve_xattr(fctx, args, n);
+		ret = serve_xattr(fctx, args, n, home);
 	return FUSE_KFUNC_COUNT(fctx, ret);
 }
 

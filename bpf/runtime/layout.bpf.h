@@ -122,7 +122,7 @@ static int layout_extend(struct fuse_bpf_ctx *fctx, struct policy_node *n,
 }
 
 static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		       struct policy_node *n)
+		       struct policy_node *n, __s64 home)
 {
 	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
 	int ret;
@@ -139,7 +139,7 @@ static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			struct policy_node *n)
+			struct policy_node *n, __s64 home)
 {
 	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
 	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
@@ -161,7 +161,7 @@ static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 
 /* Backing 0's attributes with the file's size and every piece's blocks */
 static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			  struct policy_node *n)
+			  struct policy_node *n, __s64 home)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
 	struct fuse_attr piece = {};
@@ -191,6 +191,12 @@ static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	out->attr.blocks = blocks;
 	out->attr_valid = policy_attr_timeout;
 	out->attr_valid_nsec = 0;
+	return 0;
+}
+
+/* The daemon sets attributes and xattrs on the first backing directory's file */
+static __always_inline __s64 family_home(struct policy_node *n)
+{
 	return 0;
 }
 

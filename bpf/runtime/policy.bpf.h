@@ -36,6 +36,7 @@ const volatile __u32 policy_backings = 1;
 const volatile __u64 policy_attr_timeout = 1;
 
 #include "policy_math.h"
+#include "policy_str.h"
 
 /* What a layout's policy_locate() answers: where a logical byte lives */
 struct policy_segment {
@@ -172,16 +173,15 @@ static __always_inline struct bpf_file *backing_get(struct fuse_bpf_ctx *fctx,
 }
 
 /*
- * GETXATTR and LISTXATTR from the first backing directory's file.  The
- * kernel asks for security.capability before every write (FUSE clears
- * SB_NOSEC): serving it here keeps writes off the daemon.  The daemon sets
- * attributes on the first backing directory's file, so that is where they
- * are read.
+ * GETXATTR and LISTXATTR from the file at index @i of @n: the file whose
+ * attributes the daemon sets (the family's home, dispatch.bpf.h).  The kernel
+ * asks for security.capability before every write (FUSE clears SB_NOSEC):
+ * serving it here keeps writes off the daemon.
  */
 static int serve_xattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		       struct policy_node *n)
+		       struct policy_node *n, __s64 i)
 {
-	struct bpf_file *fb = backing_get(fctx, n, 0);
+	struct bpf_file *fb = backing_get(fctx, n, i);
 	int ret;
 
 	if (!fb)

@@ -34,7 +34,7 @@ static __always_inline __s64 policy_read_from(__s64 attempt, __s64 turn);
 static __u32 read_turn;
 
 static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		       struct policy_node *n)
+		       struct policy_node *n, __s64 home)
 {
 	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
 	__u32 turn = read_turn++;
@@ -59,7 +59,7 @@ static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			struct policy_node *n)
+			struct policy_node *n, __s64 home)
 {
 	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
 	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
@@ -87,7 +87,7 @@ static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 }
 
 static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			  struct policy_node *n)
+			  struct policy_node *n, __s64 home)
 {
 	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
 	struct bpf_file *fb;
@@ -108,6 +108,12 @@ static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		}
 	}
 	return ret;
+}
+
+/* The daemon sets attributes and xattrs on the first backing directory's file */
+static __always_inline __s64 family_home(struct policy_node *n)
+{
+	return 0;
 }
 
 #include "dispatch.bpf.h"

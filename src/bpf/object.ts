@@ -70,8 +70,9 @@ export class BpfObjectSpec {
    * Set a global variable (const volatile in .rodata, or .data/.bss) before load.
    * Values are little-endian: numbers for 1/2/4-byte vars, bigint for 8, bytes otherwise.
    */
-  setGlobal(name: string, value: number | bigint | Uint8Array): void {
+  setGlobal(name: string, value: number | bigint | Uint8Array | number[]): void {
     this.assertOpen();
+    if (Array.isArray(value)) value = Uint8Array.from(value);
     const btf = this.lib.obj_btf(this.obj);
     if (!btf) throw new Error(`${this.source} has no BTF: build it with -g`);
     for (const m of this.rawMaps()) {
@@ -138,8 +139,11 @@ export class BpfObjectSpec {
 
 function encodeValue(name: string, value: number | bigint | Uint8Array, size: number): Uint8Array {
   if (value instanceof Uint8Array) {
-    if (value.byteLength !== size) throw new Error(`global "${name}" is ${size} bytes, got ${value.byteLength}`);
-    return value;
+    if (value.byteLength > size) throw new Error(`global "${name}" is ${size} bytes, got ${value.byteLength}`);
+    if (value.byteLength === size) return value;
+    const padded = new Uint8Array(size); // the rest is zeros, as formatGlobal leaves it out
+    padded.set(value);
+    return padded;
   }
   const b = Buffer.alloc(size);
   if (size === 8) b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(value)));

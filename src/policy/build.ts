@@ -14,12 +14,12 @@ import { cachePaths, repoRoot } from '../util/paths.ts';
 import { compileBpf } from './compile.ts';
 import { generateFilter } from './generate/filter.ts';
 import { generateTier } from './generate/tier.ts';
-import { generateRoute } from './generate/route.ts';
 import { generateUnion } from './generate/union.ts';
 import { PolicyError, validatePolicy, type PolicySpec } from './spec.ts';
 import { policyModule } from './builtin/index.ts';
 import { compilePolicy, type CompiledPolicy } from './compiler/emit.ts';
 import { resolveParams, type ResolvedParams } from './lang/params.ts';
+import type { GlobalValues } from '../bpf/globals.ts';
 
 /** A policy module mounted with these parameter values over `backings` directories. */
 export interface ModulePolicy {
@@ -111,7 +111,7 @@ export function moduleParams(p: ModulePolicy): ResolvedParams & { compiled: Comp
  * The globals the loader sets before load: a policy module's parameters (the C holds their
  * defaults, so one object serves every value). None for the generated policies.
  */
-export function policyGlobals(p: AnyPolicy): Record<string, number> {
+export function policyGlobals(p: AnyPolicy): GlobalValues {
   const m = asModulePolicy(p);
   return m ? moduleParams(m).globals : {};
 }
@@ -125,7 +125,6 @@ export function generatePolicy(p: AnyPolicy): string {
   switch (spec.policy) {
     case 'filter': return generateFilter(spec);
     case 'tier': return generateTier(spec);
-    case 'route': return generateRoute(spec);
     case 'union': return generateUnion(spec);
     default: throw new Error(`${spec.policy} is a policy module`);
   }
@@ -138,7 +137,7 @@ export interface BuiltPolicy {
   /** false when this call compiled it. */
   cached: boolean;
   /** Set these globals before load (the policy's parameters). */
-  globals: Record<string, number>;
+  globals: GlobalValues;
 }
 
 /** Generates, compiles (clang-19 against `buildDir`'s vmlinux.h and libbpf) and caches. */

@@ -16,6 +16,7 @@ import { differentialTest, formatDiff } from './difftest.ts';
 import { MountError } from '../sdk/mount.ts';
 import { spawnSync } from 'node:child_process';
 import { repoRoot } from '../util/paths.ts';
+import { formatGlobal } from '../bpf/globals.ts';
 
 export const POLICY_HELP = `Usage: fuse-kfunc policy list
        fuse-kfunc policy show NAME|FILE [--backings N] [PARAMS]
@@ -104,7 +105,7 @@ export function policyCmd(argv: string[]): number | Promise<number> {
     }
     if (sub === 'show') {
       process.stdout.write(generatePolicy(policy));
-      const sets = Object.entries(policyGlobals(policy)).map(([k, v]) => `${k} = ${v}`);
+      const sets = Object.entries(policyGlobals(policy)).map(([k, v]) => `${k} = ${formatGlobal(v)}`);
       if (sets.length) process.stdout.write(`\n/* Set before load for these parameters: ${sets.join(', ')} */\n`);
       return 0;
     }
@@ -114,7 +115,7 @@ export function policyCmd(argv: string[]): number | Promise<number> {
     if (out) copyFileSync(b.object, resolve(out));
     process.stdout.write(`${out ? resolve(out) : b.object}\n`);
     process.stderr.write(`${b.cached ? 'cached' : 'compiled'}: ${b.source} (struct_ops ${b.structOps})\n`);
-    const sets = Object.entries(b.globals).map(([k, v]) => `--set ${k}=${v}`).join(' ');
+    const sets = Object.entries(b.globals).map(([k, v]) => `--set ${k}=${formatGlobal(v)}`).join(' ');
     if (sets) process.stderr.write(`its parameters are set at load time: mount it with --program ${out ? resolve(out) : b.object} --struct-ops ${b.structOps} ${sets}\n`);
     return 0;
   } catch (e) {

@@ -1,6 +1,7 @@
 // Policies as data: what a user asks for (`--policy stripe --chunk 64k`, or an object from
 // TypeScript), validated before any C is generated, so a bad parameter is one clear error
 // rather than a clang or verifier failure.
+import { checkNameRule, parseNameRules } from './lang/params.ts';
 
 export const MAX_BACKINGS = 4;
 /** The largest FUSE request (max_pages 256): bounds the generated loops. */
@@ -213,28 +214,7 @@ export function makePolicy(name: string, params: Record<string, string | number 
 
 /** ".log=1,logs/=2" -> rules, checked against the number of backing directories. */
 export function parseRules(v: string, backings: number): RouteRule[] {
-  const t = v.trim();
-  if (t === '' || t === 'none') return [];
-  return t.split(',').map((part) => {
-    const m = /^(.+)=(\d+)$/.exec(part.trim());
-    if (!m) throw new PolicyError(`route --rules: "${part}" is not PATTERN=INDEX (e.g. .log=1 or logs/=1)`);
-    const match = m[1]!.trim();
-    const rule: RouteRule = { kind: match.endsWith('/') ? 'prefix' : 'ext', match, to: Number(m[2]) };
-    checkRule(rule, backings);
-    return rule;
-  });
-}
-
-function checkRule(r: RouteRule, backings: number): void {
-  const what = `route rule "${r.match}=${r.to}"`;
-  if (!Number.isInteger(r.to) || r.to < 0 || r.to >= backings) throw new PolicyError(`${what}: backing ${r.to} does not exist (0..${backings - 1} for ${backings} directories)`);
-  if (r.kind === 'prefix') {
-    if (!r.match.endsWith('/') || r.match.startsWith('/') || r.match.split('/').slice(0, -1).some((c) => c === '' || c === '.' || c === '..')) {
-      throw new PolicyError(`${what}: a prefix is a relative directory path ending in "/", without "." or ".." (e.g. logs/ or a/b/)`);
-    }
-  } else if (!/^\.[^/]+$/.test(r.match)) {
-    throw new PolicyError(`${what}: an extension starts with "." and has no "/" (e.g. .log); a directory prefix ends with "/"`);
-  }
+  return parseNameRules(v, 'route --rules', backings).map((r) => ({ kind: r.match.endsWith('/') ? 'prefix' : 'ext', ...r }));
 }
 
 export function validatePolicy(spec: PolicySpec): void {
@@ -251,7 +231,7 @@ export function validatePolicy(spec: PolicySpec): void {
   }
   if (spec.policy === 'route') {
     if (!Array.isArray(spec.rules)) throw new PolicyError('route rules must be a list of { kind, match, to }');
-    for (const r of spec.rules) checkRule(r, spec.backings);
+    for (const r of spec.rules) checkNameRule(r, spec.backings, 'route rules');
     return;
   }
   if (spec.policy === 'filter') {

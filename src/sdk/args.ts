@@ -1,6 +1,7 @@
 // `fuse-kfunc mount` and `fuse-kfunc stats` arguments, parsed without side effects.
 import { UsageError } from '../cli/args.ts';
 import { POLICIES } from '../policy/spec.ts';
+import { parseGlobal, type GlobalValues } from '../bpf/globals.ts';
 
 export interface MountArgs {
   backings: string[];
@@ -14,7 +15,7 @@ export interface MountArgs {
   passthrough: boolean;
   timeout?: number;
   /** --set NAME=VALUE: global variables of --program, set before load. */
-  globals: Record<string, number>;
+  globals: GlobalValues;
   help: boolean;
 }
 
@@ -35,7 +36,7 @@ export function parseMountArgs(argv: string[]): MountArgs {
   const moduleParams = policyArg !== undefined && isPolicyFile(policyArg);
   const pos: string[] = [];
   const f = new Map<string, string | true>();
-  const globals: Record<string, number> = {};
+  const globals: GlobalValues = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-h') { f.set('help', true); continue; }
@@ -45,9 +46,10 @@ export function parseMountArgs(argv: string[]): MountArgs {
     if (name === 'set') {
       // --set NAME=VALUE (the first '=' after --set belongs to the assignment)
       const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
-      const m = /^([A-Za-z_]\w*)=(\d+|0x[0-9a-fA-F]+)$/.exec(v ?? '');
-      if (!m) throw new UsageError(`--set wants NAME=VALUE, a global variable of --program and a non-negative integer (e.g. --set passthrough=1), got "${v ?? ''}"`);
-      globals[m[1]!] = Number(m[2]);
+      const m = /^([A-Za-z_]\w*)=(.*)$/.exec(v ?? '');
+      const value = m ? parseGlobal(m[2]!) : undefined;
+      if (!m || value === undefined) throw new UsageError(`--set wants NAME=VALUE, a global variable of --program and a non-negative integer or bytes:HEX (e.g. --set passthrough=1), got "${v ?? ''}"`);
+      globals[m[1]!] = value;
       continue;
     }
     if (VALUE.has(name) || (moduleParams && !BOOL.has(name))) {

@@ -3,6 +3,8 @@
 // neither side can send a field the other does not know.
 import type { PolicySpec } from '../policy/spec.ts';
 import type { KernelCounts, PerBacking } from './stats.ts';
+import type { GlobalValues } from '../bpf/globals.ts';
+import type { PolicyValues } from '../policy/lang/define.ts';
 
 /** argv[2] of the daemon, as JSON. */
 export interface ServeConfig {
@@ -12,7 +14,7 @@ export interface ServeConfig {
   object?: string;
   structOps?: string;
   /** Global variables of `object` to set before loading it. */
-  globals?: Record<string, number>;
+  globals?: GlobalValues;
   passthrough: boolean;
   timeout?: number;
   /** A built-in policy: its daemon (the program, if any, is `object`). */
@@ -30,7 +32,7 @@ export interface DaemonModule {
   /** The family's functions as a JavaScript object expression (compiler/emit.ts). */
   js: string;
   /** The parameters as the functions see them, with `backings`. */
-  context: Record<string, number | string> & { backings: number };
+  context: PolicyValues;
   minBackings: number;
 }
 

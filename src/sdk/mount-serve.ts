@@ -16,9 +16,9 @@ import type { Link } from '../bpf/object.ts';
 import { VerifierError } from '../bpf/errors.ts';
 import { ReplicasDaemon } from '../policy/runtime/replicas.ts';
 import { LayoutDaemon } from '../policy/runtime/layout.ts';
-import { layoutHooks, replicaHooks } from '../policy/runtime/functions.ts';
+import { layoutHooks, placementHooks, replicaHooks } from '../policy/runtime/functions.ts';
 import { TierDaemon } from '../policy/tier.ts';
-import { RouteDaemon } from '../policy/route.ts';
+import { PlacementDaemon } from '../policy/runtime/placement.ts';
 import { UnionDaemon } from '../policy/union.ts';
 import { filterDaemon } from '../policy/filter.ts';
 import type { PolicySpec } from '../policy/spec.ts';
@@ -167,7 +167,7 @@ async function main(cfg: ServeConfig): Promise<void> {
     const d = m?.family === 'layout' ? new LayoutDaemon({ name: m.name, minBackings: m.minBackings, hooks: layoutHooks(m), context: m.context, backings: cfg.backings, sink })
       : m?.family === 'replicas' ? new ReplicasDaemon({ name: m.name, replicas: cfg.backings, hooks: replicaHooks(m), context: m.context, sink })
       : p?.policy === 'tier' ? new TierDaemon({ backings: cfg.backings, promoteMax: p.promoteMax, sink })
-      : p?.policy === 'route' ? new RouteDaemon({ backings: cfg.backings, rules: p.rules, sink })
+      : m?.family === 'placement' ? new PlacementDaemon({ name: m.name, backings: cfg.backings, hooks: placementHooks(m), context: m.context, sink })
       : p?.policy === 'union' ? new UnionDaemon({ backings: cfg.backings, sink })
       : undefined;
     if (!d) throw new Error(`no daemon for ${m ? `the ${m.family} family` : `the ${policy} policy`}: mount() passes a module for several backing directories`);

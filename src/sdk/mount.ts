@@ -25,6 +25,7 @@ import { mergeStats, type MountStats } from './stats.ts';
 import type { DaemonCommand, DaemonMessage, DaemonModule, ServeConfig, ServeStats, Tables } from './daemon-ipc.ts';
 import type { PerBacking } from './stats.ts';
 import { umount2Async, MNT_DETACH } from '../fuse/libc.ts';
+import type { GlobalValues } from '../bpf/globals.ts';
 
 export interface MountOptions {
   /** Backing directories: [0] holds the namespace; several are kept in step (mirror). */
@@ -45,7 +46,7 @@ export interface MountOptions {
   structOps?: string;
   /** Global variables of `program` (its `const volatile` knobs) to set before it is
    *  loaded, e.g. `{ passthrough: 1 }` for tree.bpf.c. An unknown name fails the mount. */
-  globals?: Record<string, number>;
+  globals?: GlobalValues;
   /** Explicitly no program, no passthrough (the default when neither is given). */
   userspace?: boolean;
   /** Upstream FUSE passthrough (FOPEN_PASSTHROUGH); excludes `program`. */
@@ -136,7 +137,8 @@ export function checkInputs(o: MountOptions): { backings: string[]; mountpoint: 
   if (o.program !== undefined && o.passthrough) throw new MountError('program and passthrough exclude each other', 'usage');
   for (const [k, v] of Object.entries(o.globals ?? {})) {
     if (o.program === undefined) throw new MountError(`globals set variables of a program: "${k}" needs program`, 'usage');
-    if (!Number.isSafeInteger(v) || v < 0) throw new MountError(`global "${k}" wants a non-negative integer, got ${v}`, 'usage');
+    const bytes = Array.isArray(v) && v.every((b) => Number.isInteger(b) && b >= 0 && b < 256);
+    if (!bytes && !(Number.isSafeInteger(v) && (v as number) >= 0)) throw new MountError(`global "${k}" wants a non-negative integer or an array of bytes, got ${JSON.stringify(v)}`, 'usage');
   }
   if (o.userspace && (o.program !== undefined || o.passthrough)) throw new MountError('userspace excludes program and passthrough', 'usage');
   if (o.policy) {
@@ -224,7 +226,7 @@ function policyFailure(e: unknown, what: string): never {
 }
 
 /** A policy's program, compiled (or taken from the cache). */
-export function preparePolicy(p: AnyPolicy, buildDir?: string): { object: string; structOps: string; source: string; globals: Record<string, number> } {
+export function preparePolicy(p: AnyPolicy, buildDir?: string): { object: string; structOps: string; source: string; globals: GlobalValues } {
   try {
     return buildPolicy(p, kernelBuild(buildDir));
   } catch (e) {
@@ -261,7 +263,7 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
   // daemon (with the given program, if any, serving what it serves).
   const daemonPolicy = policy ?? (backings.length > 1 ? makePolicy('mirror', {}, backings.length) : undefined);
   const module = daemonPolicy ? daemonModule(daemonPolicy) : undefined;
-  const prog: { object: string; structOps: string; globals?: Record<string, number> } | undefined = policy && !o.userspace
+  const prog: { object: string; structOps: string; globals?: GlobalValues } | undefined = policy && !o.userspace
     ? preparePolicy(policy, o.buildDir) : o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
   const repo = repoRoot();
   const entry = nodeEntry(repo, 'mount-serve');

@@ -11,7 +11,10 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { mount, type MountHandle } from '../../src/sdk/mount.ts';
 import { formatRules, makePolicy, type PolicySpec } from '../../src/policy/spec.ts';
-import { routeOf } from '../../src/policy/route.ts';
+import { compiledModule } from '../../src/policy/build.ts';
+import { builtinModuleFile } from '../../src/policy/builtin/index.ts';
+import { placementHooks } from '../../src/policy/runtime/functions.ts';
+import type { NameRule } from '../../src/policy/lang/define.ts';
 import { prng, runWorkload, treeDigest, type WorkloadResult } from '../../src/testing/workload.ts';
 import type { PerBacking } from '../../src/sdk/stats.ts';
 import type { MountStats } from '../../src/sdk/stats.ts';
@@ -146,6 +149,12 @@ for (const c of cases) {
       policyChecks(t, spec, bpf, user);
     });
   }
+}
+
+/** Where the route module puts a file, as the daemon asks it. */
+function routeOf(rules: readonly NameRule[], rel: string): number {
+  const m = compiledModule(builtinModuleFile('route'));
+  return placementHooks({ name: 'route', family: m.family, js: m.js }).place(rel, { backings: 4, rules });
 }
 
 /** What each policy promises beyond agreeing with its reference. */
@@ -315,7 +324,7 @@ test.serial('union over two lowers: shadowing, copy-up, whiteouts, opaque direct
   t.is(s.READ?.daemon ?? 0, 0, 'no READ reached the daemon');
 });
 
-test.serial('route: directories span backings (rmdir sees every one); renames that would reroute a directory are EXDEV', async (t) => {
+test.serial('route: directories span backings (rmdir sees every one); renames that would move a file of a directory are EXDEV', async (t) => {
   const { b, mnt } = dirs('route-dirs', 2);
   const h = await mount({ backings: b, mountpoint: mnt, policy: makePolicy('route', { rules: '.log=1,logs/=1' }, 2), buildDir: build, timeout: 0 });
   handles.push(h);
@@ -328,7 +337,14 @@ test.serial('route: directories span backings (rmdir sees every one); renames th
   t.throws(() => fs.rmdirSync(m('d')), { code: 'ENOTEMPTY' }, 'empty in backing 0 is not empty');
   t.deepEqual(fs.readdirSync(m('d')), ['a.log']);
   fs.mkdirSync(m('logs'));
-  t.throws(() => fs.renameSync(m('d'), m('logs/d')), { code: 'EXDEV' }, 'moving a directory under a prefix rule would move files');
+  fs.writeFileSync(m('d/c.txt'), 'text\n');
+  t.throws(() => fs.renameSync(m('d'), m('logs/d')), { code: 'EXDEV' }, 'moving a directory under a prefix rule would move c.txt');
+  fs.unlinkSync(m('d/c.txt'));
+  fs.mkdirSync(m('d2'));
+  fs.writeFileSync(m('d2/z.log'), 'z\n');
+  fs.renameSync(m('d2'), m('logs/d2'));
+  t.is(fs.readFileSync(m('logs/d2/z.log'), 'utf8'), 'z\n', 'no file changes backing (.log and logs/ both go to 1): renamed in place');
+  t.true(fs.existsSync(path.join(b[1]!, 'logs/d2/z.log')));
   fs.renameSync(m('d'), m('e'));
   t.is(fs.readFileSync(m('e/a.log'), 'utf8'), 'log line\n');
   fs.renameSync(m('e/a.log'), m('e/a.txt'));

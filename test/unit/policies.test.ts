@@ -2,8 +2,15 @@
 // stripe module's geometry in policy-compiler.test.ts).
 import test from 'ava';
 import { makePolicy, parseSize, PolicyError, type RoutePolicy, type StripePolicy } from '../../src/policy/spec.ts';
-import { dirRenameReroutes, routeOf } from '../../src/policy/route.ts';
-import { generatePolicy, policyGlobals } from '../../src/policy/build.ts';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { compiledModule, generatePolicy, policyGlobals } from '../../src/policy/build.ts';
+import { builtinModuleFile } from '../../src/policy/builtin/index.ts';
+import { placementHooks } from '../../src/policy/runtime/functions.ts';
+import { PlacementDaemon } from '../../src/policy/runtime/placement.ts';
+import { nativeCheck } from '../../src/policy/compiler/native.ts';
+import type { NameRule } from '../../src/policy/lang/define.ts';
 import { prng } from '../../src/testing/workload.ts';
 
 test('policy parameters: sizes, defaults, clear errors', (t) => {
@@ -68,6 +75,10 @@ test('tier: two backings, promote-max a size', (t) => {
 test('route: rules parsed, checked against the backings, first match wins', (t) => {
   const p = makePolicy('route', { rules: '.log=1, logs/=2' }, 3) as RoutePolicy;
   t.deepEqual(p.rules, [{ kind: 'ext', match: '.log', to: 1 }, { kind: 'prefix', match: 'logs/', to: 2 }]);
+  // The module's place(), as the daemon runs it.
+  const route = compiledModule(builtinModuleFile('route'));
+  const place = placementHooks({ name: 'route', family: route.family, js: route.js }).place;
+  const routeOf = (rules: readonly NameRule[], rel: string) => place(rel, { backings: 3, rules });
   t.is(routeOf(p.rules, 'a/b.log'), 1);
   t.is(routeOf(p.rules, 'logs/x.log'), 1, 'the first rule that matches');
   t.is(routeOf(p.rules, 'logs/sub/x.txt'), 2);
@@ -80,17 +91,45 @@ test('route: rules parsed, checked against the backings, first match wins', (t) 
   t.throws(() => makePolicy('route', { rules: '../x/=1' }, 2), { message: /without "\." or "\.\."/ });
   t.throws(() => makePolicy('route', { rules: '/abs/=1' }, 2), { message: /relative directory path/ });
   t.throws(() => makePolicy('route', { rules: '.log=1' }, 1), { message: /route needs 2..4 backing directories, got 1/ });
-  // Renaming a directory moves files between backings only when a prefix rule is involved.
-  t.false(dirRenameReroutes(p.rules, 'a', 'b'));
-  t.true(dirRenameReroutes(p.rules, 'a', 'logs'));
-  t.true(dirRenameReroutes(p.rules, 'logs/old', 'b'));
-  t.true(dirRenameReroutes([{ kind: 'prefix', match: 'a/b/', to: 1 }], 'a', 'c'), 'a rule inside the moved directory');
+  t.throws(() => makePolicy('route', { rules: Array.from({ length: 9 }, (_, i) => `.e${i}=1`).join(',') }, 2), { message: /9 rules, at most 8/ });
+  // The C: the module's function over the rules global, which the loader sets (bytes).
   const c = generatePolicy(p);
-  t.regex(c, /#define PLACED_NR\t\t3\n/);
-  t.regex(c, /names ending in \.log\s+-> backing 1/);
-  t.regex(c, /paths under logs\/\s+-> backing 2/);
-  t.regex(c, /if \(n->backing\[2\]\)\n\t\treturn 2;/);
-  t.notRegex(c, /undefined|NaN|\$\{/);
+  t.regex(c, /static __always_inline __s64 policy_place\(const char \*path, __s64 path_len\)/);
+  t.regex(c, /for \(__s64 r = 0; r < POLICY_RULES_MAX && r < param_rules_len; r\+\+\)/);
+  t.regex(c, /#include "placement\.bpf\.h"/);
+  const g = policyGlobals(p);
+  t.is(g.param_rules_len, 2);
+  const bytes = Buffer.from(g.param_rules as number[]);
+  t.is(bytes.length, 8 * 64);
+  t.deepEqual([bytes.readUInt32LE(0), bytes.readUInt32LE(4), bytes.subarray(8, 12).toString()], [1, 4, '.log']);
+  t.deepEqual([bytes.readUInt32LE(64), bytes.readUInt32LE(68), bytes.subarray(72, 77).toString()], [2, 5, 'logs/']);
+  // The same function in C (with policy_str.h) and in TypeScript, on random paths.
+  const r = nativeCheck(route, [
+    { backings: 3, rules: p.rules },
+    { backings: 2, rules: [] },
+    { backings: 4, rules: [{ match: 'a/b/', to: 3 }, { match: '.c', to: 1 }, { match: '.é', to: 2 }, { match: 'logs/', to: 1 }] },
+  ]);
+  t.true(r.calls >= 3000);
+  t.deepEqual(r.mismatches, []);
+});
+
+test('placement: a directory rename is refused (EXDEV) exactly when a file under it would change backing', async (t) => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'fuse-kfunc-place-'));
+  t.teardown(() => fs.rmSync(base, { recursive: true, force: true }));
+  const b = [0, 1].map((i) => path.join(base, `b${i}`));
+  const put = (i: number, rel: string) => {
+    fs.mkdirSync(path.dirname(path.join(b[i]!, rel)), { recursive: true });
+    fs.writeFileSync(path.join(b[i]!, rel), '');
+  };
+  put(1, 'd/a.log');
+  put(0, 'e/sub/x.txt');
+  fs.mkdirSync(path.join(b[1]!, 'e/sub'), { recursive: true });
+  const route = compiledModule(builtinModuleFile('route'));
+  const d = new PlacementDaemon({ name: 'route', backings: b, hooks: placementHooks({ name: 'route', family: route.family, js: route.js }), context: { backings: 2, rules: [{ match: '.log', to: 1 }, { match: 'logs/', to: 1 }] } });
+  t.false(await d.movesFiles('d', 'logs/d'), 'a.log stays in backing 1 under logs/');
+  t.false(await d.movesFiles('e', 'f'));
+  t.true(await d.movesFiles('e', 'logs/e'), 'sub/x.txt would move to backing 1');
+  t.true(await d.movesFiles('e', 'x/logs/e') === false, 'a prefix is from the root');
 });
 
 test('union: an upper over 1..3 lowers; the program refuses writes to a lower layer', (t) => {

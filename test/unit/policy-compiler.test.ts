@@ -131,14 +131,61 @@ test('compile errors name the TypeScript line and say what is allowed', (t) => {
   // locate's body starts on line 9 of the module.
   compileError(t, '      return { backing: 0, offset: off / 2, length: 1 };', 9, /write Math\.floor\(a \/ b\)/);
   compileError(t, '      let n = 0;\n      while (n < off) n++;\n      return { backing: 0, offset: n, length: 1 };', 10, /no while loops/);
-  compileError(t, '      return { backing: 0, offset: Date.now(), length: 1 };', 9, /calls only Math\.floor\(a \/ b\), Math\.min and Math\.max/);
+  compileError(t, '      return { backing: 0, offset: Date.now(), length: 1 };', 9, /calls only Math\.floor\(a \/ b\), Math\.min, Math\.max/);
   compileError(t, '      return { backing: 0, offset: off, length: p.size };', 9, /no parameter "size" \(it has chunk, mode, backings\)/);
   compileError(t, "      if (p.mode === 'turbo') return { backing: 1, offset: off, length: 1 };\n      return { backing: 0, offset: off, length: 1 };", 9, /"turbo" is not one of mode's choices \(fast, slow\)/);
   compileError(t, '      return { backing: 0, offset: off };', 9, /returns length too/);
   compileError(t, '      for (let i = 0; i < off; i++) {}\n      return { backing: 0, offset: off, length: 1 };', 9, /verifier can see it end/);
   compileError(t, '      if (off > 4) return { backing: 0, offset: off, length: 1 };', 8, /not every path of layout\.locate returns/);
-  compileError(t, "      const s = 'x';\n      return { backing: 0, offset: off, length: 1 };", 9, /a string is only compared with a choice parameter/);
+  compileError(t, "      const s = 'x';\n      return { backing: 0, offset: off, length: 1 };", 9, /a string is only compared: with a choice parameter/);
   compileError(t, '      const x = 1;\n      x = 2;\n      return { backing: 0, offset: off, length: x };', 10, /"x" is const/);
+});
+
+/** A placement module with `place`'s body and a rules parameter. */
+function placementText(body: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'policy-place-'));
+  const file = join(dir, 'my-policy.ts');
+  writeFileSync(file, `import { definePolicy, param } from 'fuse-kfunc';
+export default definePolicy({
+  name: 'mine',
+  summary: 'a test placement',
+  backings: { min: 2, max: 4 },
+  params: { rules: param.rules({ doc: 'rules', default: '.log=1' }) },
+  placement: {
+    place(path, p) {
+${body}
+    },
+  },
+});
+`);
+  return file;
+}
+
+test('string tests: startsWith/endsWith/=== on the path against literals and rules; anything else names the line', (t) => {
+  const ok = compilePolicy(placementText(`      if (path === 'README' || path.startsWith('docs/')) return 1;
+      for (const r of p.rules) {
+        if (path.endsWith(r.match)) return r.to;
+      }
+      return path.endsWith('.\\"?') ? 1 : 0;`));
+  t.regex(ok.functions, /policy_str_eq\(path, path_len, "README", 6\) \|\| policy_str_prefix\(path, path_len, "docs\/", 5\)/);
+  t.regex(ok.functions, /policy_str_suffix\(path, path_len, \(const char \*\)param_rules\[r\]\.match, param_rules\[r\]\.len\)/);
+  t.regex(ok.functions, /policy_str_suffix\(path, path_len, "\.\\"\\077", 3\)/, 'quotes and ? escaped (no trigraph)');
+  t.regex(ok.source, /const volatile struct policy_rule param_rules\[POLICY_RULES_MAX\] = \{\n\t\{ \.to = 1, \.len = 4, \.match = "\.log" \},\n\};\nconst volatile __u32 param_rules_len = 1;/);
+  const r = nativeCheck(ok, [{ backings: 2, rules: [{ match: '.log', to: 1 }] }, { backings: 4, rules: [{ match: 'a/', to: 3 }, { match: '.c', to: 2 }] }], 200);
+  t.deepEqual(r.mismatches, []);
+  const bad = (body: string, line: number, message: RegExp) => {
+    const e = t.throws(() => compilePolicy(placementText(body)), { instanceOf: PolicyCompileError }) as PolicyCompileError;
+    t.is(e.diagnostics[0]!.line, line, e.message);
+    t.regex(e.diagnostics[0]!.message, message);
+  };
+  bad('      return path.length > 3 ? 1 : 0;', 9, /path is a string: a policy tests it with startsWith, endsWith or ===/);
+  bad("      return path.includes('x') ? 1 : 0;", 9, /on strings, startsWith and endsWith/);
+  bad('      return path.startsWith(path) ? 1 : 0;', 9, /compares with a string written here or a rule's pattern/);
+  bad("      return path === 3 ? 1 : 0;", 9, /a string is compared with a string/);
+  bad('      return path + 1;', 9, /path is a string: test it/);
+  bad('      for (const r of [1, 2]) { return r; }\n      return 0;', 9, /for-of walks a rules parameter/);
+  bad('      for (const r of p.rules) { return r.from; }\n      return 0;', 9, /a rule has match \(a string\) and to \(a backing\), not "from"/);
+  bad('      return p.rules;', 9, /rules is a list of rules: walk it with for \(const r of p\.rules\)/);
 });
 
 test('choices, switch and bounded loops translate to C a kernel developer reads', (t) => {

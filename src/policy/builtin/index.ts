@@ -2,12 +2,13 @@
 // source (which ships with the package under src/policy/builtin/), and the daemon runs the
 // functions compiled from it, so neither needs to import the module.
 import { join } from 'node:path';
-import type { PolicySpec } from '../spec.ts';
+import { formatRules, type PolicySpec } from '../spec.ts';
 import { repoRoot } from '../../util/paths.ts';
 
 export const BUILTIN_MODULES = {
   stripe: 'stripe.ts',
   mirror: 'mirror.ts',
+  route: 'route.ts',
 } as const;
 
 export function builtinModuleFile(name: keyof typeof BUILTIN_MODULES): string {
@@ -18,5 +19,6 @@ export function builtinModuleFile(name: keyof typeof BUILTIN_MODULES): string {
 export function policyModule(spec: PolicySpec): { file: string; values: Record<string, number | string> } | undefined {
   if (spec.policy === 'stripe') return { file: builtinModuleFile('stripe'), values: { chunk: spec.chunk } };
   if (spec.policy === 'mirror') return { file: builtinModuleFile('mirror'), values: { read: spec.read } };
+  if (spec.policy === 'route') return { file: builtinModuleFile('route'), values: { rules: formatRules(spec.rules) } };
   return undefined;
 }

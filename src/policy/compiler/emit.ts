@@ -11,8 +11,8 @@ import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import type { ParamDecl } from '../lang/define.ts';
 import { FAMILIES } from './hooks.ts';
-import { PolicyCompileError, Translator, type ParamInfo } from './translate.ts';
-import { paramDefault, paramValue, snake } from '../lang/params.ts';
+import { PolicyCompileError, Translator, cLiteral, type ParamInfo } from './translate.ts';
+import { paramDefault, paramValue, parseNameRules, snake } from '../lang/params.ts';
 
 /** What a policy module declares besides its functions. */
 export interface PolicyData {
@@ -37,6 +37,8 @@ export interface CompiledPolicy {
   functions: string;
   /** The family's functions as a JavaScript object expression, for the userspace runtime. */
   js: string;
+  /** The string literals the functions test with. */
+  literals: string[];
 }
 
 /** C names of a policy's parameters: param_<snake>, choices as an enum of NAME_CHOICE. */
@@ -45,6 +47,7 @@ export function paramInfos(params: Record<string, ParamDecl>): ParamInfo[] {
     name,
     c: `param_${snake(name)}`,
     choices: d.kind === 'choice' ? d.choices.map((v) => ({ value: v, c: `${snake(name)}_${v}`.toUpperCase().replace(/[^A-Z0-9_]/g, '_') })) : undefined,
+    rules: d.kind === 'rules' || undefined,
   }));
 }
 
@@ -52,6 +55,11 @@ function paramGlobal(p: ParamInfo, d: ParamDecl): string {
   if (d.kind === 'choice') {
     const enumName = `${snake(p.name)}_choice`;
     return `/* ${d.doc} */\nenum ${enumName} { ${p.choices!.map((c) => c.c).join(', ')} };\nconst volatile __s64 ${p.c} = ${p.choices!.find((c) => c.value === d.default)!.c};`;
+  }
+  if (d.kind === 'rules') {
+    const rules = parseNameRules(d.default, p.name);
+    const init = rules.map((r) => `\t{ .to = ${r.to}, .len = ${Buffer.byteLength(r.match)}, .match = ${cLiteral(Buffer.from(r.match))} },`);
+    return `/* ${d.doc} */\nconst volatile struct policy_rule ${p.c}[POLICY_RULES_MAX]${rules.length ? ` = {\n${init.join('\n')}\n}` : ''};\nconst volatile __u32 ${p.c}_len = ${rules.length};`;
   }
   return `/* ${d.doc} */\nconst volatile __s64 ${p.c} = ${paramDefault(p.name, d)};`;
 }
@@ -141,5 +149,5 @@ ${bodies.join('\n\n')}
 
 #include "${FAMILIES[family]!.runtime}"
 `;
-  return { definition: data, file, source, family, structOps: `${data.name}_ops`, params, functions: bodies.join('\n\n'), js: t.javascript(t.property(def, family)!) };
+  return { definition: data, file, source, family, structOps: `${data.name}_ops`, params, functions: bodies.join('\n\n'), js: t.javascript(t.property(def, family)!), literals: [...t.literals] };
 }

@@ -7,8 +7,12 @@ export type HookReturn = 'scalar' | 'segment';
 export interface HookSignature {
   /** The C function the runtime calls. */
   c: string;
-  /** Names of the leading arguments (all integers); the policy context comes last. */
+  /** Names of the leading arguments (integers unless in `strings`); the policy context comes last. */
   args: string[];
+  /** The arguments that are strings: `const char *x, __s64 x_len` in C. */
+  strings?: string[];
+  /** The family's kernel runtime does not call it yet (only the daemon does): marked unused in the C. */
+  daemonOnly?: boolean;
   returns: HookReturn;
   /** The struct a 'segment' hook fills, and its fields in order. */
   fields?: string[];
@@ -33,6 +37,13 @@ export const FAMILIES: Record<string, Family> = {
     runtime: 'replicas.bpf.h',
     hooks: {
       readFrom: { c: 'policy_read_from', args: ['attempt', 'turn'], returns: 'scalar' },
+    },
+  },
+  placement: {
+    runtime: 'placement.bpf.h',
+    hooks: {
+      // Names are the daemon's until the runtime serves them in BPF (issue 19).
+      place: { c: 'policy_place', args: ['path'], strings: ['path'], returns: 'scalar', daemonOnly: true },
     },
   },
 };

@@ -8,11 +8,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CompiledPolicy } from './emit.ts';
-import { layoutHooks, replicaHooks } from '../runtime/functions.ts';
+import { layoutHooks, placementHooks, replicaHooks } from '../runtime/functions.ts';
+import type { NameRule, PolicyValues } from '../lang/define.ts';
 import { prng } from '../../testing/workload.ts';
 import { repoRoot } from '../../util/paths.ts';
 
-type Context = Record<string, number | string> & { backings: number };
+type Context = PolicyValues;
 
 export interface NativeMismatch {
   context: Context;
@@ -27,21 +28,44 @@ export interface NativeReport {
   mismatches: NativeMismatch[];
 }
 
-/** Per family: the C that answers one query line, and random queries with the TypeScript's answers. */
-const FAMILY_CALLS: Record<string, string> = {
-  layout: `\t\tif (!strcmp(op, "locate")) {
+const NUMBER_LOOP = (body: string) => `\twhile (scanf("%15s %lld %lld", op, &a, &b) == 3) {
+${body}
+\t}`;
+
+/** Per family: the C loop that answers query lines, and random queries with the TypeScript's answers. */
+const FAMILY_LOOPS: Record<string, string> = {
+  layout: NUMBER_LOOP(`\t\tif (!strcmp(op, "locate")) {
 \t\t\tpolicy_locate(a, &s);
 \t\t\tprintf("%lld %lld %lld\\n", (long long)s.backing, (long long)s.offset, (long long)s.length);
 \t\t} else if (!strcmp(op, "size")) {
 \t\t\tprintf("%lld\\n", (long long)policy_backing_size(a, b));
 \t\t} else {
 \t\t\tprintf("%lld\\n", (long long)policy_logical_end(a, b));
-\t\t}`,
-  replicas: `\t\t(void)s;
-\t\tprintf("%lld\\n", (long long)policy_read_from(a, b));`,
+\t\t}`),
+  replicas: NUMBER_LOOP(`\t\t(void)s;
+\t\tprintf("%lld\\n", (long long)policy_read_from(a, b));`),
+  placement: `\t(void)s;
+\t(void)a;
+\t(void)b;
+\twhile (scanf("%15s %4095s", op, path) == 2)
+\t\tprintf("%lld\\n", (long long)policy_place(path, strlen(path)));`,
 };
 
-function queries(family: string, js: string, name: string, ctx: Context, r: () => number, samples: number): { q: string[]; want: string[] } {
+/** Random relative paths made of the pieces a policy's rules and literals test, and others. */
+function randomPath(r: () => number, pieces: string[]): string {
+  const depth = 1 + Math.floor(r() * 4);
+  const parts: string[] = [];
+  for (let k = 0; k < depth; k++) {
+    const base = pieces[Math.floor(r() * pieces.length)]!;
+    const last = k === depth - 1;
+    // Pieces that end with '/' are directories: as a file name they lose it.
+    parts.push(base.endsWith('/') ? base.slice(0, -1) || 'd' : last || r() < 0.5 ? base : `${base}.d`);
+  }
+  const p = parts.join('/').replace(/\/+/g, '/').replace(/^\//, '');
+  return p || 'f';
+}
+
+function queries(family: string, js: string, name: string, ctx: Context, r: () => number, samples: number, literals: string[]): { q: string[]; want: string[] } {
   const q: string[] = [];
   const want: string[] = [];
   if (family === 'layout') {
@@ -56,6 +80,16 @@ function queries(family: string, js: string, name: string, ctx: Context, r: () =
       q.push(`size ${size} ${i}`, `end ${size} ${i}`);
       want.push(String(h.backingSize(size, i, ctx)), String(h.logicalEnd(size, i, ctx)));
     }
+  } else if (family === 'placement') {
+    const h = placementHooks({ name, family, js });
+    const pieces = ['a', 'b.txt', 'x.log', 'x.log.gz', 'logs', 'logsx', 'd0', 'src', 'f.c', '.hidden', 'é.log', 'README'];
+    for (const v of Object.values(ctx)) if (Array.isArray(v)) for (const rule of v as NameRule[]) pieces.push(rule.match, `n${rule.match}`, `${rule.match}x`);
+    for (const lit of literals) pieces.push(lit, `a${lit}`, `${lit}b`);
+    for (let k = 0; k < samples * 3; k++) {
+      const path = randomPath(r, pieces.filter((x) => !/\s/.test(x)));
+      q.push(`place ${path}`);
+      want.push(String(h.place(path, ctx)));
+    }
   } else {
     const h = replicaHooks({ name, family, js });
     for (let k = 0; k < samples * 3; k++) {
@@ -69,8 +103,9 @@ function queries(family: string, js: string, name: string, ctx: Context, r: () =
 }
 
 function harness(c: CompiledPolicy): string {
-  const globals = c.params.map((p) => `${p.choices ? `enum { ${p.choices.map((x) => x.c).join(', ')} };\n` : ''}static volatile __s64 ${p.c};`).join('\n');
-  const setters = c.params.map((p, i) => `\t${p.c} = strtoll(argv[${i + 2}], 0, 10);`).join('\n');
+  const globals = c.params.map((p) => (p.rules ? `static struct policy_rule ${p.c}[POLICY_RULES_MAX];\nstatic __u32 ${p.c}_len;`
+    : `${p.choices ? `enum { ${p.choices.map((x) => x.c).join(', ')} };\n` : ''}static volatile __s64 ${p.c};`)).join('\n');
+  const setters = c.params.map((p, i) => (p.rules ? `\t${p.c}_len = set_rules(${p.c}, argv[${i + 2}]);` : `\t${p.c} = strtoll(argv[${i + 2}], 0, 10);`)).join('\n');
   return `#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,10 +118,30 @@ typedef int32_t __s32;
 #define __always_inline inline __attribute__((always_inline))
 #endif
 #include "policy_math.h"
+#include "policy_str.h"
 struct policy_segment { __s64 backing, offset, length; };
 static volatile __u32 policy_backings;
 ${globals}
 ${c.functions}
+/* "PATTERN=INDEX,..." (checked by the caller) into @r; returns how many */
+static __attribute__((unused)) __u32 set_rules(struct policy_rule *r, char *arg)
+{
+	__u32 n = 0;
+	char *part, *eq;
+
+	for (part = strtok(arg, ","); part && n < POLICY_RULES_MAX; part = strtok(0, ",")) {
+		eq = strrchr(part, '=');
+		if (!eq || !strcmp(part, "none"))
+			continue;
+		*eq = 0;
+		r[n].to = strtoul(eq + 1, 0, 10);
+		r[n].len = strlen(part);
+		memcpy(r[n].match, part, r[n].len);
+		n++;
+	}
+	return n;
+}
+static char path[4096];
 int main(int argc, char **argv)
 {
 	char op[16];
@@ -94,11 +149,10 @@ int main(int argc, char **argv)
 	struct policy_segment s;
 
 	(void)argc;
+	(void)path;
 	policy_backings = strtoul(argv[1], 0, 10);
 ${setters}
-	while (scanf("%15s %lld %lld", op, &a, &b) == 3) {
-${FAMILY_CALLS[c.family]}
-	}
+${FAMILY_LOOPS[c.family]}
 	return 0;
 }
 `;
@@ -109,7 +163,7 @@ ${FAMILY_CALLS[c.family]}
  * the JavaScript. Offsets and sizes go up to 2^40 (a terabyte file).
  */
 export function nativeCheck(c: CompiledPolicy, contexts: Context[], samples = 400, seed = 18): NativeReport {
-  if (!FAMILY_CALLS[c.family]) throw new Error(`no native check for the ${c.family} family yet`);
+  if (!FAMILY_LOOPS[c.family]) throw new Error(`no native check for the ${c.family} family yet`);
   const dir = mkdtempSync(join(tmpdir(), 'fuse-kfunc-native-'));
   try {
     writeFileSync(join(dir, 'h.c'), harness(c));
@@ -117,8 +171,13 @@ export function nativeCheck(c: CompiledPolicy, contexts: Context[], samples = 40
     const r = prng(seed);
     const report: NativeReport = { calls: 0, mismatches: [] };
     for (const ctx of contexts) {
-      const { q, want } = queries(c.family, c.js, c.definition.name, ctx, r, samples);
-      const args = [String(ctx.backings), ...c.params.map((p) => String(p.choices ? p.choices.findIndex((x) => x.value === ctx[p.name]) : ctx[p.name]))];
+      const { q, want } = queries(c.family, c.js, c.definition.name, ctx, r, samples, c.literals ?? []);
+      const arg = (p: CompiledPolicy['params'][number]) => {
+        const v = ctx[p.name];
+        if (p.rules) return (v as NameRule[]).map((x) => `${x.match}=${x.to}`).join(',') || 'none';
+        return String(p.choices ? p.choices.findIndex((x) => x.value === v) : v);
+      };
+      const args = [String(ctx.backings), ...c.params.map(arg)];
       const got = execFileSync(join(dir, 'h'), args, { input: q.join('\n') + '\n', encoding: 'utf8' }).trim().split('\n');
       q.forEach((call, k) => {
         report.calls++;

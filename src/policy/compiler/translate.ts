@@ -7,7 +7,9 @@
 // The subset (docs/policies.md): integers (signed 64-bit in C), + - * %, Math.floor(a / b),
 // Math.min, Math.max, comparisons, && || !, bit operators, ?:, const/let, assignments,
 // if/else, switch, for loops whose bound the verifier can see, return; parameter reads
-// through the context argument (p.chunk, p.backings) and === against a choice's names.
+// through the context argument (p.chunk, p.backings) and === against a choice's names;
+// string tests on a path argument (s.startsWith(t), s.endsWith(t), s === t, with t a
+// literal or a rule's pattern); for (const r of p.rules) over a rules parameter.
 import { createRequire } from 'node:module';
 import type * as TS from 'typescript';
 import type { HookSignature } from './hooks.ts';
@@ -39,6 +41,8 @@ export interface ParamInfo {
   name: string;
   c: string;
   choices?: { value: string; c: string }[];
+  /** A rules parameter: an array of struct policy_rule, and its length in `${c}_len`. */
+  rules?: boolean;
 }
 
 export interface FoundFunction {
@@ -47,7 +51,10 @@ export interface FoundFunction {
   node: TS.FunctionLikeDeclaration;
 }
 
-const SUBSET = 'integers, + - * %, Math.floor(a / b), Math.min/max, comparisons, && || !, bit operators, ?:, const/let, if/else, switch, bounded for loops, return';
+const SUBSET = 'integers, + - * %, Math.floor(a / b), Math.min/max, comparisons, && || !, bit operators, ?:, const/let, if/else, switch, bounded for loops, for (const r of p.rules), string tests (startsWith, endsWith, ===), return';
+
+/** Bytes a string literal in a policy function may have (the C helpers' loop bound). */
+export const LITERAL_MAX = 255;
 
 const C_KEYWORDS = new Set(('auto break case char const continue default do double else enum extern float for goto if inline int long ' +
   'register restrict return short signed sizeof static struct switch typedef union unsigned void volatile while bool true false ' +
@@ -55,6 +62,8 @@ const C_KEYWORDS = new Set(('auto break case char const continue default do doub
 
 export class Translator {
   readonly diagnostics: CompileDiagnostic[] = [];
+  /** The string literals the functions test with (the native check draws paths around them). */
+  readonly literals = new Set<string>();
   readonly sf: TS.SourceFile;
 
   constructor(readonly file: string, text: string, public params: ParamInfo[] = []) {
@@ -117,7 +126,7 @@ export class Translator {
    */
   data(e: TS.Expression, what: string): unknown {
     const bad = (n: TS.Node) => {
-      this.error(n, `${what}: write it with literal values (strings, numbers, objects, arrays, param.size/int/choice({...})), so fuse-kfunc can read it without running the module`);
+      this.error(n, `${what}: write it with literal values (strings, numbers, objects, arrays, param.size/int/choice/rules({...})), so fuse-kfunc can read it without running the module`);
       return undefined;
     };
     if (ts.isParenthesizedExpression(e) || ts.isAsExpression(e) || ts.isSatisfiesExpression(e)) return this.data(e.expression, what);
@@ -136,7 +145,7 @@ export class Translator {
       return o;
     }
     if (ts.isCallExpression(e) && ts.isPropertyAccessExpression(e.expression) && ts.isIdentifier(e.expression.expression) &&
-      e.expression.expression.text === 'param' && ['size', 'int', 'choice'].includes(e.expression.name.text) && e.arguments.length === 1) {
+      e.expression.expression.text === 'param' && ['size', 'int', 'choice', 'rules'].includes(e.expression.name.text) && e.arguments.length === 1) {
       const o = this.data(e.arguments[0]!, what);
       return o && typeof o === 'object' ? { kind: e.expression.name.text, ...o } : undefined;
     }
@@ -194,6 +203,16 @@ export class Translator {
 interface Local {
   c: string;
   mutable: boolean;
+  /** A string argument: its bytes are `c`, its length `${c}_len`. */
+  string?: boolean;
+  /** The variable of a for-of over a rules parameter: the index into it, and the parameter. */
+  rule?: ParamInfo;
+}
+
+/** A string operand in C: a pointer and a length in bytes. */
+interface CString {
+  ptr: string;
+  len: string;
 }
 
 class FunctionTranslator {
@@ -212,12 +231,12 @@ class FunctionTranslator {
     return C_KEYWORDS.has(name) || /^(policy_|param_|__)/.test(name) ? `${name}_` : name;
   }
 
-  private declare(node: TS.Node, name: string, mutable: boolean): string {
+  private declare(node: TS.Node, name: string, mutable: boolean, extra: Partial<Local> = {}): string {
     for (const s of this.scopes) {
       if (s.has(name)) this.t.error(node, `"${name}" is declared twice in ${this.what}: give it another name`);
     }
     const c = this.cName(name);
-    this.scopes[this.scopes.length - 1]!.set(name, { c, mutable });
+    this.scopes[this.scopes.length - 1]!.set(name, { c, mutable, ...extra });
     return c;
   }
 
@@ -262,15 +281,15 @@ class FunctionTranslator {
       }
       if (p.initializer || p.dotDotDotToken) this.t.error(p, `${this.what}: parameters take no default values or rest syntax`);
       if (i === n) this.ctxName = p.name.text;
-      else if (i < n) cArgs[i] = this.declare(p, p.name.text, true);
+      else if (i < n) cArgs[i] = this.declare(p, p.name.text, !this.isStringArg(i), { string: this.isStringArg(i) });
     });
     for (let i = 0; i < n; i++) cArgs[i] ??= `${this.sig.args[i]}_unused`;
-    const cParams = cArgs.map((a) => `__s64 ${a}`);
+    const cParams = cArgs.map((a, i) => (this.isStringArg(i) ? `const char *${a}, __s64 ${a}_len` : `__s64 ${a}`));
     if (this.sig.returns === 'segment') cParams.push('struct policy_segment *seg');
     const ret = this.sig.returns === 'segment' ? 'int' : '__s64';
     this.comment(ts.isMethodDeclaration(fn) ? fn : fn.parent, 0);
     this.lineDirective(fn);
-    this.out.push(`static __always_inline ${ret} ${this.sig.c}(${cParams.join(', ')})`);
+    this.out.push(`static __always_inline ${this.sig.daemonOnly ? '__attribute__((unused)) ' : ''}${ret} ${this.sig.c}(${cParams.join(', ')})`);
     this.out.push('{');
     const body = fn.body;
     if (!body) {
@@ -284,6 +303,10 @@ class FunctionTranslator {
     }
     this.out.push('}');
     return this.out.join('\n');
+  }
+
+  private isStringArg(i: number): boolean {
+    return !!this.sig.strings?.includes(this.sig.args[i]!);
   }
 
   private returnsOnEveryPath(s: TS.Statement): boolean {
@@ -380,7 +403,11 @@ class FunctionTranslator {
       this.t.error(s, 'no while loops: write for (let i = 0; i < BOUND; i++) with BOUND a number, a parameter or p.backings, so the verifier can see the loop end');
       return;
     }
-    if (ts.isForOfStatement(s) || ts.isForInStatement(s)) {
+    if (ts.isForOfStatement(s)) {
+      this.forOf(s, depth);
+      return;
+    }
+    if (ts.isForInStatement(s)) {
       this.t.error(s, 'no for-of/for-in: write for (let i = 0; i < BOUND; i++)');
       return;
     }
@@ -441,6 +468,62 @@ class FunctionTranslator {
     this.push(depth, '}');
     this.loopVars.delete(v);
     this.scopes.pop();
+  }
+
+  /** for (const r of p.rules): the rules parameter's entries, at most RULES_MAX of them. */
+  private forOf(s: TS.ForOfStatement, depth: number): void {
+    const init = s.initializer;
+    const rules = this.rulesParam(s.expression);
+    if (!rules || !ts.isVariableDeclarationList(init) || init.declarations.length !== 1 || !ts.isIdentifier(init.declarations[0]!.name) || !(init.flags & ts.NodeFlags.Const)) {
+      this.t.error(s, `for-of walks a rules parameter: for (const r of ${this.ctxName ?? 'p'}.rules) { ... r.match ... r.to ... }; other loops are for (let i = 0; i < BOUND; i++)`);
+      return;
+    }
+    const d = init.declarations[0]!;
+    this.scopes.push(new Map());
+    const c = this.declare(d, (d.name as TS.Identifier).text, false, { rule: rules });
+    this.push(depth, `for (__s64 ${c} = 0; ${c} < POLICY_RULES_MAX && ${c} < ${rules.c}_len; ${c}++) {`);
+    this.block(s.statement, depth + 1);
+    this.push(depth, '}');
+    this.scopes.pop();
+  }
+
+  /** The rules parameter `e` reads (p.rules), if it is one. */
+  private rulesParam(e: TS.Expression): ParamInfo | undefined {
+    const x = skipParens(e);
+    if (!ts.isPropertyAccessExpression(x) || !ts.isIdentifier(x.expression) || x.expression.text !== this.ctxName) return undefined;
+    const p = this.t.params.find((q) => q.name === x.name.text);
+    return p?.rules ? p : undefined;
+  }
+
+  /** `e` as a string operand, or undefined when it is not a string. */
+  private str(e: TS.Expression): CString | undefined {
+    const x = skipParens(e);
+    if (ts.isStringLiteral(x) || ts.isNoSubstitutionTemplateLiteral(x)) {
+      const bytes = Buffer.from(x.text);
+      if (bytes.length > LITERAL_MAX) this.t.error(x, `a string in a policy function has at most ${LITERAL_MAX} bytes`);
+      this.t.literals.add(x.text);
+      return { ptr: cLiteral(bytes), len: String(bytes.length) };
+    }
+    if (ts.isIdentifier(x)) {
+      const l = this.lookup(x.text);
+      return l?.string ? { ptr: l.c, len: `${l.c}_len` } : undefined;
+    }
+    if (ts.isPropertyAccessExpression(x) && ts.isIdentifier(x.expression) && x.name.text === 'match') {
+      const l = this.lookup(x.expression.text);
+      if (l?.rule) return { ptr: `(const char *)${l.rule.c}[${l.c}].match`, len: `${l.rule.c}[${l.c}].len` };
+    }
+    return undefined;
+  }
+
+  /** A pattern (the second string of a test): a literal or a rule's pattern, never a path. */
+  private pattern(e: TS.Expression, what: string): CString {
+    const x = skipParens(e);
+    const s = this.str(x);
+    if (!s || (ts.isIdentifier(x))) {
+      this.t.error(e, `${what} compares with a string written here or a rule's pattern (r.match): '.log', 'logs/', r.match`);
+      return { ptr: '""', len: '0' };
+    }
+    return s;
   }
 
   private isKnownBound(e: TS.Expression): boolean {
@@ -543,6 +626,8 @@ class FunctionTranslator {
 
   private identifier(e: TS.Identifier): string {
     const l = this.lookup(e.text);
+    if (l?.string) this.t.error(e, `${e.text} is a string: test it with startsWith, endsWith or ===`);
+    else if (l?.rule) this.t.error(e, `${e.text} is a rule: read ${e.text}.match (test it) and ${e.text}.to (a backing)`);
     if (l) return l.c;
     if (e.text === this.ctxName) this.t.error(e, `read the context's fields (${this.ctxName}.backings, ${this.ctxName}.<parameter>), not the context itself`);
     else if (e.text === 'undefined' || e.text === 'NaN' || e.text === 'Infinity') this.t.error(e, `${e.text} is not an integer: policy functions compute with integers only`);
@@ -572,7 +657,7 @@ class FunctionTranslator {
     }
     if (ts.isBinaryExpression(e)) return this.binary(e);
     if (ts.isStringLiteral(e) || ts.isNoSubstitutionTemplateLiteral(e)) {
-      this.t.error(e, 'a string is only compared with a choice parameter (p.mode === \'fast\')');
+      this.t.error(e, 'a string is only compared: with a choice parameter (p.mode === \'fast\') or tested against a path (path.endsWith(\'.log\'))');
       return '0';
     }
     this.t.error(e, `this expression is outside the policy subset (${SUBSET})`);
@@ -590,12 +675,24 @@ class FunctionTranslator {
   }
 
   private property(e: TS.PropertyAccessExpression): string {
+    if (ts.isIdentifier(e.expression) && this.lookup(e.expression.text)?.rule) {
+      const l = this.lookup(e.expression.text)!;
+      if (e.name.text === 'to') return `(__s64)${l.rule!.c}[${l.c}].to`;
+      this.t.error(e, e.name.text === 'match' ? `${e.expression.text}.match is a string: test it (${e.expression.text}.match.endsWith('/')) or test a path with it (path.endsWith(${e.expression.text}.match))`
+        : `a rule has match (a string) and to (a backing), not "${e.name.text}"`);
+      return '0';
+    }
+    if (ts.isIdentifier(e.expression) && this.lookup(e.expression.text)?.string) {
+      this.t.error(e, `${e.expression.text} is a string: a policy tests it with startsWith, endsWith or ===, nothing else (its length in TypeScript counts UTF-16 units, not the bytes the kernel sees)`);
+      return '0';
+    }
     if (ts.isIdentifier(e.expression) && e.expression.text === this.ctxName && !this.lookup(this.ctxName)) {
       const name = e.name.text;
       if (name === 'backings') return 'policy_backings';
       const p = this.t.params.find((q) => q.name === name);
       if (p) {
         if (p.choices) this.t.error(e, `${name} is a choice: compare it with one of its names (${this.ctxName}.${name} === '${p.choices[0]!.value}')`);
+        if (p.rules) this.t.error(e, `${name} is a list of rules: walk it with for (const r of ${this.ctxName}.${name})`);
         return p.c;
       }
       this.t.error(e.name, `the policy has no parameter "${name}" (it has ${[...this.t.params.map((q) => q.name), 'backings'].join(', ')})`);
@@ -624,7 +721,20 @@ class FunctionTranslator {
       const args = e.arguments.map((a) => this.expr(a));
       return args.slice(1).reduce((acc, a) => `policy_${math}(${acc}, ${a})`, args[0]!);
     }
-    this.t.error(e, 'a policy function calls only Math.floor(a / b), Math.min and Math.max: write other code in place');
+    if (ts.isPropertyAccessExpression(callee) && (callee.name.text === 'startsWith' || callee.name.text === 'endsWith')) {
+      const subject = this.str(callee.expression);
+      if (!subject) {
+        this.t.error(callee.expression, `${callee.name.text} tests a string: a path argument or a rule's pattern (r.match)`);
+        return '0';
+      }
+      if (e.arguments.length !== 1) {
+        this.t.error(e, `${callee.name.text} takes one string here (no position argument)`);
+        return '0';
+      }
+      const t = this.pattern(e.arguments[0]!, callee.name.text);
+      return `policy_str_${callee.name.text === 'startsWith' ? 'prefix' : 'suffix'}(${subject.ptr}, ${subject.len}, ${t.ptr}, ${t.len})`;
+    }
+    this.t.error(e, 'a policy function calls only Math.floor(a / b), Math.min, Math.max and, on strings, startsWith and endsWith: write other code in place');
     return '0';
   }
 
@@ -641,6 +751,18 @@ class FunctionTranslator {
           return '0';
         }
         return `${choice.c} ${c} ${this.choiceConstant(str, choice)}`;
+      }
+      const ls = this.str(e.left);
+      const rs = this.str(e.right);
+      if (ls || rs) {
+        if (!ls || !rs) {
+          this.t.error(e, 'a string is compared with a string (path === \'README\'), and a number with a number');
+          return '0';
+        }
+        const leftLiteral = ts.isStringLiteral(skipParens(e.left)) || ts.isNoSubstitutionTemplateLiteral(skipParens(e.left));
+        const [subject, pat] = leftLiteral ? [rs, e.left] : [ls, e.right];
+        const t = this.pattern(pat, '===');
+        return `${c === '==' ? '' : '!'}policy_str_eq(${subject.ptr}, ${subject.len}, ${t.ptr}, ${t.len})`;
       }
       return `${this.expr(e.left)} ${c} ${this.expr(e.right)}`;
     }
@@ -668,6 +790,17 @@ class FunctionTranslator {
     }
     return `${this.expr(e.left)} ${c} ${this.expr(e.right)}`;
   }
+}
+
+/** Bytes as a C string literal: printable ASCII as it is, the rest as octal escapes. */
+export function cLiteral(bytes: Buffer): string {
+  let out = '"';
+  for (const b of bytes) {
+    if (b === 0x22 || b === 0x5c) out += `\\${String.fromCharCode(b)}`;
+    else if (b >= 0x20 && b < 0x7f && b !== 0x3f) out += String.fromCharCode(b); // no '?': trigraphs
+    else out += `\\${b.toString(8).padStart(3, '0')}`;
+  }
+  return `${out}"`;
 }
 
 function skipParens(e: TS.Expression): TS.Expression {

@@ -41,10 +41,32 @@ export interface ChoiceParam<C extends string = string> {
   default: C;
 }
 
-export type ParamDecl = SizeParam | IntParam | ChoiceParam;
+/** One rule of a rules parameter: names that `match` selects go to backing `to`. */
+export interface NameRule {
+  /** An extension (".log": the name ends with it) or a directory prefix ("logs/": the path starts with it). */
+  match: string;
+  to: number;
+}
+
+/**
+ * A list of name rules, written `PATTERN=INDEX,...` on the command line (".log=1,logs/=2"),
+ * each PATTERN an extension or a directory prefix, each INDEX a backing directory. The
+ * functions read it with `for (const r of p.rules)` and the string tests on `r.match`.
+ */
+export interface RulesParam {
+  kind: 'rules';
+  doc: string;
+  /** The rules when none are given: `PATTERN=INDEX,...`, or 'none'. */
+  default: string;
+}
+
+export type ParamDecl = SizeParam | IntParam | ChoiceParam | RulesParam;
 
 /** The value a declared parameter has inside the policy's functions. */
-export type ParamValue<D> = D extends ChoiceParam<infer C> ? C : number;
+export type ParamValue<D> = D extends ChoiceParam<infer C> ? C : D extends RulesParam ? readonly NameRule[] : number;
+
+/** Parameter values as the runtimes hold them (every kind), with `backings`. */
+export type PolicyValues = Record<string, number | string | readonly NameRule[]> & { readonly backings: number };
 
 /**
  * What every decision function receives last: the parameters as set for this mount, and
@@ -83,6 +105,19 @@ export interface ReplicaHooks<Ctx> {
   readFrom(attempt: number, turn: number, p: Ctx): number;
 }
 
+/**
+ * Placement: every file lives in one backing directory, chosen by its path (route); every
+ * directory lives in all of them. A file whose path changes place (a rename) moves.
+ */
+export interface PlacementHooks<Ctx> {
+  /**
+   * The backing directory a file at `path` lives in. `path` is relative to the mount,
+   * '/'-separated, without a leading '/' ("logs/app/x.log"); the functions read it with
+   * path.startsWith(s), path.endsWith(s) and path === s.
+   */
+  place(path: string, p: Ctx): number;
+}
+
 export interface PolicyDefinition<P extends Record<string, ParamDecl> = Record<string, ParamDecl>> {
   /** A C identifier: names the program, its struct_ops and its cache entry. */
   name: string;
@@ -93,6 +128,7 @@ export interface PolicyDefinition<P extends Record<string, ParamDecl> = Record<s
   params: P;
   layout?: LayoutHooks<PolicyContext<P>>;
   replicas?: ReplicaHooks<PolicyContext<P>>;
+  placement?: PlacementHooks<PolicyContext<P>>;
 }
 
 /** A defined policy: the definition and the file it was defined in (the compiler reads it). */
@@ -128,4 +164,5 @@ export const param = {
   size: (o: Omit<SizeParam, 'kind'>): SizeParam => ({ kind: 'size', ...o }),
   int: (o: Omit<IntParam, 'kind'>): IntParam => ({ kind: 'int', ...o }),
   choice: <const C extends string>(o: Omit<ChoiceParam<C>, 'kind'>): ChoiceParam<C> => ({ kind: 'choice', ...o }),
+  rules: (o: Omit<RulesParam, 'kind'>): RulesParam => ({ kind: 'rules', ...o }),
 };

@@ -2,7 +2,7 @@
 // against their declarations (a bad value is one clear error naming the parameter and what
 // it accepts), and turned into the context the functions see and the globals the loader
 // sets in the program before load.
-import type { ParamDecl } from './define.ts';
+import type { NameRule, ParamDecl, PolicyValues } from './define.ts';
 import { PolicyError, parseSize } from '../spec.ts';
 
 /** camelCase -> snake_case, for C names. */
@@ -24,15 +24,69 @@ function sizeOf(v: number | string, what: string): number {
   return typeof v === 'number' ? v : parseSize(v, what);
 }
 
-/** The default as the number the C global starts with. */
+/** Rules a rules parameter holds at most, and bytes of a pattern (bpf/runtime/policy.bpf.h). */
+export const RULES_MAX = 8;
+export const MATCH_MAX = 56;
+
+/** One name rule checked: an extension or a relative directory prefix, a backing that exists. */
+export function checkNameRule(r: NameRule, backings: number | undefined, what: string): void {
+  const rule = `${what}: rule "${r.match}=${r.to}"`;
+  if (!Number.isInteger(r.to) || r.to < 0 || (backings !== undefined && r.to >= backings)) {
+    throw new PolicyError(`${rule}: backing ${r.to} does not exist${backings !== undefined ? ` (0..${backings - 1} for ${backings} directories)` : ''}`);
+  }
+  if (Buffer.byteLength(r.match) > MATCH_MAX) throw new PolicyError(`${rule}: a pattern has at most ${MATCH_MAX} bytes`);
+  if (r.match.endsWith('/')) {
+    if (r.match.startsWith('/') || r.match.split('/').slice(0, -1).some((c) => c === '' || c === '.' || c === '..')) {
+      throw new PolicyError(`${rule}: a prefix is a relative directory path ending in "/", without "." or ".." (e.g. logs/ or a/b/)`);
+    }
+  } else if (!/^\.[^/,=]+$/.test(r.match)) {
+    throw new PolicyError(`${rule}: an extension starts with "." and has no "/" (e.g. .log); a directory prefix ends with "/"`);
+  }
+}
+
+/** "PATTERN=INDEX,..." (or 'none') -> rules, each checked (against `backings` when given). */
+export function parseNameRules(v: string | readonly NameRule[], what: string, backings?: number): NameRule[] {
+  const rules = typeof v !== 'string' ? v.map((r) => ({ match: String(r.match), to: Number(r.to) }))
+    : v.trim() === '' || v.trim() === 'none' ? []
+      : v.trim().split(',').map((part) => {
+        const m = /^(.+)=(\d+)$/.exec(part.trim());
+        if (!m) throw new PolicyError(`${what}: "${part}" is not PATTERN=INDEX (e.g. .log=1 or logs/=1)`);
+        return { match: m[1]!.trim(), to: Number(m[2]) };
+      });
+  if (rules.length > RULES_MAX) throw new PolicyError(`${what}: ${rules.length} rules, at most ${RULES_MAX}`);
+  for (const r of rules) checkNameRule(r, backings, what);
+  return rules;
+}
+
+/** Rules as the C global holds them: struct policy_rule { __u32 to, len; char match[MATCH_MAX]; }[RULES_MAX]. */
+export function encodeRules(rules: readonly NameRule[]): number[] {
+  const b = Buffer.alloc(RULES_MAX * (8 + MATCH_MAX));
+  rules.forEach((r, i) => {
+    const at = i * (8 + MATCH_MAX);
+    const m = Buffer.from(r.match);
+    b.writeUInt32LE(r.to, at);
+    b.writeUInt32LE(m.length, at + 4);
+    m.copy(b, at + 8);
+  });
+  return [...b];
+}
+
+/** The default as the number the C global starts with (a rules parameter: how many). */
 export function paramDefault(name: string, d: ParamDecl): number {
   if (d.kind === 'choice') return d.choices.indexOf(d.default);
+  if (d.kind === 'rules') return parseNameRules(d.default, flagName(name)).length;
   return d.kind === 'size' ? sizeOf(d.default, flagName(name)) : d.default;
 }
 
-/** One value checked against its declaration: a number (sizes, ints) or a choice's name. */
-export function paramValue(name: string, d: ParamDecl, given: string | number | undefined): number | string {
+/** One value checked against its declaration: a number (sizes, ints), a choice's name, rules. */
+export function paramValue(name: string, d: ParamDecl, given: string | number | readonly NameRule[] | undefined, backings?: number): number | string | NameRule[] {
   const what = flagName(name);
+  if (d.kind === 'rules') {
+    if (typeof given === 'number') throw new PolicyError(`${what}: ${given} is not PATTERN=INDEX,... (e.g. .log=1,logs/=2)`);
+    return parseNameRules(given ?? d.default, what, backings);
+  }
+  if (Array.isArray(given)) throw new PolicyError(`${what}: a list is not a ${d.kind}`);
+  if (given !== undefined && typeof given !== 'string' && typeof given !== 'number') throw new PolicyError(`${what}: ${String(given)} is not a ${d.kind}`);
   if (d.kind === 'choice') {
     const v = String(given ?? d.default);
     if (!d.choices.includes(v)) throw new PolicyError(`${what}: "${v}" is not one of ${d.choices.join(', ')}`);
@@ -60,16 +114,16 @@ export function paramValue(name: string, d: ParamDecl, given: string | number | 
 
 export interface ResolvedParams {
   /** What the functions see as their context `p`. */
-  context: Record<string, number | string> & { backings: number };
-  /** The program's globals to set before load (policy.bpf.h's and the param_* ones). */
-  globals: Record<string, number>;
+  context: PolicyValues;
+  /** The program's globals to set before load (policy.bpf.h's and the param_* ones); bytes as number[]. */
+  globals: Record<string, number | number[]>;
 }
 
 /**
  * The values of every parameter for a mount over `backings` directories, from what the user
  * gave (missing ones take their defaults; unknown ones are an error naming the known ones).
  */
-export function resolveParams(policy: { name: string; backings: { min: number; max: number }; params: Record<string, ParamDecl> }, given: Record<string, string | number | undefined>, backings: number, attrTimeout: number): ResolvedParams {
+export function resolveParams(policy: { name: string; backings: { min: number; max: number }; params: Record<string, ParamDecl> }, given: Record<string, string | number | readonly NameRule[] | undefined>, backings: number, attrTimeout: number): ResolvedParams {
   for (const [k, v] of Object.entries(given)) {
     if (v !== undefined && !Object.hasOwn(policy.params, k)) {
       const known = Object.keys(policy.params).map(flagName);
@@ -80,12 +134,16 @@ export function resolveParams(policy: { name: string; backings: { min: number; m
   if (!Number.isInteger(backings) || backings < min || backings > max) {
     throw new PolicyError(`${policy.name} needs ${min === max ? min : `${min}..${max}`} backing director${max === 1 ? 'y' : 'ies'}, got ${backings}`);
   }
-  const context: Record<string, number | string> & { backings: number } = { backings };
-  const globals: Record<string, number> = { policy_backings: backings, policy_attr_timeout: attrTimeout };
+  const context: Record<string, number | string | NameRule[]> = { backings };
+  const globals: Record<string, number | number[]> = { policy_backings: backings, policy_attr_timeout: attrTimeout };
   for (const [name, d] of Object.entries(policy.params)) {
-    const v = paramValue(name, d, given[name]);
+    const v = paramValue(name, d, given[name], backings);
     context[name] = v;
-    globals[`param_${snake(name)}`] = d.kind === 'choice' ? d.choices.indexOf(v as string) : (v as number);
+    const c = `param_${snake(name)}`;
+    if (d.kind === 'rules') {
+      globals[c] = encodeRules(v as NameRule[]);
+      globals[`${c}_len`] = (v as NameRule[]).length;
+    } else globals[c] = d.kind === 'choice' ? d.choices.indexOf(v as string) : (v as number);
   }
-  return { context, globals };
+  return { context: context as PolicyValues, globals };
 }

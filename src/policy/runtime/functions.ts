@@ -2,9 +2,7 @@
 // module's own source (types stripped), evaluated once per mount. The compiler has checked
 // that they read nothing but their arguments, their locals and Math, so evaluating them here
 // gives exactly the functions the module defines.
-import type { LayoutHooks, ReplicaHooks } from '../lang/define.ts';
-
-type Context = Record<string, number | string> & { backings: number };
+import type { LayoutHooks, PlacementHooks, PolicyValues as Context, ReplicaHooks } from '../lang/define.ts';
 
 function evaluate(js: string, what: string): Record<string, unknown> {
   let o: unknown;
@@ -32,4 +30,8 @@ export function layoutHooks(m: { name: string; family: string; js: string }): La
 
 export function replicaHooks(m: { name: string; family: string; js: string }): ReplicaHooks<Context> {
   return hooks(m, 'replicas', ['readFrom']) as unknown as ReplicaHooks<Context>;
+}
+
+export function placementHooks(m: { name: string; family: string; js: string }): PlacementHooks<Context> {
+  return hooks(m, 'placement', ['place']) as unknown as PlacementHooks<Context>;
 }

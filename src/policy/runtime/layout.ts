@@ -18,9 +18,9 @@ import { Errno, type Session } from '../../fuse/session.ts';
 import * as libc from '../../fuse/libc.ts';
 import { FanOutDaemon, type BackingSink, type OpenFile } from '../fanout.ts';
 import { zeroBacking, type BackingCounts } from '../../sdk/contract.ts';
-import type { LayoutHooks, Segment } from '../lang/define.ts';
+import type { LayoutHooks, PolicyValues, Segment } from '../lang/define.ts';
 
-type Context = Record<string, number | string> & { backings: number };
+type Context = PolicyValues;
 
 export interface LayoutOptions {
   /** The policy's name (messages, counters). */

@@ -1,55 +1,70 @@
-// The route policy, daemon side: every file lives in exactly one backing directory, chosen
-// by its name (rules by extension or path prefix, first match wins, else backing 0), and
-// every directory lives in all of them (backing 0's is the one whose attributes count).
+// The userspace runtime of placement policies (the twin of bpf/runtime/placement.bpf.h):
+// every file lives in exactly one backing directory, the one the policy's place() gives
+// for its path, and every directory lives in all of them (backing 0's is the one whose
+// attributes count).
 //
-// Where a name lives is a function of the name, so the passthrough handlers work unchanged
-// once paths resolve through the rules (PtContext.resolver), listings merge the backings
+// Where a name lives is a function of the path, so the passthrough handlers work unchanged
+// once paths resolve through place() (PtContext.resolver), listings merge the backings
 // (PtContext.lister), and the operations that make or move directories do so in every
-// backing. A rename that changes a file's route moves it between backing directories (one
-// rename(2) when they share a filesystem, else EXDEV, which mv turns into a copy). The
-// program (generated/route.ts) serves the data path of open files from the one backing file
-// the daemon publishes, counting per backing directory.
+// backing. A rename that changes a file's place moves it between backing directories (one
+// rename(2) when they share a filesystem, else EXDEV, which mv turns into a copy); renaming
+// a directory whose files would change place is EXDEV. The program serves the data path of
+// open files from the one backing file the daemon publishes, counting per backing directory.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { basename } from 'node:path';
-import { BodyReader, MKDIR_IN, Op, RENAME2_IN, RENAME_IN, type Request } from '../fuse/protocol.ts';
-import { Errno, type Handler, type HandlerResult, type Session } from '../fuse/session.ts';
-import * as libc from '../fuse/libc.ts';
-import type { BackingSink } from './fanout.ts';
-import { PlacedDaemon } from './placed.ts';
-import type { RouteRule } from './spec.ts';
+import { BodyReader, MKDIR_IN, Op, RENAME2_IN, RENAME_IN, type Request } from '../../fuse/protocol.ts';
+import { Errno, type Handler, type HandlerResult, type Session } from '../../fuse/session.ts';
+import * as libc from '../../fuse/libc.ts';
+import type { BackingSink } from '../fanout.ts';
+import { PlacedDaemon } from '../placed.ts';
+import type { PlacementHooks, PolicyValues } from '../lang/define.ts';
 
-export interface RouteOptions {
+export interface PlacementOptions {
+  /** The policy's name (messages, counters). */
+  name: string;
   backings: string[];
-  rules: RouteRule[];
+  /** Its placement function (functions.ts), called with `context`. */
+  hooks: PlacementHooks<PolicyValues>;
+  context: PolicyValues;
   sink?: BackingSink;
 }
 
-/** The backing directory a non-directory at `rel` lives in. */
-export function routeOf(rules: RouteRule[], rel: string): number {
-  const name = basename(rel);
-  for (const r of rules) {
-    if (r.kind === 'ext' ? name.endsWith(r.match) : rel.startsWith(r.match)) return r.to;
-  }
-  return 0;
-}
-
-/** Whether renaming directory `from` to `to` would change the route of a file under it. */
-export function dirRenameReroutes(rules: RouteRule[], from: string, to: string): boolean {
-  const touches = (dir: string) => rules.some((r) => r.kind === 'prefix' && (r.match.startsWith(`${dir}/`) || `${dir}/`.startsWith(r.match)));
-  return touches(from) || touches(to);
-}
-
-export class RouteDaemon extends PlacedDaemon {
+export class PlacementDaemon extends PlacedDaemon {
   /** Names being made or moved as directories: they resolve to backing 0. */
   private readonly asDir = new Set<string>();
 
-  constructor(private readonly r: RouteOptions) {
-    super({ backings: r.backings, sink: r.sink }, 'route');
+  constructor(private readonly r: PlacementOptions) {
+    super({ backings: r.backings, sink: r.sink }, r.name);
   }
 
+  /** The backing directory a non-directory at `rel` lives in: the policy's place(). */
   route(rel: string): number {
-    return routeOf(this.r.rules, rel);
+    const i = this.r.hooks.place(rel, this.r.context);
+    if (!(Number.isInteger(i) && i >= 0 && i < this.opts.backings.length)) {
+      throw new Errno('EIO', `${this.r.name}: place(${JSON.stringify(rel)}) gave backing ${i}, not one of 0..${this.opts.backings.length - 1}`);
+    }
+    return i;
+  }
+
+  /**
+   * Whether renaming directory `from` to `to` would change where a file under it lives:
+   * place() asked for every file the directory holds, in every backing directory.
+   */
+  async movesFiles(from: string, to: string): Promise<boolean> {
+    for (let i = 0; i < this.opts.backings.length; i++) {
+      const stack = [''];
+      while (stack.length) {
+        const sub = stack.pop()!;
+        const dir = sub === '' ? from : `${from}/${sub}`;
+        const ents = await fsp.readdir(this.backingPath(i, dir), { withFileTypes: true }).catch(() => []);
+        for (const d of ents) {
+          const rel = sub === '' ? d.name : `${sub}/${d.name}`;
+          if (d.isDirectory()) stack.push(rel);
+          else if (this.route(`${from}/${rel}`) !== this.route(`${to}/${rel}`)) return true;
+        }
+      }
+    }
+    return false;
   }
 
   private isDir(abs: string): boolean {
@@ -88,7 +103,7 @@ export class RouteDaemon extends PlacedDaemon {
     this.c.resolver = this.resolve;
     this.c.lister = this.list;
     const c = this.c;
-    const body = (req: Request) => new BodyReader(req.body, 'route');
+    const body = (req: Request) => new BodyReader(req.body, this.r.name);
     const wrap = (op: number, f: (orig: Handler, req: Request) => Promise<HandlerResult>) => {
       const orig = s.handler(op)!;
       s.on(op, (req) => f(orig, req));
@@ -141,12 +156,12 @@ export class RouteDaemon extends PlacedDaemon {
       const to = c.child(Number(a.newdir), b.cstring()).rel;
       if (!this.isDir(this.backingPath(0, from))) {
         if ((a.flags & libc.RENAME_EXCHANGE) && (this.isDir(this.backingPath(0, to)) || this.route(from) !== this.route(to))) {
-          throw new Errno('EXDEV', 'route: exchanging names with different routes');
+          throw new Errno('EXDEV', `${this.r.name}: exchanging names that live in different backing directories`);
         }
         return orig(req, body(req)); // rename(2) from the file's backing to the new name's
       }
-      if (a.flags & libc.RENAME_EXCHANGE) throw new Errno('EXDEV', 'route: exchanging directories is not supported');
-      if (dirRenameReroutes(this.r.rules, from, to)) throw new Errno('EXDEV', `route: renaming ${from} to ${to} would move files between backing directories`);
+      if (a.flags & libc.RENAME_EXCHANGE) throw new Errno('EXDEV', `${this.r.name}: exchanging directories is not supported`);
+      if (await this.movesFiles(from, to)) throw new Errno('EXDEV', `${this.r.name}: renaming ${from} to ${to} would move files between backing directories`);
       // Replacing a directory: empty in the merged view, not just in backing 0.
       for (let i = 1; i < this.opts.backings.length && this.isDir(this.backingPath(0, to)); i++) {
         if ((await fsp.readdir(this.backingPath(i, to)).catch(() => [])).length) throw new Errno('ENOTEMPTY');
