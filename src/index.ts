@@ -1,8 +1,11 @@
 // The package's entry point: `import { definePolicy, mount } from 'fuse-kfunc'`. Writing a
 // policy module (definePolicy, param), mounting (mount, makePolicy for the built-in
 // policies), checking a module (checkPolicy) and the errors each can throw.
-export { definePolicy, param } from './policy/lang/define.ts';
-export type { Policy, PolicyDefinition, PolicyContext, LayoutHooks, Segment, ParamDecl, SizeParam, IntParam, ChoiceParam } from './policy/lang/define.ts';
+export { definePolicy, param, errno, ACCESS_OPS } from './policy/lang/define.ts';
+export type {
+  Policy, PolicyDefinition, PolicyContext, PolicyValues, Segment, ParamDecl, SizeParam, IntParam, ChoiceParam, RulesParam, OpsParam, NameRule, AccessOp,
+  LayoutHooks, ReplicaHooks, PlacementHooks, LayerHooks, TierHooks, AccessHooks,
+} from './policy/lang/define.ts';
 export { mount, MountError } from './sdk/mount.ts';
 export type { MountOptions, MountHandle, MountMode } from './sdk/mount.ts';
 export { makePolicy, PolicyError } from './policy/spec.ts';

@@ -14,6 +14,25 @@
 #ifndef __FUSE_KFUNC_DISPATCH_BPF_H
 #define __FUSE_KFUNC_DISPATCH_BPF_H
 
+/*
+ * GETXATTR and LISTXATTR from the file at index @i of @n: the file whose
+ * attributes the daemon sets (the family's home, dispatch.bpf.h).  The kernel
+ * asks for security.capability before every write (FUSE clears SB_NOSEC):
+ * serving it here keeps writes off the daemon.
+ */
+static int serve_xattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+		       struct policy_node *n, __s64 i)
+{
+	struct bpf_file *fb = backing_get(fctx, n, i);
+	int ret;
+
+	if (!fb)
+		return -EIO;
+	ret = fuse_serve_getxattr(fctx, args, fb);
+	bpf_file_release(fb);
+	return ret;
+}
+
 SEC("struct_ops.s/request")
 int BPF_PROG(POLICY_REQUEST, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 {

@@ -29,71 +29,12 @@
 /* Not called yet (see above): the compiler marks it unused */
 static __always_inline __s64 policy_place(const char *path, __s64 path_len);
 
-/* The backing directory the open file lives in: the one index with an id */
-static __always_inline __s64 family_home(struct policy_node *n)
+/* A file is written where it lives */
+static __always_inline bool family_may_write(__s64 home)
 {
-	__s64 i;
-
-	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++)
-		if (node_backing(n, i))
-			return i;
-	return -1;
+	return true;
 }
 
-static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		       struct policy_node *n, __s64 home)
-{
-	const struct fuse_read_in *in = bpf_fuse_in(args, 0, struct fuse_read_in);
-	int ret;
-
-	if (!in)
-		return FUSE_BPF_UPCALL;
-	ret = backing_io(fctx, n, home, false, in->offset, in->size);
-	count_io(home, false, ret);
-	if (ret < 0)
-		return ret;
-	bpf_fuse_set_out_size(fctx, ret);
-	return 0;
-}
-
-static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			struct policy_node *n, __s64 home)
-{
-	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
-	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
-	int ret;
-
-	if (!in || !out)
-		return FUSE_BPF_UPCALL;
-	ret = backing_io(fctx, n, home, true, in->offset, in->size);
-	count_io(home, true, ret);
-	if (ret < 0)
-		return ret;
-	out->size = ret;
-	return 0;
-}
-
-static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			  struct policy_node *n, __s64 home)
-{
-	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
-	struct bpf_file *fb;
-	int ret;
-
-	if (!out)
-		return FUSE_BPF_UPCALL;
-	fb = backing_get(fctx, n, home);
-	if (!fb)
-		return -EIO;	/* id closed behind our back */
-	ret = fuse_reply_attr(fctx, fb, &out->attr);
-	bpf_file_release(fb);
-	if (ret < 0)
-		return ret;
-	out->attr_valid = policy_attr_timeout;
-	out->attr_valid_nsec = 0;
-	return 0;
-}
-
-#include "dispatch.bpf.h"
+#include "placed.bpf.h"
 
 #endif /* __FUSE_KFUNC_PLACEMENT_BPF_H */

@@ -172,44 +172,21 @@ static __always_inline struct bpf_file *backing_get(struct fuse_bpf_ctx *fctx,
 	return fb;
 }
 
-/*
- * GETXATTR and LISTXATTR from the file at index @i of @n: the file whose
- * attributes the daemon sets (the family's home, dispatch.bpf.h).  The kernel
- * asks for security.capability before every write (FUSE clears SB_NOSEC):
- * serving it here keeps writes off the daemon.
- */
-static int serve_xattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		       struct policy_node *n, __s64 i)
-{
-	struct bpf_file *fb = backing_get(fctx, n, i);
-	int ret;
-
-	if (!fb)
-		return -EIO;
-	ret = fuse_serve_getxattr(fctx, args, fb);
-	bpf_file_release(fb);
-	return ret;
-}
-
 /* Calls to move one request: a regular file is short only at its end */
 #define IO_MAX_CALLS		16
 
 /*
- * Move the request's @size bytes at @pos to or from the backing file at
- * index @i of @n.  Returns the bytes moved (short at the end of the file)
- * or -errno.  Inlined: six arguments are one more than a BPF call takes.
+ * Move @size bytes at @pos to or from backing file @fb, into or out of the
+ * request's buffer.  Returns the bytes moved (short at the end of the file)
+ * or -errno.
  */
-static __always_inline int backing_io(struct fuse_bpf_ctx *fctx,
-				      struct policy_node *n, __s64 i,
-				      bool write, __u64 pos, __u32 size)
+static __always_inline int file_io(struct fuse_bpf_ctx *fctx,
+				   struct bpf_file *fb, bool write,
+				   __u64 pos, __u32 size)
 {
-	struct bpf_file *fb;
 	__u32 done = 0;
 	int c, ret = 0;
 
-	fb = backing_get(fctx, n, i);
-	if (!fb)
-		return -EIO;	/* id closed behind our back */
 	/*
 	 * A plain bounded loop: the verifier walks its 16 rounds, where
 	 * bpf_for() would have to prove rounds with different byte counts
@@ -224,8 +201,27 @@ static __always_inline int backing_io(struct fuse_bpf_ctx *fctx,
 			break;
 		done += ret;
 	}
-	bpf_file_release(fb);
 	return ret < 0 ? ret : done;
+}
+
+/*
+ * Move the request's @size bytes at @pos to or from the backing file at
+ * index @i of @n.  Returns the bytes moved (short at the end of the file)
+ * or -errno.  Inlined: six arguments are one more than a BPF call takes.
+ */
+static __always_inline int backing_io(struct fuse_bpf_ctx *fctx,
+				      struct policy_node *n, __s64 i,
+				      bool write, __u64 pos, __u32 size)
+{
+	struct bpf_file *fb;
+	int ret;
+
+	fb = backing_get(fctx, n, i);
+	if (!fb)
+		return -EIO;	/* id closed behind our back */
+	ret = file_io(fctx, fb, write, pos, size);
+	bpf_file_release(fb);
+	return ret;
 }
 
 #endif /* __FUSE_KFUNC_POLICY_BPF_H */

@@ -71,4 +71,10 @@ static __always_inline __s64 policy_shr(__s64 a, __s64 b)
 	return (__s32)a >> (b & 31);
 }
 
+/* Whether the bit mask @set holds operation @op, a FUSE opcode below 64 */
+static __always_inline __s64 policy_op_in(__u64 set, __s64 op)
+{
+	return op >= 0 && op < 64 && ((set >> op) & 1);
+}
+
 #endif /* __FUSE_KFUNC_POLICY_MATH_H */

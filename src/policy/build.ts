@@ -2,19 +2,16 @@
 // kernel build and headers compiles once. The cache lives beside the kernel builds, or in
 // the temporary directory when that is read-only (the VM mounts the cache read-only).
 //
-// A policy is either a policy module (a .ts file: built-in like stripe, or the user's) with
-// its parameter values, or one of the generated policies not yet rewritten as modules. A
-// module's compilation (C and the daemon's JavaScript) is cached by the module's text and
-// the compiler's own sources, so a mount of a cached module does not load TypeScript.
+// A policy is a policy module (a .ts file: built-in like stripe, or the user's) with its
+// parameter values; a built-in policy's spec (makePolicy) names its module. A module's
+// compilation (C and the daemon's JavaScript) is cached by the module's text and the
+// compiler's own sources, so a mount of a cached module does not load TypeScript.
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { cachePaths, repoRoot } from '../util/paths.ts';
 import { compileBpf } from './compile.ts';
-import { generateFilter } from './generate/filter.ts';
-import { generateTier } from './generate/tier.ts';
-import { generateUnion } from './generate/union.ts';
 import { PolicyError, validatePolicy, type PolicySpec } from './spec.ts';
 import { policyModule } from './builtin/index.ts';
 import { compilePolicy, type CompiledPolicy } from './compiler/emit.ts';
@@ -36,11 +33,12 @@ export function isModulePolicy(p: AnyPolicy): p is ModulePolicy {
   return 'module' in p;
 }
 
-/** The module instance a policy is, if it is one (a built-in spec like stripe, or a module). */
-export function asModulePolicy(p: AnyPolicy): ModulePolicy | undefined {
+/** The module instance a policy is (a built-in spec names its module). */
+export function asModulePolicy(p: AnyPolicy): ModulePolicy {
   if (isModulePolicy(p)) return p;
+  validatePolicy(p);
   const m = policyModule(p);
-  return m ? { module: m.file, params: m.values, backings: p.backings, attrTimeout: p.attrTimeout } : undefined;
+  return { module: m.file, params: m.values, backings: p.backings, attrTimeout: p.attrTimeout };
 }
 
 function writableDir(dir: string): boolean {
@@ -107,27 +105,14 @@ export function moduleParams(p: ModulePolicy): ResolvedParams & { compiled: Comp
   return { ...resolveParams(compiled.definition, p.params, p.backings, p.attrTimeout), compiled };
 }
 
-/**
- * The globals the loader sets before load: a policy module's parameters (the C holds their
- * defaults, so one object serves every value). None for the generated policies.
- */
+/** The globals the loader sets before load: the module's parameters (the C holds their defaults, so one object serves every value). */
 export function policyGlobals(p: AnyPolicy): GlobalValues {
-  const m = asModulePolicy(p);
-  return m ? moduleParams(m).globals : {};
+  return moduleParams(asModulePolicy(p)).globals;
 }
 
-/** The C of a policy (validated first): compiled from its module, or generated. */
+/** The C of a policy (validated first), compiled from its module. */
 export function generatePolicy(p: AnyPolicy): string {
-  if (!isModulePolicy(p)) validatePolicy(p);
-  const m = asModulePolicy(p);
-  if (m) return moduleParams(m).compiled.source;
-  const spec = p as PolicySpec;
-  switch (spec.policy) {
-    case 'filter': return generateFilter(spec);
-    case 'tier': return generateTier(spec);
-    case 'union': return generateUnion(spec);
-    default: throw new Error(`${spec.policy} is a policy module`);
-  }
+  return moduleParams(asModulePolicy(p)).compiled.source;
 }
 
 export interface BuiltPolicy {
@@ -142,11 +127,10 @@ export interface BuiltPolicy {
 
 /** Generates, compiles (clang-19 against `buildDir`'s vmlinux.h and libbpf) and caches. */
 export function buildPolicy(p: AnyPolicy, buildDir: string): BuiltPolicy {
-  const m = asModulePolicy(p);
-  const r = m ? moduleParams(m) : undefined;
-  const source = r ? r.compiled.source : generatePolicy(p);
-  const name = r ? r.compiled.definition.name : (p as PolicySpec).policy;
-  const globals = r?.globals ?? {};
+  const r = moduleParams(asModulePolicy(p));
+  const source = r.compiled.source;
+  const name = r.compiled.definition.name;
+  const globals = r.globals;
   const repo = repoRoot();
   const h = createHash('sha256');
   h.update(source);

@@ -258,18 +258,3 @@ export function formatRules(rules: RouteRule[]): string {
   return rules.map((r) => `${r.match}=${r.to}`).join(',') || 'none';
 }
 
-export function describePolicy(spec: PolicySpec): string {
-  if (spec.policy === 'union') return `union: backing 0 writable over ${spec.backings - 1} read-only lower director${spec.backings > 2 ? 'ies' : 'y'}, copy-up on write, whiteouts for deletions`;
-  if (spec.policy === 'tier') return `tier: READ from the fast tier (backing 1) when the file is there, else the slow tier (backing 0); ${spec.promoteMax ? `cold files up to ${formatSize(spec.promoteMax)} copied up at open` : `cold files never copied up`}; WRITE to both`;
-  if (spec.policy === 'route') return `route: each file in one of ${spec.backings} backing directories by its name (${formatRules(spec.rules)}; else 0)`;
-  if (spec.policy === 'filter') return `filter: one backing file per FUSE file, pre- and post-filters around each operation${spec.deny.length ? `, refusing ${spec.deny.join(', ')}` : ''}`;
-  if (spec.policy === 'mirror') return `mirror: every file on ${spec.backings} replicas, READ ${spec.read === 'primary' ? 'from the primary' : 'round-robin'} with fail-over, WRITE to all`;
-  return `stripe: one FUSE file over ${spec.backings} backing files in ${formatSize(spec.chunk)} chunks (RAID-0)`;
-}
-
-/** The command that prints this policy's C (in its generated header). */
-export function policyCommand(spec: PolicySpec): string {
-  const own = spec.policy === 'stripe' ? `--chunk ${spec.chunk}` : spec.policy === 'mirror' ? `--read ${spec.read}`
-    : spec.policy === 'union' ? '' : spec.policy === 'tier' ? `--promote-max ${spec.promoteMax}` : spec.policy === 'route' ? `--rules ${formatRules(spec.rules)}` : `--deny ${spec.deny.join(',') || 'none'}`;
-  return `fuse-kfunc policy show ${spec.policy} --backings ${spec.backings} ${own ? `${own} ` : ''}--attr-timeout ${spec.attrTimeout}`;
-}

@@ -1,7 +1,6 @@
 // The messages between mount() (mount.ts) and the daemon it starts (mount-serve.ts, the one
 // daemon entry point), over the child process's IPC channel. One type per direction, so
 // neither side can send a field the other does not know.
-import type { PolicySpec } from '../policy/spec.ts';
 import type { KernelCounts, PerBacking } from './stats.ts';
 import type { GlobalValues } from '../bpf/globals.ts';
 import type { PolicyValues } from '../policy/lang/define.ts';
@@ -17,8 +16,6 @@ export interface ServeConfig {
   globals?: GlobalValues;
   passthrough: boolean;
   timeout?: number;
-  /** A built-in policy: its daemon (the program, if any, is `object`). */
-  policy?: PolicySpec;
   /** A policy module: its functions for the userspace runtime of its family. */
   module?: DaemonModule;
   /** Log every request and reply on stderr. */

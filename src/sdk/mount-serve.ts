@@ -16,11 +16,11 @@ import type { Link } from '../bpf/object.ts';
 import { VerifierError } from '../bpf/errors.ts';
 import { ReplicasDaemon } from '../policy/runtime/replicas.ts';
 import { LayoutDaemon } from '../policy/runtime/layout.ts';
-import { layoutHooks, placementHooks, replicaHooks } from '../policy/runtime/functions.ts';
-import { TierDaemon } from '../policy/tier.ts';
+import { accessHooks, layerHooks, layoutHooks, placementHooks, replicaHooks, tierHooks } from '../policy/runtime/functions.ts';
+import { TierDaemon } from '../policy/runtime/tiers.ts';
 import { PlacementDaemon } from '../policy/runtime/placement.ts';
-import { UnionDaemon } from '../policy/union.ts';
-import { filterDaemon } from '../policy/filter.ts';
+import { UnionDaemon } from '../policy/runtime/layers.ts';
+import { accessDaemon } from '../policy/runtime/access.ts';
 import type { PolicySpec } from '../policy/spec.ts';
 import { basename } from 'node:path';
 import { decodeBackingStats, encodeNode, encodeNodeKey, programMaps, u32Key, u32Value, type MapLike, type ProgramMaps } from './contract.ts';
@@ -152,7 +152,17 @@ async function main(cfg: ServeConfig): Promise<void> {
   let setup: Parameters<typeof mountFuse>[0]['setup'];
   let perBacking: (() => PerBacking) | undefined;
   let mode: string;
-  if (cfg.backings.length > 1 || cfg.module) {
+  if (cfg.module?.family === 'access') {
+    // One backing directory served as it is, open files published to the program, and the
+    // policy's checks around what reaches the daemon.
+    const publish = maps.nodes ? publishBackingIds(maps.nodes) : undefined;
+    const access = accessDaemon({ name: cfg.module.name, hooks: accessHooks(cfg.module), context: cfg.module.context });
+    setup = (x) => {
+      publish?.(x);
+      access(x);
+    };
+    mode = `${obj ? 'program' : 'userspace'}+${cfg.module.name}`;
+  } else if (cfg.backings.length > 1 || cfg.module) {
     // Several backing directories: the policy's daemon (mirror unless told otherwise) keeps
     // them in step and, with a program, publishes each open file's backing ids (one per
     // directory) in "nodes".
@@ -161,14 +171,13 @@ async function main(cfg: ServeConfig): Promise<void> {
       set: (nodeid: number, ids: number[]) => nodes.update(encodeNodeKey(nodeid), encodeNode(ids.map((id, i) => (faulty.has(i) ? 0 : id)))),
       delete: (nodeid: number) => void nodes.delete(encodeNodeKey(nodeid)),
     } : undefined;
-    const policy = cfg.module?.name ?? cfg.policy?.policy ?? 'mirror';
-    const p = cfg.policy;
+    const policy = cfg.module?.name ?? 'mirror';
     const m = cfg.module;
     const d = m?.family === 'layout' ? new LayoutDaemon({ name: m.name, minBackings: m.minBackings, hooks: layoutHooks(m), context: m.context, backings: cfg.backings, sink })
       : m?.family === 'replicas' ? new ReplicasDaemon({ name: m.name, replicas: cfg.backings, hooks: replicaHooks(m), context: m.context, sink })
-      : p?.policy === 'tier' ? new TierDaemon({ backings: cfg.backings, promoteMax: p.promoteMax, sink })
+      : m?.family === 'tiers' ? new TierDaemon({ name: m.name, backings: cfg.backings, hooks: tierHooks(m), context: m.context, sink })
       : m?.family === 'placement' ? new PlacementDaemon({ name: m.name, backings: cfg.backings, hooks: placementHooks(m), context: m.context, sink })
-      : p?.policy === 'union' ? new UnionDaemon({ backings: cfg.backings, sink })
+      : m?.family === 'layers' ? new UnionDaemon({ name: m.name, backings: cfg.backings, hooks: layerHooks(m), context: m.context, sink })
       : undefined;
     if (!d) throw new Error(`no daemon for ${m ? `the ${m.family} family` : `the ${policy} policy`}: mount() passes a module for several backing directories`);
     setup = d.install;
@@ -180,14 +189,6 @@ async function main(cfg: ServeConfig): Promise<void> {
         : d instanceof UnionDaemon ? { copyUps: d.copyUps, whiteouts: d.whiteouts } : {}) as Record<string, number>,
     });
     mode = `${obj ? 'program' : 'userspace'}+${policy}`;
-  } else if (cfg.policy?.policy === 'filter') {
-    const publish = maps.nodes ? publishBackingIds(maps.nodes) : undefined;
-    const deny = filterDaemon(cfg.policy.deny);
-    setup = (x) => {
-      publish?.(x);
-      deny(x);
-    };
-    mode = `${obj ? 'program' : 'userspace'}+filter`;
   } else if (maps.nodes) {
     setup = publishBackingIds(maps.nodes);
     mode = 'program';

@@ -234,16 +234,14 @@ export function preparePolicy(p: AnyPolicy, buildDir?: string): { object: string
   }
 }
 
-/** What the daemon runs of a policy module (its functions and parameters), if it is one. */
-function daemonModule(p: AnyPolicy): DaemonModule | undefined {
-  const m = asModulePolicy(p);
-  if (!m) return undefined;
+/** What the daemon runs of a policy's module (its functions and parameters). */
+function daemonModule(p: AnyPolicy): DaemonModule {
   try {
-    const r = moduleParams(m);
+    const r = moduleParams(asModulePolicy(p));
     const d = r.compiled.definition;
     return { name: d.name, family: r.compiled.family, js: r.compiled.js, context: r.context, minBackings: d.backings.min };
   } catch (e) {
-    policyFailure(e, `the policy module ${m.module}`);
+    policyFailure(e, isModulePolicy(p) ? `the policy module ${p.module}` : `the ${p.policy} policy`);
   }
 }
 
@@ -268,7 +266,7 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
   const repo = repoRoot();
   const entry = nodeEntry(repo, 'mount-serve');
   const globals = { ...prog?.globals, ...o.globals };
-  const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, globals, passthrough: !!o.passthrough, timeout: o.timeout, policy: policy && !isModulePolicy(policy) ? policy : undefined, module };
+  const cfg: ServeConfig = { backings, mountpoint, object: prog?.object, structOps: prog?.structOps, globals, passthrough: !!o.passthrough, timeout: o.timeout, module };
   const child = fork(entry.file, [JSON.stringify(cfg)], { cwd: repo, execArgv: [...entry.execArgv, ...daemonV8Flags()], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
   let err = '';
   child.stderr!.on('data', (d) => {

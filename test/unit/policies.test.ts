@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { compiledModule, generatePolicy, policyGlobals } from '../../src/policy/build.ts';
 import { builtinModuleFile } from '../../src/policy/builtin/index.ts';
-import { placementHooks } from '../../src/policy/runtime/functions.ts';
+import { layerHooks, placementHooks, tierHooks } from '../../src/policy/runtime/functions.ts';
+import { repoRoot } from '../../src/util/paths.ts';
 import { PlacementDaemon } from '../../src/policy/runtime/placement.ts';
 import { nativeCheck } from '../../src/policy/compiler/native.ts';
 import type { NameRule } from '../../src/policy/lang/define.ts';
@@ -38,7 +39,6 @@ test('stripe C comes from its module: parameters are globals set at load time, n
   t.notRegex(c, /undefined|NaN|\$\{/);
   t.deepEqual(policyGlobals(makePolicy('stripe', { chunk: '16k' }, 3)), { policy_backings: 3, policy_attr_timeout: 1, param_chunk: 16384 });
   t.deepEqual(policyGlobals(makePolicy('mirror', { read: 'primary' }, 3)), { policy_backings: 3, policy_attr_timeout: 1, param_read: 1 }, 'a choice is its index');
-  t.deepEqual(policyGlobals(makePolicy('tier', {}, 2)), {}, 'generated policies carry their values as constants');
 });
 
 test('mirror C comes from its module: the replicas runtime, the read mode a global', (t) => {
@@ -54,10 +54,15 @@ test('filter: one backing, --deny parsed and checked', (t) => {
   t.deepEqual((makePolicy('filter', { deny: 'write, FALLOCATE,write' }, 1) as { deny: string[] }).deny, ['write', 'fallocate']);
   t.throws(() => makePolicy('filter', { deny: 'getattr' }, 1), { message: /--deny: "getattr" is not one of read, write, fsync/ });
   t.throws(() => makePolicy('filter', {}, 2), { message: /filter needs 1 backing directory, got 2/ });
-  const c = generatePolicy(makePolicy('filter', { deny: 'write' }, 1));
-  t.regex(c, /#define FILTER_DENY_WRITE\t\t1\n/);
-  t.regex(c, /#define FILTER_DENY_READ\t\t0\n/);
-  t.regex(c, /ret = pre_filter\(fctx, args\);/);
+  // The module: before() and after() in the C around every served operation (access.bpf.h);
+  // the denied operations a bit mask of FUSE opcodes, set at load.
+  const spec = makePolicy('filter', { deny: 'write,fsync' }, 1);
+  const c = generatePolicy(spec);
+  t.regex(c, /return policy_op_in\(param_deny, op\) \? 1 \/\* EPERM \*\/ : 0;/);
+  t.regex(c, /#include "access\.bpf\.h"/);
+  t.is(policyGlobals(spec).param_deny, 2 ** 16 + 2 ** 20, 'bits 16 (WRITE) and 20 (FSYNC)');
+  const filter = compiledModule(builtinModuleFile('filter'));
+  t.deepEqual(nativeCheck(filter, [{ backings: 1, deny: [] }, { backings: 1, deny: ['write', 'fsync'] }]).mismatches, []);
 });
 
 test('tier: two backings, promote-max a size', (t) => {
@@ -65,11 +70,18 @@ test('tier: two backings, promote-max a size', (t) => {
   t.is((makePolicy('tier', { 'promote-max': '0' }, 2) as { promoteMax: number }).promoteMax, 0);
   t.throws(() => makePolicy('tier', {}, 3), { message: /tier needs 2 backing directories, got 3/ });
   t.throws(() => makePolicy('tier', { 'promote-max': 'lots' }, 2), { message: /--promote-max: "lots" is not a size/ });
-  const c = generatePolicy(makePolicy('tier', { 'promote-max': '1m' }, 2));
-  t.regex(c, /#define TIER_FAST\t\t1\n/);
-  t.regex(c, /ret = backing_io\(fctx, fast, true, in->offset, ret\);/);
-  t.regex(c, /struct fuse_bpf_ops tier_ops = \{/);
+  // The module: promote() in the C (checked natively; the daemon calls it at open), the
+  // promote-max value a global set at load, the tiers runtime (bpf/runtime/tiers.bpf.h).
+  const spec = makePolicy('tier', { 'promote-max': '1m' }, 2);
+  const c = generatePolicy(spec);
+  t.regex(c, /return param_promote_max_?\b.*|return size <= param_promote_max;/);
+  t.regex(c, /#include "tiers\.bpf\.h"/);
+  t.is(policyGlobals(spec).param_promote_max, 1 << 20);
   t.notRegex(c, /undefined|NaN|\$\{/);
+  const tier = compiledModule(builtinModuleFile('tier'));
+  const promote = tierHooks({ name: 'tier', family: tier.family, js: tier.js }).promote;
+  t.true(promote(1 << 20, { backings: 2, promoteMax: 1 << 20 }) && !promote((1 << 20) + 1, { backings: 2, promoteMax: 1 << 20 }));
+  t.deepEqual(nativeCheck(tier, [{ backings: 2, promoteMax: 0 }, { backings: 2, promoteMax: 32768 }, { backings: 2, promoteMax: 64 << 20 }]).mismatches, []);
 });
 
 test('route: rules parsed, checked against the backings, first match wins', (t) => {
@@ -136,9 +148,17 @@ test('union: an upper over 1..3 lowers; the program refuses writes to a lower la
   t.deepEqual(makePolicy('union', {}, 3), { policy: 'union', backings: 3, attrTimeout: 1 });
   t.throws(() => makePolicy('union', {}, 1), { message: /union needs 2..4 backing directories, got 1/ });
   t.throws(() => makePolicy('union', { chunk: '4k' }, 2), { message: /union has no parameter "chunk"/ });
+  // The module: its hidden() in the C (for the native check; the daemon calls it), the
+  // layers runtime whose WRITE refuses a lower layer (bpf/runtime/layers.bpf.h).
   const c = generatePolicy(makePolicy('union', {}, 2));
-  t.regex(c, /if \(i != 0\)\n\t\treturn -EROFS;/);
-  t.regex(c, /struct fuse_bpf_ops union_ops = \{/);
-  t.notRegex(generatePolicy(makePolicy('route', {}, 2)), /EROFS/, 'route writes wherever the file is');
+  t.regex(c, /return policy_str_prefix\(name, name_len, "\.wh\.", 4\);/);
+  t.regex(c, /#include "layers\.bpf\.h"/);
+  t.regex(fs.readFileSync(path.join(repoRoot(), 'bpf/runtime/layers.bpf.h'), 'utf8'), /return home == 0;/);
+  t.regex(generatePolicy(makePolicy('route', {}, 2)), /#include "placement\.bpf\.h"/, 'route writes wherever the file is');
   t.notRegex(c, /undefined|NaN|\$\{/);
+  const union = compiledModule(builtinModuleFile('union'));
+  const hidden = layerHooks({ name: 'union', family: union.family, js: union.js }).hidden;
+  t.true(hidden('.wh.x', { backings: 2 }) && hidden('.wh..wh..opq', { backings: 2 }));
+  t.false(hidden('x.wh.', { backings: 2 }) || hidden('.wh', { backings: 2 }));
+  t.deepEqual(nativeCheck(union, [{ backings: 2 }]).mismatches, []);
 });

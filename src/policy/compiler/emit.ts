@@ -12,7 +12,8 @@ import { relative } from 'node:path';
 import type { ParamDecl } from '../lang/define.ts';
 import { FAMILIES } from './hooks.ts';
 import { PolicyCompileError, Translator, cLiteral, type ParamInfo } from './translate.ts';
-import { paramDefault, paramValue, parseNameRules, snake } from '../lang/params.ts';
+import { paramDefault, paramValue, parseNameRules, parseOps, snake } from '../lang/params.ts';
+import { ACCESS_OPS } from '../lang/define.ts';
 
 /** What a policy module declares besides its functions. */
 export interface PolicyData {
@@ -48,6 +49,7 @@ export function paramInfos(params: Record<string, ParamDecl>): ParamInfo[] {
     c: `param_${snake(name)}`,
     choices: d.kind === 'choice' ? d.choices.map((v) => ({ value: v, c: `${snake(name)}_${v}`.toUpperCase().replace(/[^A-Z0-9_]/g, '_') })) : undefined,
     rules: d.kind === 'rules' || undefined,
+    ops: d.kind === 'ops' ? (d.allowed ?? ACCESS_OPS) : undefined,
   }));
 }
 
@@ -60,6 +62,10 @@ function paramGlobal(p: ParamInfo, d: ParamDecl): string {
     const rules = parseNameRules(d.default, p.name);
     const init = rules.map((r) => `\t{ .to = ${r.to}, .len = ${Buffer.byteLength(r.match)}, .match = ${cLiteral(Buffer.from(r.match))} },`);
     return `/* ${d.doc} */\nconst volatile struct policy_rule ${p.c}[POLICY_RULES_MAX]${rules.length ? ` = {\n${init.join('\n')}\n}` : ''};\nconst volatile __u32 ${p.c}_len = ${rules.length};`;
+  }
+  if (d.kind === 'ops') {
+    const ops = parseOps(d.default, p.name, d.allowed);
+    return `/* ${d.doc}: bit N for FUSE opcode N${ops.length ? ` (default ${ops.join(', ')})` : ''} */\nconst volatile __u64 ${p.c} = ${paramDefault(p.name, d)}ULL;`;
   }
   return `/* ${d.doc} */\nconst volatile __s64 ${p.c} = ${paramDefault(p.name, d)};`;
 }
@@ -90,6 +96,7 @@ function readData(t: Translator, def: import('typescript').ObjectLiteralExpressi
   }
   const decls = (params.value ?? {}) as Record<string, ParamDecl>;
   for (const [k, d] of Object.entries(decls)) {
+    if (!d || typeof d !== 'object') continue; // data() said what is wrong
     if (!/^[a-z][a-zA-Z0-9]*$/.test(k) || k === 'backings') {
       t.error(params.node, `params.${k}: a parameter is named in camelCase and is not "backings" (p.backings is the mount's)`);
       continue;
@@ -99,6 +106,9 @@ function readData(t: Translator, def: import('typescript').ObjectLiteralExpressi
         throw new Error('choices: a list of lower-case names');
       }
       if (typeof d.doc !== 'string') throw new Error('doc: say what it does, for --help');
+      if (d.kind === 'ops' && d.allowed !== undefined && (!Array.isArray(d.allowed) || !d.allowed.every((o) => (ACCESS_OPS as readonly string[]).includes(o)))) {
+        throw new Error(`allowed: a list of ${ACCESS_OPS.join(', ')}`);
+      }
       paramValue(k, d, undefined); // the default must be a value it accepts
     } catch (e) {
       t.error(params.node, `params.${k}: ${(e as Error).message}`);

@@ -11,6 +11,8 @@ export interface HookSignature {
   args: string[];
   /** The arguments that are strings: `const char *x, __s64 x_len` in C. */
   strings?: string[];
+  /** The arguments that are operations ('read', 'write', ...): a FUSE opcode in C. */
+  ops?: string[];
   /** The family's kernel runtime does not call it yet (only the daemon does): marked unused in the C. */
   daemonOnly?: boolean;
   returns: HookReturn;
@@ -44,6 +46,25 @@ export const FAMILIES: Record<string, Family> = {
     hooks: {
       // Names are the daemon's until the runtime serves them in BPF (issue 19).
       place: { c: 'policy_place', args: ['path'], strings: ['path'], returns: 'scalar', daemonOnly: true },
+    },
+  },
+  tiers: {
+    runtime: 'tiers.bpf.h',
+    hooks: {
+      promote: { c: 'policy_promote', args: ['size'], returns: 'scalar', daemonOnly: true },
+    },
+  },
+  access: {
+    runtime: 'access.bpf.h',
+    hooks: {
+      before: { c: 'policy_before', args: ['op'], ops: ['op'], returns: 'scalar' },
+      after: { c: 'policy_after', args: ['op', 'result'], ops: ['op'], returns: 'scalar' },
+    },
+  },
+  layers: {
+    runtime: 'layers.bpf.h',
+    hooks: {
+      hidden: { c: 'policy_hidden', args: ['name'], strings: ['name'], returns: 'scalar', daemonOnly: true },
     },
   },
 };

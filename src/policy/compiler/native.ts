@@ -8,8 +8,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CompiledPolicy } from './emit.ts';
-import { layoutHooks, placementHooks, replicaHooks } from '../runtime/functions.ts';
-import type { NameRule, PolicyValues } from '../lang/define.ts';
+import { accessHooks, layerHooks, layoutHooks, placementHooks, replicaHooks, tierHooks } from '../runtime/functions.ts';
+import { ACCESS_OPS, type AccessOp, type NameRule, type PolicyValues } from '../lang/define.ts';
+import { OPCODES, opsMask } from '../lang/params.ts';
 import { prng } from '../../testing/workload.ts';
 import { repoRoot } from '../../util/paths.ts';
 
@@ -42,6 +43,13 @@ const FAMILY_LOOPS: Record<string, string> = {
 \t\t} else {
 \t\t\tprintf("%lld\\n", (long long)policy_logical_end(a, b));
 \t\t}`),
+  access: NUMBER_LOOP(`\t\t(void)s;
+\t\tif (!strcmp(op, "before"))
+\t\t\tprintf("%lld\\n", (long long)policy_before(a));
+\t\telse
+\t\t\tprintf("%lld\\n", (long long)policy_after(a, b));`),
+  tiers: NUMBER_LOOP(`\t\t(void)s;
+\t\tprintf("%lld\\n", (long long)policy_promote(a));`),
   replicas: NUMBER_LOOP(`\t\t(void)s;
 \t\tprintf("%lld\\n", (long long)policy_read_from(a, b));`),
   placement: `\t(void)s;
@@ -49,6 +57,11 @@ const FAMILY_LOOPS: Record<string, string> = {
 \t(void)b;
 \twhile (scanf("%15s %4095s", op, path) == 2)
 \t\tprintf("%lld\\n", (long long)policy_place(path, strlen(path)));`,
+  layers: `\t(void)s;
+\t(void)a;
+\t(void)b;
+\twhile (scanf("%15s %4095s", op, path) == 2)
+\t\tprintf("%lld\\n", (long long)policy_hidden(path, strlen(path)));`,
 };
 
 /** Random relative paths made of the pieces a policy's rules and literals test, and others. */
@@ -90,6 +103,34 @@ function queries(family: string, js: string, name: string, ctx: Context, r: () =
       q.push(`place ${path}`);
       want.push(String(h.place(path, ctx)));
     }
+  } else if (family === 'access') {
+    const h = accessHooks({ name, family, js });
+    const results = [0, 1, 4096, 65536, -1, -5, -13, -28, -95];
+    for (let k = 0; k < samples * 3; k++) {
+      const op = ACCESS_OPS[Math.floor(r() * ACCESS_OPS.length)]!;
+      q.push(`before ${OPCODES[op]} 0`);
+      want.push(String(Number(h.before(op, ctx))));
+      const result = r() < 0.5 ? results[Math.floor(r() * results.length)]! : Math.floor(r() * (1 << 20));
+      q.push(`after ${OPCODES[op]} ${result}`);
+      want.push(String(Number(h.after(op, result, ctx))));
+    }
+  } else if (family === 'tiers') {
+    const h = tierHooks({ name, family, js });
+    const near = Object.values(ctx).filter((v): v is number => typeof v === 'number');
+    for (let k = 0; k < samples * 3; k++) {
+      const around = near[Math.floor(r() * near.length)] ?? 0;
+      const size = r() < 0.5 ? Math.max(0, around + Math.floor(r() * 9) - 4) : Math.floor(r() * 2 ** 40);
+      q.push(`promote ${size} 0`);
+      want.push(String(Number(h.promote(size, ctx))));
+    }
+  } else if (family === 'layers') {
+    const h = layerHooks({ name, family, js });
+    const pieces = ['a', '.wh.a', '.wh..wh..opq', '.wh', 'wh.', 'x.log', 'é', ...literals.flatMap((l) => [l, `${l}x`, `x${l}`, l.slice(0, -1)])];
+    for (let k = 0; k < samples * 3; k++) {
+      const n = `${pieces[Math.floor(r() * pieces.length)]!}${r() < 0.3 ? pieces[Math.floor(r() * pieces.length)]! : ''}`.replace(/[\s/]/g, '') || 'n';
+      q.push(`hidden ${n}`);
+      want.push(String(Number(h.hidden(n, ctx))));
+    }
   } else {
     const h = replicaHooks({ name, family, js });
     for (let k = 0; k < samples * 3; k++) {
@@ -104,8 +145,11 @@ function queries(family: string, js: string, name: string, ctx: Context, r: () =
 
 function harness(c: CompiledPolicy): string {
   const globals = c.params.map((p) => (p.rules ? `static struct policy_rule ${p.c}[POLICY_RULES_MAX];\nstatic __u32 ${p.c}_len;`
+    : p.ops ? `static volatile __u64 ${p.c};`
     : `${p.choices ? `enum { ${p.choices.map((x) => x.c).join(', ')} };\n` : ''}static volatile __s64 ${p.c};`)).join('\n');
-  const setters = c.params.map((p, i) => (p.rules ? `\t${p.c}_len = set_rules(${p.c}, argv[${i + 2}]);` : `\t${p.c} = strtoll(argv[${i + 2}], 0, 10);`)).join('\n');
+  const setters = c.params.map((p, i) => (p.rules ? `\t${p.c}_len = set_rules(${p.c}, argv[${i + 2}]);`
+    : p.ops ? `\t${p.c} = strtoull(argv[${i + 2}], 0, 10);` : `\t${p.c} = strtoll(argv[${i + 2}], 0, 10);`)).join('\n');
+  const opcodes = Object.entries(OPCODES).map(([op, n]) => `#define FUSE_OP_${op.toUpperCase()} ${n}`).join('\n');
   return `#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +164,7 @@ typedef int32_t __s32;
 #include "policy_math.h"
 #include "policy_str.h"
 struct policy_segment { __s64 backing, offset, length; };
+${opcodes}
 static volatile __u32 policy_backings;
 ${globals}
 ${c.functions}
@@ -175,6 +220,7 @@ export function nativeCheck(c: CompiledPolicy, contexts: Context[], samples = 40
       const arg = (p: CompiledPolicy['params'][number]) => {
         const v = ctx[p.name];
         if (p.rules) return (v as NameRule[]).map((x) => `${x.match}=${x.to}`).join(',') || 'none';
+        if (p.ops) return String(opsMask(v as AccessOp[]));
         return String(p.choices ? p.choices.findIndex((x) => x.value === v) : v);
       };
       const args = [String(ctx.backings), ...c.params.map(arg)];

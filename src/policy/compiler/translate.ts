@@ -13,6 +13,7 @@
 import { createRequire } from 'node:module';
 import type * as TS from 'typescript';
 import type { HookSignature } from './hooks.ts';
+import { ACCESS_OPS, errno } from '../lang/define.ts';
 
 export interface CompileDiagnostic {
   file: string;
@@ -43,6 +44,8 @@ export interface ParamInfo {
   choices?: { value: string; c: string }[];
   /** A rules parameter: an array of struct policy_rule, and its length in `${c}_len`. */
   rules?: boolean;
+  /** An operations parameter: a bit mask of FUSE opcodes, asked with p.x.includes(op). */
+  ops?: readonly string[];
 }
 
 export interface FoundFunction {
@@ -126,7 +129,7 @@ export class Translator {
    */
   data(e: TS.Expression, what: string): unknown {
     const bad = (n: TS.Node) => {
-      this.error(n, `${what}: write it with literal values (strings, numbers, objects, arrays, param.size/int/choice/rules({...})), so fuse-kfunc can read it without running the module`);
+      this.error(n, `${what}: write it with literal values (strings, numbers, objects, arrays, param.size/int/choice/rules/ops({...})), so fuse-kfunc can read it without running the module`);
       return undefined;
     };
     if (ts.isParenthesizedExpression(e) || ts.isAsExpression(e) || ts.isSatisfiesExpression(e)) return this.data(e.expression, what);
@@ -145,7 +148,7 @@ export class Translator {
       return o;
     }
     if (ts.isCallExpression(e) && ts.isPropertyAccessExpression(e.expression) && ts.isIdentifier(e.expression.expression) &&
-      e.expression.expression.text === 'param' && ['size', 'int', 'choice', 'rules'].includes(e.expression.name.text) && e.arguments.length === 1) {
+      e.expression.expression.text === 'param' && ['size', 'int', 'choice', 'rules', 'ops'].includes(e.expression.name.text) && e.arguments.length === 1) {
       const o = this.data(e.arguments[0]!, what);
       return o && typeof o === 'object' ? { kind: e.expression.name.text, ...o } : undefined;
     }
@@ -207,6 +210,8 @@ interface Local {
   string?: boolean;
   /** The variable of a for-of over a rules parameter: the index into it, and the parameter. */
   rule?: ParamInfo;
+  /** An operation argument: a FUSE opcode, compared with the operations' names. */
+  op?: boolean;
 }
 
 /** A string operand in C: a pointer and a length in bytes. */
@@ -281,7 +286,7 @@ class FunctionTranslator {
       }
       if (p.initializer || p.dotDotDotToken) this.t.error(p, `${this.what}: parameters take no default values or rest syntax`);
       if (i === n) this.ctxName = p.name.text;
-      else if (i < n) cArgs[i] = this.declare(p, p.name.text, !this.isStringArg(i), { string: this.isStringArg(i) });
+      else if (i < n) cArgs[i] = this.declare(p, p.name.text, !this.isStringArg(i) && !this.isOpArg(i), { string: this.isStringArg(i), op: this.isOpArg(i) });
     });
     for (let i = 0; i < n; i++) cArgs[i] ??= `${this.sig.args[i]}_unused`;
     const cParams = cArgs.map((a, i) => (this.isStringArg(i) ? `const char *${a}, __s64 ${a}_len` : `__s64 ${a}`));
@@ -303,6 +308,26 @@ class FunctionTranslator {
     }
     this.out.push('}');
     return this.out.join('\n');
+  }
+
+  private isOpArg(i: number): boolean {
+    return !!this.sig.ops?.includes(this.sig.args[i]!);
+  }
+
+  /** The C constant of an operation's name written in place ('write' -> FUSE_OP_WRITE). */
+  private opConstant(e: TS.Expression): string {
+    const x = skipParens(e);
+    if (!ts.isStringLiteral(x) || !(ACCESS_OPS as readonly string[]).includes(x.text)) {
+      this.t.error(e, `an operation is one of ${ACCESS_OPS.map((o) => `'${o}'`).join(', ')}`);
+      return '0';
+    }
+    return `FUSE_OP_${x.text.toUpperCase()}`;
+  }
+
+  /** Whether `e` is an operation argument. */
+  private isOp(e: TS.Expression): boolean {
+    const x = skipParens(e);
+    return ts.isIdentifier(x) && !!this.lookup(x.text)?.op;
   }
 
   private isStringArg(i: number): boolean {
@@ -487,6 +512,14 @@ class FunctionTranslator {
     this.scopes.pop();
   }
 
+  /** The operations parameter `e` reads (p.deny), if it is one. */
+  private opsParam(e: TS.Expression): ParamInfo | undefined {
+    const x = skipParens(e);
+    if (!ts.isPropertyAccessExpression(x) || !ts.isIdentifier(x.expression) || x.expression.text !== this.ctxName) return undefined;
+    const p = this.t.params.find((q) => q.name === x.name.text);
+    return p?.ops ? p : undefined;
+  }
+
   /** The rules parameter `e` reads (p.rules), if it is one. */
   private rulesParam(e: TS.Expression): ParamInfo | undefined {
     const x = skipParens(e);
@@ -657,7 +690,7 @@ class FunctionTranslator {
     }
     if (ts.isBinaryExpression(e)) return this.binary(e);
     if (ts.isStringLiteral(e) || ts.isNoSubstitutionTemplateLiteral(e)) {
-      this.t.error(e, 'a string is only compared: with a choice parameter (p.mode === \'fast\') or tested against a path (path.endsWith(\'.log\'))');
+      this.t.error(e, 'a string is only compared: with a choice parameter (p.mode === \'fast\'), an operation (op === \'write\') or tested against a path (path.endsWith(\'.log\'))');
       return '0';
     }
     this.t.error(e, `this expression is outside the policy subset (${SUBSET})`);
@@ -675,6 +708,11 @@ class FunctionTranslator {
   }
 
   private property(e: TS.PropertyAccessExpression): string {
+    if (ts.isIdentifier(e.expression) && e.expression.text === 'errno' && !this.lookup('errno')) {
+      const v = (errno as Record<string, number>)[e.name.text];
+      if (v === undefined) this.t.error(e.name, `errno has no ${e.name.text} (it has ${Object.keys(errno).join(', ')})`);
+      return v === undefined ? '0' : `${v} /* ${e.name.text} */`;
+    }
     if (ts.isIdentifier(e.expression) && this.lookup(e.expression.text)?.rule) {
       const l = this.lookup(e.expression.text)!;
       if (e.name.text === 'to') return `(__s64)${l.rule!.c}[${l.c}].to`;
@@ -693,6 +731,7 @@ class FunctionTranslator {
       if (p) {
         if (p.choices) this.t.error(e, `${name} is a choice: compare it with one of its names (${this.ctxName}.${name} === '${p.choices[0]!.value}')`);
         if (p.rules) this.t.error(e, `${name} is a list of rules: walk it with for (const r of ${this.ctxName}.${name})`);
+        if (p.ops) this.t.error(e, `${name} is a set of operations: ask it ${this.ctxName}.${name}.includes(op)`);
         return p.c;
       }
       this.t.error(e.name, `the policy has no parameter "${name}" (it has ${[...this.t.params.map((q) => q.name), 'backings'].join(', ')})`);
@@ -720,6 +759,16 @@ class FunctionTranslator {
       }
       const args = e.arguments.map((a) => this.expr(a));
       return args.slice(1).reduce((acc, a) => `policy_${math}(${acc}, ${a})`, args[0]!);
+    }
+    if (ts.isPropertyAccessExpression(callee) && callee.name.text === 'includes') {
+      const ops = this.opsParam(callee.expression);
+      if (ops && e.arguments.length === 1) {
+        const arg = e.arguments[0]!;
+        const op = this.isOp(arg) ? this.expr(arg) : this.opConstant(arg);
+        return `policy_op_in(${ops.c}, ${op})`;
+      }
+      this.t.error(e, `includes asks an operations parameter about one operation: ${this.ctxName ?? 'p'}.deny.includes(op)`);
+      return '0';
     }
     if (ts.isPropertyAccessExpression(callee) && (callee.name.text === 'startsWith' || callee.name.text === 'endsWith')) {
       const subject = this.str(callee.expression);
@@ -751,6 +800,10 @@ class FunctionTranslator {
           return '0';
         }
         return `${choice.c} ${c} ${this.choiceConstant(str, choice)}`;
+      }
+      if (this.isOp(e.left) || this.isOp(e.right)) {
+        const [opSide, other] = this.isOp(e.left) ? [e.left, e.right] : [e.right, e.left];
+        return `${this.expr(opSide)} ${c} ${this.opConstant(other)}`;
       }
       const ls = this.str(e.left);
       const rs = this.str(e.right);

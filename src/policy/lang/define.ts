@@ -60,13 +60,32 @@ export interface RulesParam {
   default: string;
 }
 
-export type ParamDecl = SizeParam | IntParam | ChoiceParam | RulesParam;
+/**
+ * The operations an access policy sees (the access runtime serves them for open files),
+ * each a FUSE opcode in the C.
+ */
+export const ACCESS_OPS = ['read', 'write', 'getattr', 'fsync', 'flush', 'fallocate', 'lseek', 'getxattr', 'listxattr'] as const;
+export type AccessOp = (typeof ACCESS_OPS)[number];
+
+/**
+ * A set of operations, written `write,fallocate` (or 'none') on the command line; the
+ * functions ask `p.deny.includes(op)`. A bit mask of FUSE opcodes in the C.
+ */
+export interface OpsParam {
+  kind: 'ops';
+  doc: string;
+  /** The operations it may hold (default: every one of ACCESS_OPS). */
+  allowed?: readonly AccessOp[];
+  default: string;
+}
+
+export type ParamDecl = SizeParam | IntParam | ChoiceParam | RulesParam | OpsParam;
 
 /** The value a declared parameter has inside the policy's functions. */
-export type ParamValue<D> = D extends ChoiceParam<infer C> ? C : D extends RulesParam ? readonly NameRule[] : number;
+export type ParamValue<D> = D extends ChoiceParam<infer C> ? C : D extends RulesParam ? readonly NameRule[] : D extends OpsParam ? readonly AccessOp[] : number;
 
 /** Parameter values as the runtimes hold them (every kind), with `backings`. */
-export type PolicyValues = Record<string, number | string | readonly NameRule[]> & { readonly backings: number };
+export type PolicyValues = Record<string, number | string | readonly NameRule[] | readonly AccessOp[]> & { readonly backings: number };
 
 /**
  * What every decision function receives last: the parameters as set for this mount, and
@@ -118,6 +137,49 @@ export interface PlacementHooks<Ctx> {
   place(path: string, p: Ctx): number;
 }
 
+/**
+ * Layers: backing 0 is the writable upper directory, the others read-only lowers, highest
+ * first, merged by overlayfs's rules (the runtime's: copy-up on write, whiteouts `.wh.NAME`
+ * for removed lower names, opaque directories).
+ */
+export interface LayerHooks<Ctx> {
+  /**
+   * Whether a name (one path component) is never listed through the mount nor made there.
+   * Whiteouts (`.wh.` names) always are, whatever this says.
+   */
+  hidden(name: string, p: Ctx): boolean;
+}
+
+/**
+ * Tiers: backing 0 is the slow tier and holds every file, backing 1 the fast tier, a cache
+ * of some of them (the runtime's rules: READ from the fast copy when there is one, WRITE
+ * through to both, so the slow tier is always complete).
+ */
+export interface TierHooks<Ctx> {
+  /** Whether a cold file of `size` bytes is copied to the fast tier at its first open. */
+  promote(size: number, p: Ctx): boolean;
+}
+
+/**
+ * Access: one backing file per FUSE file (the mount's one backing directory, served as it
+ * is); around each operation on an open file, a check before it and one after it, as
+ * fuse-bpf's pre- and post-filters. Both answer 0 to let it be, or an errno
+ * (`errno.EPERM`) to fail the operation with.
+ */
+export interface AccessHooks<Ctx> {
+  /** Before `op` runs: 0 lets it run, an errno refuses it (nothing is done). */
+  before(op: AccessOp, p: Ctx): number;
+  /** After `op` ran with `result` (bytes moved, 0, or -errno): 0 keeps it, an errno replaces it. */
+  after(op: AccessOp, result: number, p: Ctx): number;
+}
+
+/** Error numbers a policy function returns by name (`return errno.EPERM`). */
+export const errno = Object.freeze({
+  EPERM: 1, ENOENT: 2, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EBUSY: 16, EEXIST: 17, EXDEV: 18,
+  ENOTDIR: 20, EISDIR: 21, EINVAL: 22, EFBIG: 27, ENOSPC: 28, EROFS: 30, ENAMETOOLONG: 36, ENOSYS: 38,
+  ENOTEMPTY: 39, ENODATA: 61, EOPNOTSUPP: 95, EDQUOT: 122,
+});
+
 export interface PolicyDefinition<P extends Record<string, ParamDecl> = Record<string, ParamDecl>> {
   /** A C identifier: names the program, its struct_ops and its cache entry. */
   name: string;
@@ -129,6 +191,9 @@ export interface PolicyDefinition<P extends Record<string, ParamDecl> = Record<s
   layout?: LayoutHooks<PolicyContext<P>>;
   replicas?: ReplicaHooks<PolicyContext<P>>;
   placement?: PlacementHooks<PolicyContext<P>>;
+  layers?: LayerHooks<PolicyContext<P>>;
+  tiers?: TierHooks<PolicyContext<P>>;
+  access?: AccessHooks<PolicyContext<P>>;
 }
 
 /** A defined policy: the definition and the file it was defined in (the compiler reads it). */
@@ -165,4 +230,5 @@ export const param = {
   int: (o: Omit<IntParam, 'kind'>): IntParam => ({ kind: 'int', ...o }),
   choice: <const C extends string>(o: Omit<ChoiceParam<C>, 'kind'>): ChoiceParam<C> => ({ kind: 'choice', ...o }),
   rules: (o: Omit<RulesParam, 'kind'>): RulesParam => ({ kind: 'rules', ...o }),
+  ops: (o: Omit<OpsParam, 'kind'>): OpsParam => ({ kind: 'ops', ...o }),
 };

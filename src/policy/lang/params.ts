@@ -2,7 +2,7 @@
 // against their declarations (a bad value is one clear error naming the parameter and what
 // it accepts), and turned into the context the functions see and the globals the loader
 // sets in the program before load.
-import type { NameRule, ParamDecl, PolicyValues } from './define.ts';
+import { ACCESS_OPS, type AccessOp, type NameRule, type ParamDecl, type PolicyValues } from './define.ts';
 import { PolicyError, parseSize } from '../spec.ts';
 
 /** camelCase -> snake_case, for C names. */
@@ -71,19 +71,44 @@ export function encodeRules(rules: readonly NameRule[]): number[] {
   return [...b];
 }
 
+/** FUSE opcodes of the access operations (include/uapi/linux/fuse.h), for the C's bit masks. */
+export const OPCODES: Record<AccessOp, number> = {
+  getattr: 3, read: 15, write: 16, fsync: 20, getxattr: 22, listxattr: 23, flush: 25, fallocate: 43, lseek: 46,
+};
+
+/** "write,fallocate" (or 'none') -> operations, each one the declaration allows. */
+export function parseOps(v: string | readonly string[], what: string, allowed: readonly string[] = ACCESS_OPS): AccessOp[] {
+  const list = typeof v !== 'string' ? [...v] : v.trim() === '' || v.trim() === 'none' ? [] : v.split(',').map((x) => x.trim().toLowerCase());
+  for (const op of list) {
+    if (!allowed.includes(op)) throw new PolicyError(`${what}: "${op}" is not one of ${allowed.join(', ')}`);
+  }
+  return [...new Set(list)] as AccessOp[];
+}
+
+/** Operations as the C's bit mask: bit N for FUSE opcode N. */
+export function opsMask(ops: readonly AccessOp[]): number {
+  return ops.reduce((m, op) => m + 2 ** OPCODES[op], 0);
+}
+
 /** The default as the number the C global starts with (a rules parameter: how many). */
 export function paramDefault(name: string, d: ParamDecl): number {
   if (d.kind === 'choice') return d.choices.indexOf(d.default);
   if (d.kind === 'rules') return parseNameRules(d.default, flagName(name)).length;
+  if (d.kind === 'ops') return opsMask(parseOps(d.default, flagName(name), d.allowed));
   return d.kind === 'size' ? sizeOf(d.default, flagName(name)) : d.default;
 }
 
 /** One value checked against its declaration: a number (sizes, ints), a choice's name, rules. */
-export function paramValue(name: string, d: ParamDecl, given: string | number | readonly NameRule[] | undefined, backings?: number): number | string | NameRule[] {
+export function paramValue(name: string, d: ParamDecl, given: string | number | readonly NameRule[] | readonly string[] | undefined, backings?: number): number | string | NameRule[] | AccessOp[] {
   const what = flagName(name);
+  if (d.kind === 'ops') {
+    if (typeof given === 'number' || (Array.isArray(given) && given.some((x) => typeof x !== 'string'))) throw new PolicyError(`${what}: ${JSON.stringify(given)} is not a list of operations (e.g. write,fallocate)`);
+    return parseOps((given ?? d.default) as string | string[], what, d.allowed);
+  }
   if (d.kind === 'rules') {
     if (typeof given === 'number') throw new PolicyError(`${what}: ${given} is not PATTERN=INDEX,... (e.g. .log=1,logs/=2)`);
-    return parseNameRules(given ?? d.default, what, backings);
+    if (Array.isArray(given) && given.some((x) => typeof x !== 'object')) throw new PolicyError(`${what}: a list of { match, to } rules`);
+    return parseNameRules((given ?? d.default) as string | NameRule[], what, backings);
   }
   if (Array.isArray(given)) throw new PolicyError(`${what}: a list is not a ${d.kind}`);
   if (given !== undefined && typeof given !== 'string' && typeof given !== 'number') throw new PolicyError(`${what}: ${String(given)} is not a ${d.kind}`);
@@ -123,7 +148,7 @@ export interface ResolvedParams {
  * The values of every parameter for a mount over `backings` directories, from what the user
  * gave (missing ones take their defaults; unknown ones are an error naming the known ones).
  */
-export function resolveParams(policy: { name: string; backings: { min: number; max: number }; params: Record<string, ParamDecl> }, given: Record<string, string | number | readonly NameRule[] | undefined>, backings: number, attrTimeout: number): ResolvedParams {
+export function resolveParams(policy: { name: string; backings: { min: number; max: number }; params: Record<string, ParamDecl> }, given: Record<string, string | number | readonly NameRule[] | readonly string[] | undefined>, backings: number, attrTimeout: number): ResolvedParams {
   for (const [k, v] of Object.entries(given)) {
     if (v !== undefined && !Object.hasOwn(policy.params, k)) {
       const known = Object.keys(policy.params).map(flagName);
@@ -134,7 +159,7 @@ export function resolveParams(policy: { name: string; backings: { min: number; m
   if (!Number.isInteger(backings) || backings < min || backings > max) {
     throw new PolicyError(`${policy.name} needs ${min === max ? min : `${min}..${max}`} backing director${max === 1 ? 'y' : 'ies'}, got ${backings}`);
   }
-  const context: Record<string, number | string | NameRule[]> = { backings };
+  const context: Record<string, number | string | NameRule[] | AccessOp[]> = { backings };
   const globals: Record<string, number | number[]> = { policy_backings: backings, policy_attr_timeout: attrTimeout };
   for (const [name, d] of Object.entries(policy.params)) {
     const v = paramValue(name, d, given[name], backings);
@@ -143,7 +168,8 @@ export function resolveParams(policy: { name: string; backings: { min: number; m
     if (d.kind === 'rules') {
       globals[c] = encodeRules(v as NameRule[]);
       globals[`${c}_len`] = (v as NameRule[]).length;
-    } else globals[c] = d.kind === 'choice' ? d.choices.indexOf(v as string) : (v as number);
+    } else if (d.kind === 'ops') globals[c] = opsMask(v as AccessOp[]);
+    else globals[c] = d.kind === 'choice' ? d.choices.indexOf(v as string) : (v as number);
   }
   return { context: context as PolicyValues, globals };
 }

@@ -2,12 +2,13 @@
 // module's own source (types stripped), evaluated once per mount. The compiler has checked
 // that they read nothing but their arguments, their locals and Math, so evaluating them here
 // gives exactly the functions the module defines.
-import type { LayoutHooks, PlacementHooks, PolicyValues as Context, ReplicaHooks } from '../lang/define.ts';
+import { errno, type AccessHooks, type LayerHooks, type LayoutHooks, type PlacementHooks, type TierHooks, type PolicyValues as Context, type ReplicaHooks } from '../lang/define.ts';
 
 function evaluate(js: string, what: string): Record<string, unknown> {
   let o: unknown;
   try {
-    o = new Function(`"use strict";\nreturn ${js};`)();
+    // The one name a policy function reads besides its arguments and Math: errno.EPERM, ...
+    o = new Function('errno', `"use strict";\nreturn ${js};`)(errno);
   } catch (e) {
     throw new Error(`${what}: the compiled functions do not evaluate (${(e as Error).message}): a bug in fuse-kfunc's compiler`);
   }
@@ -34,4 +35,16 @@ export function replicaHooks(m: { name: string; family: string; js: string }): R
 
 export function placementHooks(m: { name: string; family: string; js: string }): PlacementHooks<Context> {
   return hooks(m, 'placement', ['place']) as unknown as PlacementHooks<Context>;
+}
+
+export function layerHooks(m: { name: string; family: string; js: string }): LayerHooks<Context> {
+  return hooks(m, 'layers', ['hidden']) as unknown as LayerHooks<Context>;
+}
+
+export function tierHooks(m: { name: string; family: string; js: string }): TierHooks<Context> {
+  return hooks(m, 'tiers', ['promote']) as unknown as TierHooks<Context>;
+}
+
+export function accessHooks(m: { name: string; family: string; js: string }): AccessHooks<Context> {
+  return hooks(m, 'access', ['before', 'after']) as unknown as AccessHooks<Context>;
 }

@@ -16,7 +16,7 @@ import { BodyReader, MKDIR_IN, Op, RENAME2_IN, RENAME_IN, type Request } from '.
 import { Errno, type Handler, type HandlerResult, type Session } from '../../fuse/session.ts';
 import * as libc from '../../fuse/libc.ts';
 import type { BackingSink } from '../fanout.ts';
-import { PlacedDaemon } from '../placed.ts';
+import { PlacedDaemon } from './placed.ts';
 import type { PlacementHooks, PolicyValues } from '../lang/define.ts';
 
 export interface PlacementOptions {

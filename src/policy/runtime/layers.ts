@@ -1,4 +1,4 @@
-// The union policy, daemon side: backing 0 is the writable upper directory, backings
+// The userspace runtime of layered policies (union): backing 0 is the writable upper directory, backings
 // 1..n-1 are read-only lowers, highest first. A name is the topmost layer's; a directory is
 // the merge of the layers that have it. Nothing in a lower directory is ever modified:
 //
@@ -12,25 +12,32 @@
 //   does without redirect_dir.
 //
 // Paths resolve through the layers (PtContext.resolver), so the passthrough handlers serve
-// lookups, attributes and opens unchanged. The program (generated/union.ts) serves the data
-// path of open files from the one backing file the daemon publishes, at its layer's index.
+// lookups, attributes and opens unchanged. The program (bpf/runtime/layers.bpf.h) serves the
+// data path of open files from the one backing file the daemon publishes, at its layer's
+// index. The policy's hidden() says which names are never listed nor made (whiteouts are).
 import fs from 'node:fs';
 import fsp, { type FileHandle } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { BodyReader, CREATE_IN, LINK_IN, MKDIR_IN, MKNOD_IN, OPEN_IN, Op, RENAME2_IN, RENAME_IN, type Request } from '../fuse/protocol.ts';
-import { Errno, type Handler, type HandlerResult, type Session } from '../fuse/session.ts';
-import * as libc from '../fuse/libc.ts';
-import type { BackingSink, OpenFile } from './fanout.ts';
+import { BodyReader, CREATE_IN, LINK_IN, MKDIR_IN, MKNOD_IN, OPEN_IN, Op, RENAME2_IN, RENAME_IN, type Request } from '../../fuse/protocol.ts';
+import { Errno, type Handler, type HandlerResult, type Session } from '../../fuse/session.ts';
+import * as libc from '../../fuse/libc.ts';
+import type { BackingSink, OpenFile } from '../fanout.ts';
 import { PlacedDaemon } from './placed.ts';
+import type { LayerHooks, PolicyValues } from '../lang/define.ts';
 
 export const UPPER = 0;
 export const WHITEOUT = '.wh.';
 export const OPAQUE = '.wh..wh..opq';
 
 export interface UnionOptions {
+  /** The policy's name (messages, counters). */
+  name: string;
   /** [upper, lower1, ...]; upper must be the mount's backing directory. */
   backings: string[];
+  /** Its layer functions (functions.ts), called with `context`. */
+  hooks: LayerHooks<PolicyValues>;
+  context: PolicyValues;
   sink?: BackingSink;
 }
 
@@ -43,8 +50,13 @@ export class UnionDaemon extends PlacedDaemon {
   copyUps = 0;
   whiteouts = 0;
 
-  constructor(opts: UnionOptions) {
-    super({ backings: opts.backings, sink: opts.sink }, 'union');
+  constructor(private readonly u: UnionOptions) {
+    super({ backings: u.backings, sink: u.sink }, u.name);
+  }
+
+  /** Names never listed nor made: whiteouts, and what the policy's hidden() says. */
+  private hidden(name: string): boolean {
+    return name.startsWith(WHITEOUT) || !!this.u.hooks.hidden(name, this.u.context);
   }
 
   private lstat(layer: number, rel: string): fs.Stats | undefined {
@@ -119,7 +131,7 @@ export class UnionDaemon extends PlacedDaemon {
       const here = await fsp.readdir(this.backingPath(layer, rel));
       const wh = here.filter((n) => n.startsWith(WHITEOUT)).map((n) => n.slice(WHITEOUT.length));
       for (const n of here) {
-        if (n.startsWith(WHITEOUT) || seen.has(n) || hidden.has(n)) continue;
+        if (this.hidden(n) || seen.has(n) || hidden.has(n)) continue;
         seen.add(n);
         names.push(n);
       }
@@ -185,7 +197,7 @@ export class UnionDaemon extends PlacedDaemon {
    *  whether a whiteout hides lower entries of that name; it stays until the new entry is
    *  made (then dropWhiteout()), so the name never resolves to a lower layer in between. */
   private prepareNew(rel: string): boolean {
-    if (basename(rel).startsWith(WHITEOUT)) throw new Errno('EPERM', `union: names starting with ${WHITEOUT} are reserved`);
+    if (this.hidden(basename(rel))) throw new Errno('EPERM', `${this.u.name}: ${basename(rel)} is a reserved name${basename(rel).startsWith(WHITEOUT) ? ` (names starting with ${WHITEOUT} are whiteouts)` : ''}`);
     this.ensureUpperDir(parentOf(rel));
     return this.hasWhiteout(UPPER, rel);
   }

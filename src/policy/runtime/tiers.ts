@@ -1,10 +1,11 @@
-// The tier policy, daemon side: backing 0 is the slow tier and holds every file (the
-// namespace), backing 1 the fast tier, a cache of some of them under the same names.
+// The userspace runtime of tiered policies (tier; the twin of bpf/runtime/tiers.bpf.h):
+// backing 0 is the slow tier and holds every file (the namespace), backing 1 the fast
+// tier, a cache of some of them under the same names.
 //
 // At a file's first open the daemon decides where its bytes are read from: a fresh copy on
-// the fast tier is used as it is; a cold file up to promoteMax bytes is copied up first
+// the fast tier is used as it is; a cold file the policy's promote() takes is copied up first
 // (the population "through the daemon"); anything else is read from the slow tier. The
-// program (generated/tier.ts) then reads from the fast copy when there is one and writes
+// program (bpf/runtime/tiers.bpf.h) then reads from the fast copy when there is one and writes
 // through to both, so the slow tier is always complete. A READ or WRITE that reaches the
 // daemon is served the same way: a daemon-only mount is the reference.
 //
@@ -14,17 +15,21 @@
 import fsp, { type FileHandle } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import { dirname } from 'node:path';
-import { FanOutDaemon, type Backings, type BackingSink, type OpenFile } from './fanout.ts';
-import { zeroBacking, type BackingCounts } from '../sdk/contract.ts';
+import { FanOutDaemon, type Backings, type BackingSink, type OpenFile } from '../fanout.ts';
+import { zeroBacking, type BackingCounts } from '../../sdk/contract.ts';
+import type { PolicyValues, TierHooks } from '../lang/define.ts';
 
 export const SLOW = 0;
 export const FAST = 1;
 
 export interface TierOptions {
+  /** The policy's name (messages, counters). */
+  name: string;
   /** [slow, fast]; slow must be the mount's backing directory. */
   backings: string[];
-  /** Largest cold file copied to the fast tier at its first open (0: never). */
-  promoteMax: number;
+  /** Its tier functions (functions.ts), called with `context`. */
+  hooks: TierHooks<PolicyValues>;
+  context: PolicyValues;
   sink?: BackingSink;
 }
 
@@ -38,8 +43,8 @@ export class TierDaemon extends FanOutDaemon {
   protected readonly othersBestEffort = true;
 
   constructor(private readonly t: TierOptions) {
-    super({ backings: t.backings, sink: t.sink }, 'tier', 2);
-    if (t.backings.length !== 2) throw new Error(`tier: two backing directories (slow, fast), got ${t.backings.length}`);
+    super({ backings: t.backings, sink: t.sink }, t.name, 2);
+    if (t.backings.length !== 2) throw new Error(`${t.name}: two backing directories (slow, fast), got ${t.backings.length}`);
   }
 
   /** The fast copy when the file has one: fds are [slow] or [slow, fast]. */
@@ -118,7 +123,7 @@ export class TierDaemon extends FanOutDaemon {
     const copy = await fsp.stat(fast).catch(() => undefined);
     const fresh = copy?.isFile() && copy.size === st.size && copy.mtimeMs >= st.mtimeMs;
     if (!fresh) {
-      if (st.size > this.t.promoteMax) {
+      if (!this.t.hooks.promote(st.size, this.t.context)) {
         // Too big to copy up: a stale copy must not be read later, so it goes.
         if (copy) await fsp.rm(fast, { force: true, recursive: copy.isDirectory() });
         return [];

@@ -4,8 +4,8 @@
 // file, counted per directory as the program counts them.
 import fsp, { type FileHandle } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
-import { FanOutDaemon, type Backings, type BackingSink, type OpenFile } from './fanout.ts';
-import { zeroBacking, type BackingCounts } from '../sdk/contract.ts';
+import { FanOutDaemon, type Backings, type BackingSink, type OpenFile } from '../fanout.ts';
+import { zeroBacking, type BackingCounts } from '../../sdk/contract.ts';
 
 export abstract class PlacedDaemon extends FanOutDaemon {
   /** READ/WRITE served by the daemon, per backing directory. */
