@@ -3,8 +3,8 @@
 // policies), checking a module (checkPolicy) and the errors each can throw.
 export { definePolicy, param, errno, ACCESS_OPS } from './policy/lang/define.ts';
 export type {
-  Policy, PolicyDefinition, PolicyContext, PolicyValues, Segment, ParamDecl, SizeParam, IntParam, ChoiceParam, RulesParam, OpsParam, NameRule, AccessOp,
-  LayoutHooks, ReplicaHooks, PlacementHooks, LayerHooks, TierHooks, AccessHooks,
+  Policy, PolicyDefinition, PolicyContext, PolicyValues, Segment, ParamDecl, SizeParam, IntParam, ChoiceParam, RulesParam, OpsParam, StringParam, NameRule, AccessOp,
+  LayoutHooks, ReplicaHooks, PlacementHooks, LayerHooks, TierHooks, AccessHooks, SpreadHooks,
 } from './policy/lang/define.ts';
 export { mount, MountError } from './sdk/mount.ts';
 export type { MountOptions, MountHandle, MountMode } from './sdk/mount.ts';

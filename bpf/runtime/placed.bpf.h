@@ -17,12 +17,7 @@
 /* The backing directory the open file lives in: the one index with an id */
 static __always_inline __s64 family_home(struct policy_node *n)
 {
-	__s64 i;
-
-	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++)
-		if (node_backing(n, i))
-			return i;
-	return -1;
+	return node_first(n);
 }
 
 static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,

@@ -121,6 +121,17 @@ static __always_inline __u32 node_backing(struct policy_node *n, __s64 i)
 
 _Static_assert(FUSE_KFUNC_MAX_BACKINGS == 4, "node_backing() chooses among 4 ids");
 
+/* The first index of @n with a backing id, or -1 */
+static __always_inline __s64 node_first(struct policy_node *n)
+{
+	__s64 i;
+
+	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++)
+		if (node_backing(n, i))
+			return i;
+	return -1;
+}
+
 static __always_inline struct bpf_file __kptr **node_slot(struct policy_node *n,
 							   __s64 i)
 {

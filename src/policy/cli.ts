@@ -22,7 +22,7 @@ export const POLICY_HELP = `Usage: fuse-kfunc policy list
        fuse-kfunc policy show NAME|FILE [--backings N] [PARAMS]
        fuse-kfunc policy compile NAME|FILE [--backings N] [PARAMS] [-o FILE]
        fuse-kfunc policy check FILE
-       fuse-kfunc policy test FILE [--backings N] [PARAMS] [--seed S] [--ops N] [--unit BYTES]
+       fuse-kfunc policy test FILE [--backings N] [PARAMS] [--seed S] [--ops N] [--unit BYTES] [--exts .log,...]
        fuse-kfunc policy new NAME [DIR]
 
 A policy is a BPF program plus the daemon that serves, the same way, what the program sends
@@ -142,6 +142,8 @@ async function policyTest(file: string, params: Record<string, string>, backings
   const seed = num('seed', 1);
   const ops = num('ops', 90);
   const unit = num('unit', 4096);
+  const exts = params.exts === undefined ? undefined : params.exts.split(',').map((x) => x.trim()).filter(Boolean);
+  delete params.exts;
   if (!kernelHasHook() || process.getuid?.() !== 0) {
     // Boot the VM and run this same command there.
     if (/^\/(tmp|run|var\/tmp)\//.test(file)) throw new UsageError(`${file} is under a directory the VM has its own of (/tmp, /run, /var/tmp): move the module elsewhere`);
@@ -150,7 +152,7 @@ async function policyTest(file: string, params: Record<string, string>, backings
     return r.status ?? 1;
   }
   const values = paramsFromFlags(params);
-  const o = { backings: backings ?? compiledModule(file).definition.backings.min, params: values, seed, ops, unit };
+  const o = { backings: backings ?? compiledModule(file).definition.backings.min, params: values, seed, ops, unit, exts };
   try {
     const r = await differentialTest(file, o);
     process.stdout.write(formatDiff(file, o, r));

@@ -18,6 +18,8 @@ export interface DiffOptions {
   ops: number;
   /** The size offsets and lengths are drawn around (default 4096). */
   unit: number;
+  /** Name endings the workload draws from besides none (['.log']: some files end in .log). */
+  exts?: string[];
   buildDir?: string;
 }
 
@@ -44,7 +46,7 @@ async function side(file: string, o: DiffOptions, userspace: boolean, work: stri
   const h = await mount({ backings, mountpoint: mnt, policy: file, params: o.params as Record<string, string | number>, userspace, buildDir: o.buildDir, timeout: 0 });
   let res: WorkloadResult;
   try {
-    res = runWorkload(mnt, { seed: o.seed, ops: o.ops, unit: o.unit, direct: true, flush: () => writeFileSync('/proc/sys/vm/drop_caches', '3') });
+    res = runWorkload(mnt, { seed: o.seed, ops: o.ops, unit: o.unit, direct: true, exts: o.exts?.length ? ['', ...o.exts] : undefined, flush: () => writeFileSync('/proc/sys/vm/drop_caches', '3') });
   } catch (e) {
     await h.close();
     throw e;

@@ -16,9 +16,10 @@ import type { Link } from '../bpf/object.ts';
 import { VerifierError } from '../bpf/errors.ts';
 import { ReplicasDaemon } from '../policy/runtime/replicas.ts';
 import { LayoutDaemon } from '../policy/runtime/layout.ts';
-import { accessHooks, layerHooks, layoutHooks, placementHooks, replicaHooks, tierHooks } from '../policy/runtime/functions.ts';
+import { accessHooks, layerHooks, layoutHooks, placementHooks, replicaHooks, spreadHooks, tierHooks } from '../policy/runtime/functions.ts';
 import { TierDaemon } from '../policy/runtime/tiers.ts';
 import { PlacementDaemon } from '../policy/runtime/placement.ts';
+import { SpreadDaemon } from '../policy/runtime/spread.ts';
 import { UnionDaemon } from '../policy/runtime/layers.ts';
 import { accessDaemon } from '../policy/runtime/access.ts';
 import type { PolicySpec } from '../policy/spec.ts';
@@ -177,6 +178,7 @@ async function main(cfg: ServeConfig): Promise<void> {
       : m?.family === 'replicas' ? new ReplicasDaemon({ name: m.name, replicas: cfg.backings, hooks: replicaHooks(m), context: m.context, sink })
       : m?.family === 'tiers' ? new TierDaemon({ name: m.name, backings: cfg.backings, hooks: tierHooks(m), context: m.context, sink })
       : m?.family === 'placement' ? new PlacementDaemon({ name: m.name, backings: cfg.backings, hooks: placementHooks(m), context: m.context, sink })
+      : m?.family === 'spread' ? new SpreadDaemon({ name: m.name, backings: cfg.backings, hooks: spreadHooks(m), context: m.context, sink })
       : m?.family === 'layers' ? new UnionDaemon({ name: m.name, backings: cfg.backings, hooks: layerHooks(m), context: m.context, sink })
       : undefined;
     if (!d) throw new Error(`no daemon for ${m ? `the ${m.family} family` : `the ${policy} policy`}: mount() passes a module for several backing directories`);

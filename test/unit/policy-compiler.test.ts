@@ -180,7 +180,7 @@ test('string tests: startsWith/endsWith/=== on the path against literals and rul
   };
   bad('      return path.length > 3 ? 1 : 0;', 9, /path is a string: a policy tests it with startsWith, endsWith or ===/);
   bad("      return path.includes('x') ? 1 : 0;", 9, /on strings, startsWith and endsWith/);
-  bad('      return path.startsWith(path) ? 1 : 0;', 9, /compares with a string written here or a rule's pattern/);
+  bad('      return path.startsWith(path) ? 1 : 0;', 9, /compares with a string written here, a rule's pattern \(r.match\) or a string parameter/);
   bad("      return path === 3 ? 1 : 0;", 9, /a string is compared with a string/);
   bad('      return path + 1;', 9, /path is a string: test it/);
   bad('      for (const r of [1, 2]) { return r; }\n      return 0;', 9, /for-of walks a rules parameter/);
@@ -259,4 +259,19 @@ test('the TypeScript lines of a verifier log: the last three distinct ones walke
   const log = ['; x = 1 @ /a/m.ts:10', '1: (b7) r1 = 1', '; y @ /a/m.ts:12', '; z @ policy_math.h:4', '; w @ /a/m.ts:11', '; y @ /a/m.ts:12', '; v @ /a/m.ts:13', 'BPF program is too large'].join('\n');
   t.deepEqual(tsLines(log), ['/a/m.ts:11', '/a/m.ts:12', '/a/m.ts:13']);
   t.deepEqual(tsLines('no lines'), []);
+});
+
+test('a spread module (the docs\' example): string parameters and a creation cursor, the C answering as the TypeScript does', (t) => {
+  const c = compilePolicy(join(repoRoot(), 'test/guest/fixtures/by-extension.ts'));
+  t.is(c.family, 'spread');
+  t.regex(c.source, /const volatile char param_shared\[POLICY_MATCH_MAX\] = "shared\/";\nconst volatile __u32 param_shared_len = 7;/);
+  t.regex(c.functions, /if \(policy_str_prefix\(path, path_len, \(const char \*\)param_shared, param_shared_len\)\) \{\n\t\treturn \(policy_shl\(1, policy_backings\)\) - 1;/);
+  t.regex(c.functions, /return policy_shl\(1, policy_mod\(turn, policy_backings\)\);/);
+  const globals = resolveParams(c.definition, { rules: '.log=2', shared: 'd0/' }, 3, 1).globals;
+  t.deepEqual((globals.param_shared as number[]).slice(0, 4), [...Buffer.from('d0/')].concat(0));
+  t.is(globals.param_shared_len, 3);
+  t.throws(() => resolveParams(c.definition, { shared: 'x'.repeat(57) }, 3, 1), { message: /--shared: "x+" has more than 56 bytes/ });
+  const r = nativeCheck(c, [{ backings: 3, rules: [{ match: '.log', to: 1 }], shared: 'shared/' }, { backings: 4, rules: [{ match: '.c', to: 3 }], shared: 'd0/' }, { backings: 2, rules: [], shared: '' }]);
+  t.true(r.calls >= 3000);
+  t.deepEqual(r.mismatches, []);
 });

@@ -50,6 +50,7 @@ export function paramInfos(params: Record<string, ParamDecl>): ParamInfo[] {
     choices: d.kind === 'choice' ? d.choices.map((v) => ({ value: v, c: `${snake(name)}_${v}`.toUpperCase().replace(/[^A-Z0-9_]/g, '_') })) : undefined,
     rules: d.kind === 'rules' || undefined,
     ops: d.kind === 'ops' ? (d.allowed ?? ACCESS_OPS) : undefined,
+    string: d.kind === 'string' || undefined,
   }));
 }
 
@@ -62,6 +63,9 @@ function paramGlobal(p: ParamInfo, d: ParamDecl): string {
     const rules = parseNameRules(d.default, p.name);
     const init = rules.map((r) => `\t{ .to = ${r.to}, .len = ${Buffer.byteLength(r.match)}, .match = ${cLiteral(Buffer.from(r.match))} },`);
     return `/* ${d.doc} */\nconst volatile struct policy_rule ${p.c}[POLICY_RULES_MAX]${rules.length ? ` = {\n${init.join('\n')}\n}` : ''};\nconst volatile __u32 ${p.c}_len = ${rules.length};`;
+  }
+  if (d.kind === 'string') {
+    return `/* ${d.doc} */\nconst volatile char ${p.c}[POLICY_MATCH_MAX] = ${cLiteral(Buffer.from(d.default))};\nconst volatile __u32 ${p.c}_len = ${Buffer.byteLength(d.default)};`;
   }
   if (d.kind === 'ops') {
     const ops = parseOps(d.default, p.name, d.allowed);

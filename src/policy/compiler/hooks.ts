@@ -61,6 +61,12 @@ export const FAMILIES: Record<string, Family> = {
       after: { c: 'policy_after', args: ['op', 'result'], ops: ['op'], returns: 'scalar' },
     },
   },
+  spread: {
+    runtime: 'spread.bpf.h',
+    hooks: {
+      create: { c: 'policy_create', args: ['path', 'turn'], strings: ['path'], returns: 'scalar', daemonOnly: true },
+    },
+  },
   layers: {
     runtime: 'layers.bpf.h',
     hooks: {

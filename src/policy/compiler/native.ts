@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CompiledPolicy } from './emit.ts';
-import { accessHooks, layerHooks, layoutHooks, placementHooks, replicaHooks, tierHooks } from '../runtime/functions.ts';
+import { accessHooks, layerHooks, layoutHooks, placementHooks, replicaHooks, spreadHooks, tierHooks } from '../runtime/functions.ts';
 import { ACCESS_OPS, type AccessOp, type NameRule, type PolicyValues } from '../lang/define.ts';
 import { OPCODES, opsMask } from '../lang/params.ts';
 import { prng } from '../../testing/workload.ts';
@@ -57,6 +57,10 @@ const FAMILY_LOOPS: Record<string, string> = {
 \t(void)b;
 \twhile (scanf("%15s %4095s", op, path) == 2)
 \t\tprintf("%lld\\n", (long long)policy_place(path, strlen(path)));`,
+  spread: `\t(void)s;
+\t(void)b;
+\twhile (scanf("%15s %4095s %lld", op, path, &a) == 3)
+\t\tprintf("%lld\\n", (long long)policy_create(path, strlen(path), a));`,
   layers: `\t(void)s;
 \t(void)a;
 \t(void)b;
@@ -103,6 +107,20 @@ function queries(family: string, js: string, name: string, ctx: Context, r: () =
       q.push(`place ${path}`);
       want.push(String(h.place(path, ctx)));
     }
+  } else if (family === 'spread') {
+    const h = spreadHooks({ name, family, js });
+    const pieces = ['a', 'b.txt', 'x.log', 'shared', 'logs', 'd0', 'f.c', '.hidden', 'é.log'];
+    for (const v of Object.values(ctx)) {
+      if (typeof v === 'string') pieces.push(v, v.replace(/\/$/, ''), `${v}x`);
+      if (Array.isArray(v)) for (const rule of v as NameRule[]) if (typeof rule === 'object') pieces.push(rule.match, `n${rule.match}`);
+    }
+    for (const lit of literals) pieces.push(lit, `a${lit}`);
+    for (let k = 0; k < samples * 3; k++) {
+      const path = randomPath(r, pieces.filter((x) => x && !/\s/.test(x)));
+      const turn = r() < 0.8 ? Math.floor(r() * 64) : Math.floor(r() * 2 ** 40);
+      q.push(`create ${path} ${turn}`);
+      want.push(String(h.create(path, turn, ctx)));
+    }
   } else if (family === 'access') {
     const h = accessHooks({ name, family, js });
     const results = [0, 1, 4096, 65536, -1, -5, -13, -28, -95];
@@ -146,9 +164,11 @@ function queries(family: string, js: string, name: string, ctx: Context, r: () =
 function harness(c: CompiledPolicy): string {
   const globals = c.params.map((p) => (p.rules ? `static struct policy_rule ${p.c}[POLICY_RULES_MAX];\nstatic __u32 ${p.c}_len;`
     : p.ops ? `static volatile __u64 ${p.c};`
+    : p.string ? `static char ${p.c}[POLICY_MATCH_MAX];\nstatic __u32 ${p.c}_len;`
     : `${p.choices ? `enum { ${p.choices.map((x) => x.c).join(', ')} };\n` : ''}static volatile __s64 ${p.c};`)).join('\n');
   const setters = c.params.map((p, i) => (p.rules ? `\t${p.c}_len = set_rules(${p.c}, argv[${i + 2}]);`
-    : p.ops ? `\t${p.c} = strtoull(argv[${i + 2}], 0, 10);` : `\t${p.c} = strtoll(argv[${i + 2}], 0, 10);`)).join('\n');
+    : p.ops ? `\t${p.c} = strtoull(argv[${i + 2}], 0, 10);`
+    : p.string ? `\t${p.c}_len = strlen(argv[${i + 2}]);\n\tmemcpy(${p.c}, argv[${i + 2}], ${p.c}_len);` : `\t${p.c} = strtoll(argv[${i + 2}], 0, 10);`)).join('\n');
   const opcodes = Object.entries(OPCODES).map(([op, n]) => `#define FUSE_OP_${op.toUpperCase()} ${n}`).join('\n');
   return `#include <stdint.h>
 #include <stdio.h>

@@ -46,6 +46,8 @@ export interface ParamInfo {
   rules?: boolean;
   /** An operations parameter: a bit mask of FUSE opcodes, asked with p.x.includes(op). */
   ops?: readonly string[];
+  /** A string parameter: bytes in `${c}`, their length in `${c}_len`. */
+  string?: boolean;
 }
 
 export interface FoundFunction {
@@ -129,7 +131,7 @@ export class Translator {
    */
   data(e: TS.Expression, what: string): unknown {
     const bad = (n: TS.Node) => {
-      this.error(n, `${what}: write it with literal values (strings, numbers, objects, arrays, param.size/int/choice/rules/ops({...})), so fuse-kfunc can read it without running the module`);
+      this.error(n, `${what}: write it with literal values (strings, numbers, objects, arrays, param.size/int/choice/rules/ops/string({...})), so fuse-kfunc can read it without running the module`);
       return undefined;
     };
     if (ts.isParenthesizedExpression(e) || ts.isAsExpression(e) || ts.isSatisfiesExpression(e)) return this.data(e.expression, what);
@@ -148,7 +150,7 @@ export class Translator {
       return o;
     }
     if (ts.isCallExpression(e) && ts.isPropertyAccessExpression(e.expression) && ts.isIdentifier(e.expression.expression) &&
-      e.expression.expression.text === 'param' && ['size', 'int', 'choice', 'rules', 'ops'].includes(e.expression.name.text) && e.arguments.length === 1) {
+      e.expression.expression.text === 'param' && ['size', 'int', 'choice', 'rules', 'ops', 'string'].includes(e.expression.name.text) && e.arguments.length === 1) {
       const o = this.data(e.arguments[0]!, what);
       return o && typeof o === 'object' ? { kind: e.expression.name.text, ...o } : undefined;
     }
@@ -541,6 +543,10 @@ class FunctionTranslator {
       const l = this.lookup(x.text);
       return l?.string ? { ptr: l.c, len: `${l.c}_len` } : undefined;
     }
+    if (ts.isPropertyAccessExpression(x) && ts.isIdentifier(x.expression) && x.expression.text === this.ctxName && !this.lookup(this.ctxName)) {
+      const p = this.t.params.find((q) => q.name === x.name.text);
+      if (p?.string) return { ptr: `(const char *)${p.c}`, len: `${p.c}_len` };
+    }
     if (ts.isPropertyAccessExpression(x) && ts.isIdentifier(x.expression) && x.name.text === 'match') {
       const l = this.lookup(x.expression.text);
       if (l?.rule) return { ptr: `(const char *)${l.rule.c}[${l.c}].match`, len: `${l.rule.c}[${l.c}].len` };
@@ -553,7 +559,7 @@ class FunctionTranslator {
     const x = skipParens(e);
     const s = this.str(x);
     if (!s || (ts.isIdentifier(x))) {
-      this.t.error(e, `${what} compares with a string written here or a rule's pattern (r.match): '.log', 'logs/', r.match`);
+      this.t.error(e, `${what} compares with a string written here, a rule's pattern (r.match) or a string parameter: '.log', 'logs/', r.match, p.dir`);
       return { ptr: '""', len: '0' };
     }
     return s;
@@ -732,6 +738,7 @@ class FunctionTranslator {
         if (p.choices) this.t.error(e, `${name} is a choice: compare it with one of its names (${this.ctxName}.${name} === '${p.choices[0]!.value}')`);
         if (p.rules) this.t.error(e, `${name} is a list of rules: walk it with for (const r of ${this.ctxName}.${name})`);
         if (p.ops) this.t.error(e, `${name} is a set of operations: ask it ${this.ctxName}.${name}.includes(op)`);
+        if (p.string) this.t.error(e, `${name} is a string: test a path with it (path.startsWith(${this.ctxName}.${name}))`);
         return p.c;
       }
       this.t.error(e.name, `the policy has no parameter "${name}" (it has ${[...this.t.params.map((q) => q.name), 'backings'].join(', ')})`);
@@ -767,13 +774,14 @@ class FunctionTranslator {
         const op = this.isOp(arg) ? this.expr(arg) : this.opConstant(arg);
         return `policy_op_in(${ops.c}, ${op})`;
       }
-      this.t.error(e, `includes asks an operations parameter about one operation: ${this.ctxName ?? 'p'}.deny.includes(op)`);
+      this.t.error(e, this.str(callee.expression) ? 'a string is tested with startsWith, endsWith or ===: includes is not in the subset (on strings, startsWith and endsWith)'
+        : `includes asks an operations parameter about one operation: ${this.ctxName ?? 'p'}.deny.includes(op)`);
       return '0';
     }
     if (ts.isPropertyAccessExpression(callee) && (callee.name.text === 'startsWith' || callee.name.text === 'endsWith')) {
       const subject = this.str(callee.expression);
       if (!subject) {
-        this.t.error(callee.expression, `${callee.name.text} tests a string: a path argument or a rule's pattern (r.match)`);
+        this.t.error(callee.expression, `${callee.name.text} tests a string: a path argument, a rule's pattern (r.match) or a string parameter`);
         return '0';
       }
       if (e.arguments.length !== 1) {

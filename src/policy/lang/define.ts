@@ -79,10 +79,20 @@ export interface OpsParam {
   default: string;
 }
 
-export type ParamDecl = SizeParam | IntParam | ChoiceParam | RulesParam | OpsParam;
+/**
+ * A short string (at most 56 bytes), e.g. a directory prefix; the functions test paths with
+ * it (`path.startsWith(p.shared)`).
+ */
+export interface StringParam {
+  kind: 'string';
+  doc: string;
+  default: string;
+}
+
+export type ParamDecl = SizeParam | IntParam | ChoiceParam | RulesParam | OpsParam | StringParam;
 
 /** The value a declared parameter has inside the policy's functions. */
-export type ParamValue<D> = D extends ChoiceParam<infer C> ? C : D extends RulesParam ? readonly NameRule[] : D extends OpsParam ? readonly AccessOp[] : number;
+export type ParamValue<D> = D extends ChoiceParam<infer C> ? C : D extends RulesParam ? readonly NameRule[] : D extends OpsParam ? readonly AccessOp[] : D extends StringParam ? string : number;
 
 /** Parameter values as the runtimes hold them (every kind), with `backings`. */
 export type PolicyValues = Record<string, number | string | readonly NameRule[] | readonly AccessOp[]> & { readonly backings: number };
@@ -180,6 +190,20 @@ export const errno = Object.freeze({
   ENOTEMPTY: 39, ENODATA: 61, EOPNOTSUPP: 95, EDQUOT: 122,
 });
 
+/**
+ * Spread: each file lives on a set of backing directories chosen when it is made (one:
+ * placed; several: replicas of each other), and stays there; directories live in all of
+ * them. Unlike placement, where a file lives is found, not computed, so the choice may
+ * depend on the order of creations (round-robin).
+ */
+export interface SpreadHooks<Ctx> {
+  /**
+   * The backing directories a new file at `path` is made on, as a bit mask (bit i: backing
+   * i; at least one). `turn` counts the mount's creations (0 first).
+   */
+  create(path: string, turn: number, p: Ctx): number;
+}
+
 export interface PolicyDefinition<P extends Record<string, ParamDecl> = Record<string, ParamDecl>> {
   /** A C identifier: names the program, its struct_ops and its cache entry. */
   name: string;
@@ -194,6 +218,7 @@ export interface PolicyDefinition<P extends Record<string, ParamDecl> = Record<s
   layers?: LayerHooks<PolicyContext<P>>;
   tiers?: TierHooks<PolicyContext<P>>;
   access?: AccessHooks<PolicyContext<P>>;
+  spread?: SpreadHooks<PolicyContext<P>>;
 }
 
 /** A defined policy: the definition and the file it was defined in (the compiler reads it). */
@@ -231,4 +256,5 @@ export const param = {
   choice: <const C extends string>(o: Omit<ChoiceParam<C>, 'kind'>): ChoiceParam<C> => ({ kind: 'choice', ...o }),
   rules: (o: Omit<RulesParam, 'kind'>): RulesParam => ({ kind: 'rules', ...o }),
   ops: (o: Omit<OpsParam, 'kind'>): OpsParam => ({ kind: 'ops', ...o }),
+  string: (o: Omit<StringParam, 'kind'>): StringParam => ({ kind: 'string', ...o }),
 };

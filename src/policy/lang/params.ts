@@ -95,6 +95,7 @@ export function paramDefault(name: string, d: ParamDecl): number {
   if (d.kind === 'choice') return d.choices.indexOf(d.default);
   if (d.kind === 'rules') return parseNameRules(d.default, flagName(name)).length;
   if (d.kind === 'ops') return opsMask(parseOps(d.default, flagName(name), d.allowed));
+  if (d.kind === 'string') return Buffer.byteLength(d.default);
   return d.kind === 'size' ? sizeOf(d.default, flagName(name)) : d.default;
 }
 
@@ -111,6 +112,12 @@ export function paramValue(name: string, d: ParamDecl, given: string | number | 
     return parseNameRules((given ?? d.default) as string | NameRule[], what, backings);
   }
   if (Array.isArray(given)) throw new PolicyError(`${what}: a list is not a ${d.kind}`);
+  if (d.kind === 'string') {
+    const v = String(given ?? d.default);
+    if (Buffer.byteLength(v) > MATCH_MAX) throw new PolicyError(`${what}: "${v}" has more than ${MATCH_MAX} bytes`);
+    if (v.includes('\0')) throw new PolicyError(`${what}: a string without NUL bytes`);
+    return v;
+  }
   if (given !== undefined && typeof given !== 'string' && typeof given !== 'number') throw new PolicyError(`${what}: ${String(given)} is not a ${d.kind}`);
   if (d.kind === 'choice') {
     const v = String(given ?? d.default);
@@ -169,6 +176,12 @@ export function resolveParams(policy: { name: string; backings: { min: number; m
       globals[c] = encodeRules(v as NameRule[]);
       globals[`${c}_len`] = (v as NameRule[]).length;
     } else if (d.kind === 'ops') globals[c] = opsMask(v as AccessOp[]);
+    else if (d.kind === 'string') {
+      const bytes = Buffer.alloc(MATCH_MAX);
+      Buffer.from(v as string).copy(bytes);
+      globals[c] = [...bytes];
+      globals[`${c}_len`] = Buffer.byteLength(v as string);
+    }
     else globals[c] = d.kind === 'choice' ? d.choices.indexOf(v as string) : (v as number);
   }
   return { context: context as PolicyValues, globals };

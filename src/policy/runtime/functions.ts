@@ -2,7 +2,7 @@
 // module's own source (types stripped), evaluated once per mount. The compiler has checked
 // that they read nothing but their arguments, their locals and Math, so evaluating them here
 // gives exactly the functions the module defines.
-import { errno, type AccessHooks, type LayerHooks, type LayoutHooks, type PlacementHooks, type TierHooks, type PolicyValues as Context, type ReplicaHooks } from '../lang/define.ts';
+import { errno, type AccessHooks, type LayerHooks, type LayoutHooks, type PlacementHooks, type TierHooks, type PolicyValues as Context, type ReplicaHooks, type SpreadHooks } from '../lang/define.ts';
 
 function evaluate(js: string, what: string): Record<string, unknown> {
   let o: unknown;
@@ -47,4 +47,8 @@ export function tierHooks(m: { name: string; family: string; js: string }): Tier
 
 export function accessHooks(m: { name: string; family: string; js: string }): AccessHooks<Context> {
   return hooks(m, 'access', ['before', 'after']) as unknown as AccessHooks<Context>;
+}
+
+export function spreadHooks(m: { name: string; family: string; js: string }): SpreadHooks<Context> {
+  return hooks(m, 'spread', ['create']) as unknown as SpreadHooks<Context>;
 }

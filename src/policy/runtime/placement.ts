@@ -29,57 +29,36 @@ export interface PlacementOptions {
   sink?: BackingSink;
 }
 
-export class PlacementDaemon extends PlacedDaemon {
+/**
+ * Names over several backing directories where every directory lives in all of them and a
+ * file where the subclass says (homeOf): the directory operations, the resolution of paths
+ * and the merged listings. The subclass renames files and decides whether a directory
+ * rename would move files.
+ */
+export abstract class DirsEverywhereDaemon extends PlacedDaemon {
   /** Names being made or moved as directories: they resolve to backing 0. */
-  private readonly asDir = new Set<string>();
+  protected readonly asDir = new Set<string>();
 
-  constructor(private readonly r: PlacementOptions) {
-    super({ backings: r.backings, sink: r.sink }, r.name);
-  }
+  /** The backing directory whose copy of the non-directory `rel` counts (its attributes). */
+  protected abstract homeOf(rel: string): number;
+  /** Whether a listing of backing `i` shows the non-directory `child` (each name once). */
+  protected abstract listedIn(child: string, i: number): boolean;
+  /** Whether renaming directory `from` to `to` would move files between backings (EXDEV). */
+  abstract movesFiles(from: string, to: string): Promise<boolean>;
+  /** RENAME of a non-directory (`orig` renames the copy `resolve` finds). */
+  protected abstract renameFile(orig: Handler, req: Request, from: string, to: string, flags: number): Promise<HandlerResult>;
 
-  /** The backing directory a non-directory at `rel` lives in: the policy's place(). */
-  route(rel: string): number {
-    const i = this.r.hooks.place(rel, this.r.context);
-    if (!(Number.isInteger(i) && i >= 0 && i < this.opts.backings.length)) {
-      throw new Errno('EIO', `${this.r.name}: place(${JSON.stringify(rel)}) gave backing ${i}, not one of 0..${this.opts.backings.length - 1}`);
-    }
-    return i;
-  }
-
-  /**
-   * Whether renaming directory `from` to `to` would change where a file under it lives:
-   * place() asked for every file the directory holds, in every backing directory.
-   */
-  async movesFiles(from: string, to: string): Promise<boolean> {
-    for (let i = 0; i < this.opts.backings.length; i++) {
-      const stack = [''];
-      while (stack.length) {
-        const sub = stack.pop()!;
-        const dir = sub === '' ? from : `${from}/${sub}`;
-        const ents = await fsp.readdir(this.backingPath(i, dir), { withFileTypes: true }).catch(() => []);
-        for (const d of ents) {
-          const rel = sub === '' ? d.name : `${sub}/${d.name}`;
-          if (d.isDirectory()) stack.push(rel);
-          else if (this.route(`${from}/${rel}`) !== this.route(`${to}/${rel}`)) return true;
-        }
-      }
-    }
-    return false;
-  }
-
-  private isDir(abs: string): boolean {
+  protected isDir(abs: string): boolean {
     return fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory() ?? false;
   }
 
-  private resolve = (rel: string): string => {
+  protected resolve = (rel: string): string => {
     const home = this.backingPath(0, rel);
-    if (rel === '') return home;
-    const i = this.route(rel);
-    if (i === 0 || this.asDir.has(rel) || this.isDir(home)) return home;
-    return this.backingPath(i, rel);
+    if (rel === '' || this.asDir.has(rel) || this.isDir(home)) return home;
+    return this.backingPath(this.homeOf(rel), rel);
   };
 
-  /** Backing 0's directories and its own files, and each other backing's own files. */
+  /** Backing 0's directories, and each backing's files its subclass lists there. */
   private list = async (rel: string): Promise<string[]> => {
     const names: string[] = [];
     for (let i = 0; i < this.opts.backings.length; i++) {
@@ -89,21 +68,21 @@ export class PlacementDaemon extends PlacedDaemon {
       });
       for (const d of ents) {
         const child = rel === '' ? d.name : `${rel}/${d.name}`;
-        if (d.isDirectory() ? i === 0 : this.route(child) === i) names.push(d.name);
+        if (d.isDirectory() ? i === 0 : this.listedIn(child, i)) names.push(d.name);
       }
     }
     return names;
   };
 
   protected placeOf(rel: string): number {
-    return this.route(rel);
+    return this.homeOf(rel);
   }
 
   protected installMore(s: Session): void {
     this.c.resolver = this.resolve;
     this.c.lister = this.list;
     const c = this.c;
-    const body = (req: Request) => new BodyReader(req.body, this.r.name);
+    const body = (req: Request) => new BodyReader(req.body, this.policy);
     const wrap = (op: number, f: (orig: Handler, req: Request) => Promise<HandlerResult>) => {
       const orig = s.handler(op)!;
       s.on(op, (req) => f(orig, req));
@@ -154,14 +133,9 @@ export class PlacementDaemon extends PlacedDaemon {
       const a = two ? b.struct(RENAME2_IN) : { ...b.struct(RENAME_IN), flags: 0 };
       const from = c.child(req.nodeid, b.cstring()).rel;
       const to = c.child(Number(a.newdir), b.cstring()).rel;
-      if (!this.isDir(this.backingPath(0, from))) {
-        if ((a.flags & libc.RENAME_EXCHANGE) && (this.isDir(this.backingPath(0, to)) || this.route(from) !== this.route(to))) {
-          throw new Errno('EXDEV', `${this.r.name}: exchanging names that live in different backing directories`);
-        }
-        return orig(req, body(req)); // rename(2) from the file's backing to the new name's
-      }
-      if (a.flags & libc.RENAME_EXCHANGE) throw new Errno('EXDEV', `${this.r.name}: exchanging directories is not supported`);
-      if (await this.movesFiles(from, to)) throw new Errno('EXDEV', `${this.r.name}: renaming ${from} to ${to} would move files between backing directories`);
+      if (!this.isDir(this.backingPath(0, from))) return this.renameFile(orig, req, from, to, a.flags);
+      if (a.flags & libc.RENAME_EXCHANGE) throw new Errno('EXDEV', `${this.policy}: exchanging directories is not supported`);
+      if (await this.movesFiles(from, to)) throw new Errno('EXDEV', `${this.policy}: renaming ${from} to ${to} would move files between backing directories`);
       // Replacing a directory: empty in the merged view, not just in backing 0.
       for (let i = 1; i < this.opts.backings.length && this.isDir(this.backingPath(0, to)); i++) {
         if ((await fsp.readdir(this.backingPath(i, to)).catch(() => [])).length) throw new Errno('ENOTEMPTY');
@@ -176,5 +150,61 @@ export class PlacementDaemon extends PlacedDaemon {
     };
     wrap(Op.RENAME, rename(false));
     wrap(Op.RENAME2, rename(true));
+    this.installFiles(s, wrap, body);
+  }
+
+  /** More handlers of the subclass, wrapped after the directory ones. */
+  protected installFiles(_s: Session, _wrap: (op: number, f: (orig: Handler, req: Request) => Promise<HandlerResult>) => void, _body: (req: Request) => BodyReader): void {}
+}
+
+export class PlacementDaemon extends DirsEverywhereDaemon {
+  constructor(private readonly r: PlacementOptions) {
+    super({ backings: r.backings, sink: r.sink }, r.name);
+  }
+
+  protected homeOf(rel: string): number {
+    return this.route(rel);
+  }
+
+  protected listedIn(child: string, i: number): boolean {
+    return this.route(child) === i;
+  }
+
+  /** rename(2) from the file's backing to the new name's: a change of place moves it. */
+  protected async renameFile(orig: Handler, req: Request, from: string, to: string, flags: number): Promise<HandlerResult> {
+    if ((flags & libc.RENAME_EXCHANGE) && (this.isDir(this.backingPath(0, to)) || this.route(from) !== this.route(to))) {
+      throw new Errno('EXDEV', `${this.r.name}: exchanging names that live in different backing directories`);
+    }
+    return orig(req, new BodyReader(req.body, this.r.name));
+  }
+
+  /** The backing directory a non-directory at `rel` lives in: the policy's place(). */
+  route(rel: string): number {
+    const i = this.r.hooks.place(rel, this.r.context);
+    if (!(Number.isInteger(i) && i >= 0 && i < this.opts.backings.length)) {
+      throw new Errno('EIO', `${this.r.name}: place(${JSON.stringify(rel)}) gave backing ${i}, not one of 0..${this.opts.backings.length - 1}`);
+    }
+    return i;
+  }
+
+  /**
+   * Whether renaming directory `from` to `to` would change where a file under it lives:
+   * place() asked for every file the directory holds, in every backing directory.
+   */
+  async movesFiles(from: string, to: string): Promise<boolean> {
+    for (let i = 0; i < this.opts.backings.length; i++) {
+      const stack = [''];
+      while (stack.length) {
+        const sub = stack.pop()!;
+        const dir = sub === '' ? from : `${from}/${sub}`;
+        const ents = await fsp.readdir(this.backingPath(i, dir), { withFileTypes: true }).catch(() => []);
+        for (const d of ents) {
+          const rel = sub === '' ? d.name : `${sub}/${d.name}`;
+          if (d.isDirectory()) stack.push(rel);
+          else if (this.route(`${from}/${rel}`) !== this.route(`${to}/${rel}`)) return true;
+        }
+      }
+    }
+    return false;
   }
 }
