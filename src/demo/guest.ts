@@ -1,12 +1,13 @@
-// `fuse-kfunc demo --in-guest`: the mirror policy end to end inside the VM. Compiles
-// bpf/examples/mirror.bpf.c against the booted kernel, mounts two replicas with mount()
-// (the daemon keeps them in step, the program attached), runs the workload, checks that the mount and
+// `fuse-kfunc demo --in-guest`: the mirror policy end to end inside the VM. Mounts two
+// replicas with mount() and the mirror policy (its module compiled to BPF against the
+// booted kernel and attached; its daemon keeps the names in step), runs the workload, checks that the mount and
 // both replicas equal a reference directory, prints what was served where, detaches,
 // shows the daemon taking over with the same semantics, and unmounts.
 import { existsSync, mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compileBpf, vmlinuxHeader } from '../policy/compile.ts';
-import { mount, MountError, type MountHandle } from '../sdk/mount.ts';
+import { vmlinuxHeader } from '../policy/compile.ts';
+import { makePolicy } from '../policy/spec.ts';
+import { mount, MountError, preparePolicy, type MountHandle } from '../sdk/mount.ts';
 import type { MountStats, PerBacking } from '../sdk/stats.ts';
 import { keyLogLines } from '../bpf/errors.ts';
 import { fmtDuration } from '../util/progress.ts';
@@ -60,13 +61,14 @@ export async function demoInGuest(repo: string): Promise<number> {
 
   out(`mirror demo: ${replicas.length} replicas under ${work}, mounted at ${dirs.mnt}`);
   checkKernel(buildDir, build);
-  const obj = await step('compile bpf/examples/mirror.bpf.c (clang-19)', () =>
-    compileBpf({ source: join(repo, 'bpf/examples/mirror.bpf.c'), outDir: build, buildDir, repo }));
+  const policy = makePolicy('mirror', { read: 'round-robin' }, replicas.length);
+  const prog = await step('compile the mirror policy (src/policy/builtin/mirror.ts -> BPF C -> clang-19)', () => preparePolicy(policy, buildDir));
+  out(`    C: ${prog.source}`);
 
   let m: MountHandle;
   try {
     m = await step('mount, load the program (verifier), attach it to the connection', () =>
-      mount({ backings: replicas, mountpoint: dirs.mnt, program: obj, buildDir }));
+      mount({ backings: replicas, mountpoint: dirs.mnt, policy, buildDir }));
   } catch (e) {
     if (e instanceof MountError && e.log) {
       throw new Error(`${e.message}\nverifier log (last lines):\n  ${keyLogLines(e.log, 20).join('\n  ')}`);

@@ -9,8 +9,8 @@ import { demoInGuest } from './guest.ts';
 export const DEMO_HELP = `Usage: fuse-kfunc demo [--kernel PATH] [--timeout SEC] [--accel tcg|kvm]
 
 The mirror policy end to end: builds (or reuses) the patched kernel, boots it, and in the
-guest compiles bpf/examples/mirror.bpf.c with clang-19, mounts two replica directories
-through the TypeScript mirror daemon with the program attached, writes and reads files
+guest mounts two replica directories with the mirror policy (src/policy/builtin/mirror.ts,
+compiled to BPF with clang-19 and attached; its daemon half in TypeScript), writes and reads files
 (4 KiB to 3 MiB) with shell tools, checks that the mount and both replicas hold the same
 bytes as a reference directory, prints per opcode what the kernel served and what went to
 the daemon and per replica the reads and writes, detaches (the daemon takes over with the

@@ -17,12 +17,13 @@ import { policyModule } from './builtin/index.ts';
 import { compilePolicy, type CompiledPolicy } from './compiler/emit.ts';
 import { resolveParams, type ResolvedParams } from './lang/params.ts';
 import type { GlobalValues } from '../bpf/globals.ts';
+import type { NameRule } from './lang/define.ts';
 
 /** A policy module mounted with these parameter values over `backings` directories. */
 export interface ModulePolicy {
   /** The module's file. */
   module: string;
-  params: Record<string, string | number | undefined>;
+  params: Record<string, string | number | readonly NameRule[] | readonly string[] | undefined>;
   backings: number;
   attrTimeout: number;
 }

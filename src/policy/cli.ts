@@ -6,7 +6,8 @@ import { UsageError } from '../cli/args.ts';
 import { cachePaths } from '../util/paths.ts';
 import { buildPolicy, compiledModule, generatePolicy, policyGlobals, type AnyPolicy } from './build.ts';
 import { CompileError } from './compile.ts';
-import { POLICIES, PolicyError, makePolicy } from './spec.ts';
+import { PolicyError, builtinPolicies, makePolicy } from './spec.ts';
+import { BUILTINS } from './builtin/index.ts';
 import { PolicyCompileError } from './compiler/translate.ts';
 import { isPolicyFile } from '../sdk/args.ts';
 import { checkPolicy, formatCheck, kernelHasHook } from './check.ts';
@@ -18,7 +19,7 @@ import { spawnSync } from 'node:child_process';
 import { repoRoot } from '../util/paths.ts';
 import { formatGlobal } from '../bpf/globals.ts';
 
-export const POLICY_HELP = `Usage: fuse-kfunc policy list
+export const policyHelp = () => `Usage: fuse-kfunc policy list
        fuse-kfunc policy show NAME|FILE [--backings N] [PARAMS]
        fuse-kfunc policy compile NAME|FILE [--backings N] [PARAMS] [-o FILE]
        fuse-kfunc policy check FILE
@@ -45,11 +46,11 @@ functions fuse-kfunc compiles to BPF C and runs in the daemon as they are (docs/
 policy's smallest). Mount one with \`fuse-kfunc mount B1 B2 MNT --policy NAME|FILE [PARAMS]\`.
 
 Policies:
-${Object.entries(POLICIES).map(([n, p]) => `  ${n}: ${p.summary}\n${p.params.map((q) => `    --${q.name} ${q.value}  ${q.doc} (default ${q.default})`).join('\n')}`).join('\n')}`;
+${builtinPolicies().map((p) => `  ${p.name}: ${p.summary}\n${p.params.map((q) => `    --${q.name} ${q.value}  ${q.doc} (default ${q.default})`).join('\n')}`).join('\n')}`;
 
 export function policyCmd(argv: string[]): number | Promise<number> {
   if (argv.includes('--help') || argv.includes('-h') || argv.length === 0) {
-    process.stdout.write(POLICY_HELP + '\n');
+    process.stdout.write(policyHelp() + '\n');
     return argv.length === 0 ? 2 : 0;
   }
   const pos: string[] = [];
@@ -71,11 +72,11 @@ export function policyCmd(argv: string[]): number | Promise<number> {
   }
   const [sub, name, ...extra] = pos;
   if (sub === 'list') {
-    for (const [n, p] of Object.entries(POLICIES)) process.stdout.write(`${n}\t${p.summary}\n`);
+    for (const p of builtinPolicies()) process.stdout.write(`${p.name}\t${p.summary}\n`);
     return 0;
   }
   if (!['show', 'compile', 'check', 'test', 'new'].includes(sub ?? '')) throw new UsageError(`unknown policy command "${sub}" (list, show, compile, check, test, new)`);
-  if (!name) throw new UsageError(`policy ${sub} needs ${sub === 'new' ? 'a name for the new policy' : sub === 'check' ? 'a policy module (a .ts file)' : `a policy name (${Object.keys(POLICIES).join(', ')}) or a module file`}`);
+  if (!name) throw new UsageError(`policy ${sub} needs ${sub === 'new' ? 'a name for the new policy' : sub === 'check' ? 'a policy module (a .ts file)' : `a policy name (${Object.keys(BUILTINS).join(', ')}) or a module file`}`);
   if (extra.length > (sub === 'new' ? 1 : 0)) throw new UsageError(`unexpected argument "${extra[sub === 'new' ? 1 : 0]}"`);
   try {
     if (sub === 'new') {
@@ -101,7 +102,7 @@ export function policyCmd(argv: string[]): number | Promise<number> {
       const module = resolve(name);
       policy = { module, params: values, backings: backings ?? compiledModule(module).definition.backings.min, attrTimeout: attr === undefined ? 1 : Number(attr) };
     } else {
-      policy = makePolicy(name, params, backings ?? (POLICIES as Record<string, { backings: [number, number] }>)[name]?.backings[0] ?? 2);
+      policy = makePolicy(name, params, backings ?? builtinPolicies().find((p) => p.name === name)?.backings[0] ?? 2);
     }
     if (sub === 'show') {
       process.stdout.write(generatePolicy(policy));

@@ -1,7 +1,10 @@
 // Policies as data: what a user asks for (`--policy stripe --chunk 64k`, or an object from
 // TypeScript), validated before any C is generated, so a bad parameter is one clear error
 // rather than a clang or verifier failure.
-import { checkNameRule, parseNameRules } from './lang/params.ts';
+import { flagName, paramsFromFlags, resolveParams } from './lang/params.ts';
+import type { PolicyValues } from './lang/define.ts';
+import { BUILTINS, builtinModuleFile, isBuiltin, policyModule } from './builtin/index.ts';
+import { compiledModule } from './build.ts';
 
 export const MAX_BACKINGS = 4;
 /** The largest FUSE request (max_pages 256): bounds the generated loops. */
@@ -26,15 +29,8 @@ export interface MirrorPolicy {
   attrTimeout: number;
 }
 
-/** Operations the filter policy serves in the kernel, each through a pre- and post-filter. */
-export const FILTER_OPS = ['read', 'write', 'getattr', 'fsync', 'flush', 'fallocate', 'lseek', 'getxattr', 'listxattr'] as const;
-export type FilterOp = (typeof FILTER_OPS)[number];
-/**
- * What --deny may refuse: operations on an open file's handle, which the daemon sees for
- * exactly the files the program serves. GETATTR and the xattr reads are not: the program
- * answers them for any open inode, also by path, which the daemon cannot tell apart.
- */
-export const DENIABLE = FILTER_OPS.filter((o) => o !== 'getattr' && o !== 'getxattr' && o !== 'listxattr');
+/** Operations the filter policy may refuse (its module's `deny` parameter allows these). */
+export type FilterOp = 'read' | 'write' | 'fsync' | 'flush' | 'fallocate' | 'lseek';
 
 export interface FilterPolicy {
   policy: 'filter';
@@ -49,7 +45,7 @@ export interface TierPolicy {
   policy: 'tier';
   /** [0] the slow tier (holds every file: the namespace), [1] the fast tier (a cache). */
   backings: 2;
-  /** A cold file up to this size is copied to the fast tier at its first open (0: never). */
+  /** A cold file up to this size is copied to the fast tier at its first open (0: empty ones only). */
   promoteMax: number;
   attrTimeout: number;
 }
@@ -92,59 +88,32 @@ export interface ParamDoc {
   name: string;
   value: string;
   doc: string;
-  default?: string;
+  default: string;
 }
 
-/** What `fuse-kfunc policy --help` and the docs list. */
-export const POLICIES: Record<PolicyName, { summary: string; backings: [number, number]; params: ParamDoc[] }> = {
-  stripe: {
-    backings: [2, MAX_BACKINGS],
-    summary: 'one FUSE file over N backing files in fixed-size chunks (RAID-0); READ/WRITE/GETATTR/xattr reads in the kernel',
-    params: [
-      { name: 'chunk', value: 'SIZE', doc: 'chunk size: a multiple of 4k, 4k..64m (k, m suffixes)', default: '64k' },
-      { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
-    ],
-  },
-  mirror: {
-    backings: [2, MAX_BACKINGS],
-    summary: 'every file on N replicas: WRITE to all, READ from one with fail-over; READ/WRITE/GETATTR/xattr reads in the kernel',
-    params: [
-      { name: 'read', value: 'round-robin|primary', doc: 'replica a READ tries first', default: 'round-robin' },
-      { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
-    ],
-  },
-  tier: {
-    backings: [2, 2],
-    summary: 'SLOW FAST: READ from the fast tier when the file is there, else from the slow one; the daemon copies cold files up at open; WRITE to both (write-through); READ/WRITE/GETATTR/xattr reads in the kernel',
-    params: [
-      { name: 'promote-max', value: 'SIZE', doc: 'largest cold file copied to the fast tier at its first open; 0: never', default: '64m' },
-      { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
-    ],
-  },
-  route: {
-    backings: [2, MAX_BACKINGS],
-    summary: 'each file in one backing directory chosen by its name (extension or path prefix); directories in all; READ/WRITE/GETATTR/xattr reads in the kernel, counted per directory',
-    params: [
-      { name: 'rules', value: 'RULES', doc: 'comma list of PATTERN=INDEX: ".log=1" by extension, "logs/=2" by path prefix; first match wins, unmatched files in backing 0', default: 'none' },
-      { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
-    ],
-  },
-  union: {
-    backings: [2, MAX_BACKINGS],
-    summary: 'UPPER LOWER...: a writable upper directory over read-only lowers; copy-up before writing, whiteouts hide deletions; READ/WRITE/GETATTR/xattr reads in the kernel, counted per layer',
-    params: [
-      { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
-    ],
-  },
-  filter: {
-    backings: [1, 1],
-    summary: 'the fuse-bpf filter design on this hook: one backing file per FUSE file, a pre- and post-filter around each of READ WRITE GETATTR FSYNC FLUSH FALLOCATE LSEEK GETXATTR LISTXATTR',
-    params: [
-      { name: 'deny', value: 'OPS', doc: `comma list of ${DENIABLE.join(',')} the pre-filter refuses (EPERM), or none`, default: 'none' },
-      { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' },
-    ],
-  },
-};
+/** A built-in policy as `fuse-kfunc policy --help` lists it: from its module's declarations. */
+export interface PolicyInfo {
+  name: PolicyName;
+  summary: string;
+  backings: [number, number];
+  params: ParamDoc[];
+}
+
+const ATTR_TIMEOUT: ParamDoc = { name: 'attr-timeout', value: 'SECONDS', doc: 'attribute cache time of kernel-served GETATTR', default: '1' };
+
+/** The built-in policies, from their modules (compiled once, then cached). */
+export function builtinPolicies(): PolicyInfo[] {
+  return (Object.keys(BUILTINS) as PolicyName[]).map((name) => {
+    const d = compiledModule(builtinModuleFile(name)).definition;
+    const params = Object.entries(d.params).map(([k, p]): ParamDoc => ({
+      name: flagName(k).slice(2),
+      value: p.kind === 'choice' ? p.choices.join('|') : { size: 'SIZE', int: 'N', rules: 'RULES', ops: 'OPS', string: 'STRING' }[p.kind],
+      doc: p.doc,
+      default: String(p.default),
+    }));
+    return { name, summary: d.summary, backings: [d.backings.min, d.backings.max], params: [...params, ATTR_TIMEOUT] };
+  });
+}
 
 /** "64k", "1m", "65536" -> bytes. */
 export function parseSize(v: string, what: string): number {
@@ -155,97 +124,36 @@ export function parseSize(v: string, what: string): number {
 }
 
 export function isPolicyName(n: string): n is PolicyName {
-  return Object.hasOwn(POLICIES, n);
+  return isBuiltin(n);
+}
+
+function attrTimeoutOf(v: string | number | undefined): number {
+  const n = v === undefined ? 1 : typeof v === 'number' ? v : Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 3600) throw new PolicyError(`--attr-timeout: "${v}" is not a whole number of seconds in 0..3600`);
+  return n;
 }
 
 /**
  * A policy from its name, parameters (strings, as on the command line, or numbers) and the
- * number of backing directories it will be mounted over. Throws PolicyError naming the
- * parameter and the fix.
+ * number of backing directories it will be mounted over: checked against its module's
+ * declarations. Throws PolicyError naming the parameter and the fix.
  */
 export function makePolicy(name: string, params: Record<string, string | number | undefined>, backings: number): PolicySpec {
   if (!isPolicyName(name)) {
-    throw new PolicyError(`unknown policy "${name}": choose one of ${Object.keys(POLICIES).join(', ')} (fuse-kfunc policy --help)`);
+    throw new PolicyError(`unknown policy "${name}": choose one of ${Object.keys(BUILTINS).join(', ')} (fuse-kfunc policy --help)`);
   }
-  const known = new Set(POLICIES[name].params.map((p) => p.name));
-  for (const [k, v] of Object.entries(params)) {
-    if (v !== undefined && !known.has(k)) {
-      throw new PolicyError(`${name} has no parameter "${k}" (it takes ${[...known].map((p) => `--${p}`).join(', ')})`);
-    }
-  }
-  const [lo, hi] = POLICIES[name].backings;
-  if (!Number.isInteger(backings) || backings < lo || backings > hi) {
-    throw new PolicyError(`${name} needs ${lo === hi ? lo : `${lo}..${hi}`} backing director${hi === 1 ? 'y' : 'ies'}, got ${backings}`);
-  }
-  const size = (k: string, dflt: string) => {
-    const v = params[k] ?? dflt;
-    return typeof v === 'number' ? v : parseSize(v, `--${k}`);
-  };
-  const seconds = (k: string, dflt: number) => {
-    const v = params[k] ?? dflt;
-    const n = typeof v === 'number' ? v : Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > 3600) throw new PolicyError(`--${k}: "${v}" is not a whole number of seconds in 0..3600`);
-    return n;
-  };
-  let spec: PolicySpec;
-  if (name === 'union') {
-    spec = { policy: 'union', backings, attrTimeout: seconds('attr-timeout', 1) };
-  } else if (name === 'tier') {
-    spec = { policy: 'tier', backings: 2, promoteMax: size('promote-max', '64m'), attrTimeout: seconds('attr-timeout', 1) };
-  } else if (name === 'route') {
-    spec = { policy: 'route', backings, rules: parseRules(String(params.rules ?? 'none'), backings), attrTimeout: seconds('attr-timeout', 1) };
-  } else if (name === 'stripe') {
-    spec = { policy: 'stripe', backings, chunk: size('chunk', '64k'), attrTimeout: seconds('attr-timeout', 1) };
-  } else if (name === 'filter') {
-    const v = String(params.deny ?? 'none').trim();
-    const deny = v === 'none' || v === '' ? [] : v.split(',').map((x) => x.trim().toLowerCase());
-    for (const d of deny) {
-      if (!(DENIABLE as readonly string[]).includes(d)) throw new PolicyError(`filter --deny: "${d}" is not one of ${DENIABLE.join(', ')}`);
-    }
-    spec = { policy: 'filter', backings: 1, deny: [...new Set(deny)] as FilterOp[], attrTimeout: seconds('attr-timeout', 1) };
-  } else {
-    const read = String(params.read ?? 'round-robin');
-    if (read !== 'round-robin' && read !== 'primary') throw new PolicyError(`mirror --read: "${read}" is not round-robin or primary`);
-    spec = { policy: 'mirror', backings, read, attrTimeout: seconds('attr-timeout', 1) };
-  }
-  validatePolicy(spec);
-  return spec;
+  const { 'attr-timeout': attr, attrTimeout, ...rest } = params;
+  const at = attrTimeoutOf(attr ?? attrTimeout);
+  const r = resolveParams(compiledModule(builtinModuleFile(name)).definition, paramsFromFlags(rest as Record<string, string>), backings, at);
+  return (BUILTINS[name] as { spec(v: PolicyValues, b: number, a: number): PolicySpec }).spec(r.context, backings, at);
 }
 
-/** ".log=1,logs/=2" -> rules, checked against the number of backing directories. */
-export function parseRules(v: string, backings: number): RouteRule[] {
-  return parseNameRules(v, 'route --rules', backings).map((r) => ({ kind: r.match.endsWith('/') ? 'prefix' : 'ext', ...r }));
-}
-
+/** A spec built by hand (mount({ policy: {...} })), checked as makePolicy checks its values. */
 export function validatePolicy(spec: PolicySpec): void {
-  if (!isPolicyName(spec.policy)) throw new PolicyError(`unknown policy "${(spec as { policy: string }).policy}"`);
-  const [lo, hi] = POLICIES[spec.policy].backings;
-  if (!Number.isInteger(spec.backings) || spec.backings < lo || spec.backings > hi) {
-    throw new PolicyError(`${spec.policy} needs ${lo}..${hi} backings, got ${spec.backings}`);
-  }
+  if (!spec || !isPolicyName(spec.policy)) throw new PolicyError(`unknown policy "${(spec as { policy?: string })?.policy}": choose one of ${Object.keys(BUILTINS).join(', ')}`);
   if (!Number.isInteger(spec.attrTimeout) || spec.attrTimeout < 0) throw new PolicyError(`attrTimeout must be whole seconds >= 0, got ${spec.attrTimeout}`);
-  if (spec.policy === 'union') return;
-  if (spec.policy === 'tier') {
-    if (!Number.isInteger(spec.promoteMax) || spec.promoteMax < 0) throw new PolicyError(`tier --promote-max must be a size >= 0, got ${spec.promoteMax}`);
-    return;
-  }
-  if (spec.policy === 'route') {
-    if (!Array.isArray(spec.rules)) throw new PolicyError('route rules must be a list of { kind, match, to }');
-    for (const r of spec.rules) checkNameRule(r, spec.backings, 'route rules');
-    return;
-  }
-  if (spec.policy === 'filter') {
-    for (const d of spec.deny) if (!(DENIABLE as readonly string[]).includes(d)) throw new PolicyError(`filter deny: "${d}" is not one of ${DENIABLE.join(', ')}`);
-    return;
-  }
-  if (spec.policy === 'mirror') {
-    if (spec.read !== 'round-robin' && spec.read !== 'primary') throw new PolicyError(`mirror read must be round-robin or primary, got ${spec.read}`);
-    return;
-  }
-  const c = spec.chunk;
-  if (!Number.isInteger(c) || c <= 0) throw new PolicyError(`stripe --chunk must be a positive number of bytes, got ${c}`);
-  if (c % 4096 !== 0) throw new PolicyError(`stripe --chunk ${c} is not a multiple of 4096 (4k): chunks are whole pages`);
-  if (c > 64 << 20) throw new PolicyError(`stripe --chunk ${c} is larger than 64m`);
+  const m = policyModule(spec);
+  resolveParams(compiledModule(m.file).definition, m.values, spec.backings, spec.attrTimeout);
 }
 
 export function formatSize(n: number): string {

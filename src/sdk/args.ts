@@ -1,6 +1,6 @@
 // `fuse-kfunc mount` and `fuse-kfunc stats` arguments, parsed without side effects.
 import { UsageError } from '../cli/args.ts';
-import { POLICIES } from '../policy/spec.ts';
+import { builtinPolicies } from '../policy/spec.ts';
 import { parseGlobal, type GlobalValues } from '../bpf/globals.ts';
 
 export interface MountArgs {
@@ -19,8 +19,12 @@ export interface MountArgs {
   help: boolean;
 }
 
-const POLICY_PARAMS = new Set(Object.values(POLICIES).flatMap((p) => p.params.map((q) => q.name)));
-const VALUE = new Set(['program', 'struct-ops', 'timeout', 'policy', ...POLICY_PARAMS]);
+const VALUE = new Set(['program', 'struct-ops', 'timeout', 'policy']);
+
+/** Whether --name is a parameter of a built-in policy (their modules declare them). */
+function isBuiltinParam(name: string): boolean {
+  return builtinPolicies().some((p) => p.params.some((q) => q.name === name));
+}
 const BOOL = new Set(['userspace', 'passthrough', 'help']);
 
 /** --policy names a module file rather than a built-in policy. */
@@ -29,11 +33,10 @@ export function isPolicyFile(v: string): boolean {
 }
 
 export function parseMountArgs(argv: string[]): MountArgs {
-  // A policy module declares its own parameters: with --policy FILE any --name VALUE is one
-  // of them, checked against the module's declarations when it is compiled.
+  // A policy (a built-in's module or a file) declares its own parameters: with --policy any
+  // --name VALUE is one of them, checked against the module's declarations.
   const pi = argv.findIndex((a) => a === '--policy' || a.startsWith('--policy='));
-  const policyArg = pi < 0 ? undefined : argv[pi]!.startsWith('--policy=') ? argv[pi]!.slice(9) : argv[pi + 1];
-  const moduleParams = policyArg !== undefined && isPolicyFile(policyArg);
+  const moduleParams = pi >= 0;
   const pos: string[] = [];
   const f = new Map<string, string | true>();
   const globals: GlobalValues = {};
@@ -57,6 +60,7 @@ export function parseMountArgs(argv: string[]): MountArgs {
       if (v === undefined || v === '') throw new UsageError(`--${name} needs a value`);
       f.set(name, v);
     } else if (BOOL.has(name) && eq < 0) f.set(name, true);
+    else if (isBuiltinParam(name)) throw new UsageError(`--${name} is a policy parameter: add --policy NAME`);
     else throw new UsageError(`unknown option ${a} (mount takes --program, --set, --policy, --struct-ops, --userspace, --passthrough, --timeout)`);
   }
   const help = f.has('help');
@@ -73,7 +77,7 @@ export function parseMountArgs(argv: string[]): MountArgs {
   const policy = f.get('policy') as string | undefined;
   const policyParams: Record<string, string> = {};
   for (const [k, v] of f) {
-    if (POLICY_PARAMS.has(k) || (moduleParams && !VALUE.has(k) && !BOOL.has(k))) policyParams[k] = v as string;
+    if (moduleParams && !VALUE.has(k) && !BOOL.has(k)) policyParams[k] = v as string;
   }
   if (policy === undefined && Object.keys(policyParams).length) {
     throw new UsageError(`--${Object.keys(policyParams)[0]} is a policy parameter: add --policy NAME`);

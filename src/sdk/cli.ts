@@ -3,12 +3,12 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node
 import { join, resolve } from 'node:path';
 import { realpathSync } from 'node:fs';
 import { mount, MountError } from './mount.ts';
-import { makePolicy, PolicyError, POLICIES } from '../policy/spec.ts';
+import { builtinPolicies, makePolicy, PolicyError } from '../policy/spec.ts';
 import { isPolicyFile, parseMountArgs, parseStatsArgs } from './args.ts';
 import { paramsFromFlags } from '../policy/lang/params.ts';
 import { STATS_DIR, formatPerBacking, formatStats, statsFileName, type StatsFile } from './stats.ts';
 
-export const MOUNT_HELP = `Usage: fuse-kfunc mount BACKING... MOUNTPOINT [--program OBJ|SRC] [--struct-ops NAME]
+export const mountHelp = (): string => `Usage: fuse-kfunc mount BACKING... MOUNTPOINT [--program OBJ|SRC] [--struct-ops NAME]
                         [--set NAME=VALUE]... [--policy NAME [PARAMS]] [--userspace] [--passthrough] [--timeout SEC]
 
 Mounts BACKING on MOUNTPOINT with the TypeScript FUSE daemon (in a child process) and stays
@@ -35,7 +35,7 @@ Modes:
                           attached, and the daemon serves the rest the same way; with
                           --userspace the daemon alone (the policy's userspace reference).
                           \`fuse-kfunc policy --help\` lists the built-in ones:
-${Object.entries(POLICIES).map(([n, p]) => `                            ${n}: ${p.params.map((q) => `--${q.name} ${q.value} (default ${q.default})`).join(', ')}`).join('\n')}
+${builtinPolicies().map((p) => `                            ${p.name}: ${p.params.map((q) => `--${q.name} ${q.value} (default ${q.default})`).join(', ')}`).join('\n')}
 Several BACKING directories without --policy are kept identical (the mirror daemon).
 
 Options:
@@ -61,7 +61,7 @@ export function statsPath(mountpoint: string): string {
 
 export async function mountCmd(argv: string[]): Promise<number> {
   const a = parseMountArgs(argv);
-  if (a.help) { process.stdout.write(MOUNT_HELP + '\n'); return 0; }
+  if (a.help) { process.stdout.write(mountHelp() + '\n'); return 0; }
   let h;
   try {
     // --policy FILE: a policy module, its --kebab-case parameters as the module's camelCase ones.

@@ -8,6 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { mount, MountError, type MountHandle } from '../../src/sdk/mount.ts';
 import { guestBuild } from './helpers.ts';
+import { makePolicy } from '../../src/policy/spec.ts';
+import { generatePolicy, policyGlobals } from '../../src/policy/build.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 let work = '';
@@ -109,19 +111,21 @@ test.serial('program passthrough.bpf.c: READ/WRITE served in the kernel, content
   t.false(mounted(d.m));
 });
 
-test.serial('program + mirror: mirror.bpf.c over two backings, without fuse_kfunc_stats: kernel counts unknown', async (t) => {
+test.serial('program + mirror: the mirror policy\'s C over two backings, without fuse_kfunc_stats: kernel counts unknown', async (t) => {
   const base = path.join(work, 'mirror');
   const r = [path.join(base, 'r0'), path.join(base, 'r1')];
   const m = path.join(base, 'm');
   for (const x of [...r, m]) fs.mkdirSync(x, { recursive: true });
-  // The example counts with fuse_kfunc_stats.h; this copy does not, so the daemon cannot
-  // know what the kernel served.
-  const src = fs.readFileSync(path.join(REPO, 'bpf/examples/mirror.bpf.c'), 'utf8');
-  const uncounted = src.replace('#include "fuse_kfunc_stats.h"\n', '').replace('return FUSE_KFUNC_COUNT(fctx, ret);', 'return ret;');
-  t.not(uncounted, src);
-  const prog = path.join(base, 'uncounted.bpf.c');
-  fs.writeFileSync(prog, uncounted);
-  const h = await start({ backings: r, mountpoint: m, program: prog, timeout: 0 });
+  // The compiled mirror policy, on a copy of its runtime whose fuse_kfunc_stats.h counts
+  // nothing (a quoted #include looks beside the including file first), so the daemon
+  // cannot know what the kernel served.
+  const rt = path.join(base, 'runtime');
+  fs.mkdirSync(rt);
+  for (const f of fs.readdirSync(path.join(REPO, 'bpf/runtime'))) fs.copyFileSync(path.join(REPO, 'bpf/runtime', f), path.join(rt, f));
+  fs.writeFileSync(path.join(rt, 'fuse_kfunc_stats.h'), '#define FUSE_KFUNC_COUNT(fctx, ret) (ret)\n');
+  const prog = path.join(rt, 'uncounted.bpf.c');
+  fs.writeFileSync(prog, generatePolicy(makePolicy('mirror', {}, 2)));
+  const h = await start({ backings: r, mountpoint: m, program: prog, globals: policyGlobals(makePolicy('mirror', {}, 2)), timeout: 0 });
   t.is(h.mode, 'program+mirror');
   t.false(h.counting, 'no fuse_kfunc_stats map');
   const data = randomBytes(400_000);
