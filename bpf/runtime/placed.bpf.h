@@ -58,22 +58,7 @@ static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 			  struct policy_node *n, __s64 home)
 {
-	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
-	struct bpf_file *fb;
-	int ret;
-
-	if (!out)
-		return FUSE_BPF_UPCALL;
-	fb = backing_get(fctx, n, home);
-	if (!fb)
-		return -EIO;	/* id closed behind our back */
-	ret = fuse_reply_attr(fctx, fb, &out->attr);
-	bpf_file_release(fb);
-	if (ret < 0)
-		return ret;
-	out->attr_valid = policy_attr_timeout;
-	out->attr_valid_nsec = 0;
-	return 0;
+	return serve_getattr(fctx, args, n, home);
 }
 
 #include "dispatch.bpf.h"

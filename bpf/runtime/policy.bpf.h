@@ -235,4 +235,64 @@ static __always_inline int backing_io(struct fuse_bpf_ctx *fctx,
 	return ret;
 }
 
+/*
+ * WRITE of the request to every backing file of @n; the reply is what all of
+ * them took.  An error from one is returned after the others were written,
+ * so the healthy copies stay identical.  @skip_missing: an index without an
+ * id holds no copy (spread); else it is a copy that failed (replicas).
+ */
+static __always_inline int write_copies(struct fuse_bpf_ctx *fctx,
+					struct fuse_args *args,
+					struct policy_node *n, bool skip_missing)
+{
+	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
+	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
+	__u32 written;
+	int i, ret, err = 0;
+
+	if (!in || !out)
+		return FUSE_BPF_UPCALL;
+	written = in->size;
+	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
+		if (skip_missing && !node_backing(n, i))
+			continue;
+		ret = backing_io(fctx, n, i, true, in->offset, in->size);
+		count_io(i, true, ret);
+		if (ret < 0) {
+			if (!err)
+				err = ret;
+			continue;
+		}
+		if (ret < written)
+			written = ret;
+	}
+	if (err)
+		return err;
+	out->size = written;
+	return 0;
+}
+
+/* GETATTR from the backing file at index @i of @n */
+static __always_inline int serve_getattr(struct fuse_bpf_ctx *fctx,
+					 struct fuse_args *args,
+					 struct policy_node *n, __s64 i)
+{
+	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
+	struct bpf_file *fb;
+	int ret;
+
+	if (!out)
+		return FUSE_BPF_UPCALL;
+	fb = backing_get(fctx, n, i);
+	if (!fb)
+		return -EIO;	/* id closed behind our back */
+	ret = fuse_reply_attr(fctx, fb, &out->attr);
+	bpf_file_release(fb);
+	if (ret < 0)
+		return ret;
+	out->attr_valid = policy_attr_timeout;
+	out->attr_valid_nsec = 0;
+	return 0;
+}
+
 #endif /* __FUSE_KFUNC_POLICY_BPF_H */

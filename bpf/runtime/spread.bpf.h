@@ -58,52 +58,13 @@ static int family_read(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 			struct policy_node *n, __s64 home)
 {
-	const struct fuse_write_in *in = bpf_fuse_in(args, 0, struct fuse_write_in);
-	struct fuse_write_out *out = bpf_fuse_out(args, 0, struct fuse_write_out);
-	__u32 written;
-	int i, ret, err = 0;
-
-	if (!in || !out)
-		return FUSE_BPF_UPCALL;
-	written = in->size;
-	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
-		if (!node_backing(n, i))
-			continue;
-		ret = backing_io(fctx, n, i, true, in->offset, in->size);
-		count_io(i, true, ret);
-		if (ret < 0) {
-			if (!err)
-				err = ret;
-			continue;
-		}
-		if (ret < written)
-			written = ret;
-	}
-	if (err)
-		return err;
-	out->size = written;
-	return 0;
+	return write_copies(fctx, args, n, true);
 }
 
 static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 			  struct policy_node *n, __s64 home)
 {
-	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
-	struct bpf_file *fb;
-	int ret;
-
-	if (!out)
-		return FUSE_BPF_UPCALL;
-	fb = backing_get(fctx, n, home);
-	if (!fb)
-		return -EIO;	/* id closed behind our back */
-	ret = fuse_reply_attr(fctx, fb, &out->attr);
-	bpf_file_release(fb);
-	if (ret < 0)
-		return ret;
-	out->attr_valid = policy_attr_timeout;
-	out->attr_valid_nsec = 0;
-	return 0;
+	return serve_getattr(fctx, args, n, home);
 }
 
 /* The first copy: its attributes are the file's */
