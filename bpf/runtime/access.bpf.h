@@ -189,6 +189,12 @@ int BPF_PROG(POLICY_REQUEST, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	__s64 e;
 	int ret;
 
+#ifdef POLICY_RAW
+	/* The module's raw handlers first: what it serves itself */
+	ret = policy_raw(fctx, args, bpf_map_lookup_elem(&nodes, &nodeid));
+	if (ret != FUSE_BPF_UPCALL)
+		return FUSE_KFUNC_COUNT(fctx, ret);
+#endif
 	if (!served(op))
 		return FUSE_KFUNC_COUNT(fctx, FUSE_BPF_UPCALL);
 	n = bpf_map_lookup_elem(&nodes, &nodeid);

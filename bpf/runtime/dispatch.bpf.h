@@ -42,6 +42,12 @@ int BPF_PROG(POLICY_REQUEST, struct fuse_bpf_ctx *fctx, struct fuse_args *args)
 	int ret = FUSE_BPF_UPCALL;
 	__s64 home;
 
+#ifdef POLICY_RAW
+	/* The module's raw handlers first: what it serves itself */
+	ret = policy_raw(fctx, args, bpf_map_lookup_elem(&nodes, &nodeid));
+	if (ret != FUSE_BPF_UPCALL)
+		return FUSE_KFUNC_COUNT(fctx, ret);
+#endif
 	if (op != FUSE_OP_READ && op != FUSE_OP_WRITE && op != FUSE_OP_GETATTR &&
 	    op != FUSE_OP_GETXATTR && op != FUSE_OP_LISTXATTR)
 		return FUSE_KFUNC_COUNT(fctx, ret);

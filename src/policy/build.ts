@@ -139,6 +139,8 @@ export function buildPolicy(p: AnyPolicy, buildDir: string): BuiltPolicy {
   for (const inc of [join(repo, 'bpf', 'include'), join(repo, 'bpf', 'runtime')]) {
     for (const f of readdirSync(inc).sort()) h.update(f).update(readFileSync(join(inc, f)));
   }
+  // The module's raw handlers are C the source includes by path: their text is part of it.
+  for (const f of Object.values(r.compiled.raw ?? {}).sort()) h.update(f).update(readFileSync(f));
   const dir = join(policyCacheDir(), `${name}-${h.digest('hex').slice(0, 16)}`);
   const file = `${name}.bpf`;
   const object = join(dir, `${file}.o`);

@@ -1,14 +1,10 @@
-// Policies as data: what a user asks for (`--policy stripe --chunk 64k`, or an object from
-// TypeScript), validated before any C is generated, so a bad parameter is one clear error
-// rather than a clang or verifier failure.
+// The built-in policies as data: what a user asks for (`--policy stripe --chunk 64k`, or an
+// object from TypeScript), checked against the policy's module (builtin/) before any C is
+// compiled, so a bad parameter is one clear error rather than a clang or verifier failure.
 import { flagName, paramsFromFlags, resolveParams } from './lang/params.ts';
 import type { PolicyValues } from './lang/define.ts';
 import { BUILTINS, builtinModuleFile, isBuiltin, policyModule } from './builtin/index.ts';
 import { compiledModule } from './build.ts';
-
-export const MAX_BACKINGS = 4;
-/** The largest FUSE request (max_pages 256): bounds the generated loops. */
-export const MAX_REQUEST = 1 << 20;
 
 export interface StripePolicy {
   policy: 'stripe';
@@ -154,12 +150,6 @@ export function validatePolicy(spec: PolicySpec): void {
   if (!Number.isInteger(spec.attrTimeout) || spec.attrTimeout < 0) throw new PolicyError(`attrTimeout must be whole seconds >= 0, got ${spec.attrTimeout}`);
   const m = policyModule(spec);
   resolveParams(compiledModule(m.file).definition, m.values, spec.backings, spec.attrTimeout);
-}
-
-export function formatSize(n: number): string {
-  if (n % (1 << 20) === 0) return `${n >> 20} MiB`;
-  if (n % 1024 === 0) return `${n >> 10} KiB`;
-  return `${n} bytes`;
 }
 
 export function formatRules(rules: RouteRule[]): string {

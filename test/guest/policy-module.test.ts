@@ -9,6 +9,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { mount, MountError, type MountHandle } from '../../src/sdk/mount.ts';
 import { runWorkload, treeDigest } from '../../src/testing/workload.ts';
+import { differentialTest, formatDiff } from '../../src/policy/difftest.ts';
 import { guestBuild, mountDirs } from './helpers.ts';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -197,9 +198,45 @@ test.serial('a policy written from the docs alone: by extension on one backing, 
   t.true((s.WRITE?.kernel ?? 0) > 0 && (s.READ?.kernel ?? 0) > 0, 'the program served READ and WRITE');
   t.is((s.READ?.daemon ?? 0) + (s.WRITE?.daemon ?? 0), 0, 'no READ or WRITE reached the daemon');
 
-  // The seeded differential workload, .log names and files under d0/ included.
-  const r = spawnSync(process.execPath, [CLI, 'policy', 'test', file, '--backings', '3', '--rules', '.log=1', '--shared', 'd0/', '--exts', '.log,.txt', '--ops', '90', '--seed', '11'], { encoding: 'utf8', cwd: work });
-  t.log(r.stdout + r.stderr);
-  t.is(r.status, 0, r.stdout + r.stderr);
-  t.regex(r.stdout, /^policy test: ok$/m);
+  // The seeded differential workload, .log names and files under d0/ included: the same
+  // results and the same files in every backing on its program and on the daemon alone.
+  const o = { backings: 3, params: { rules: '.log=1', shared: 'd0/' }, seed: 11, ops: 90, unit: 4096, exts: ['.log', '.txt'], buildDir: build };
+  const r = await differentialTest(file, o);
+  t.log(formatDiff(file, o, r));
+  t.true(r.ok, r.failures.join('\n'));
+  // What the workload left shows the three decisions (a rename keeps a file where it is).
+  const files = r.bpf.layout.map((l) => l.filter((e) => !e.endsWith('/')).map((e) => e.split(' ')[0]!));
+  const copies = (f: string) => files.filter((fs) => fs.includes(f)).length;
+  t.true(files[0]!.some((f) => f.startsWith('d0/') && copies(f) === 3), `a file made under d0/ is on all three: ${files.map((f) => f.join(' ')).join(' | ')}`);
+  t.true(files[1]!.some((f) => f.endsWith('.log') && copies(f) === 1), 'a .log file on backing 1 alone');
+  t.true(files.every((fs) => fs.some((f) => copies(f) === 1)), 'single-copy files on every backing (round-robin)');
+  // The same from the command line (--exts for the names the workload draws).
+  const cliRun = spawnSync(process.execPath, [CLI, 'policy', 'test', file, '--backings', '3', '--rules', '.log=1', '--shared', 'd0/', '--exts', '.log,.txt', '--ops', '40', '--seed', '12'], { encoding: 'utf8', cwd: work });
+  t.log(cliRun.stdout + cliRun.stderr);
+  t.is(cliRun.status, 0, cliRun.stdout + cliRun.stderr);
+  t.regex(cliRun.stdout, /^policy test: ok$/m);
+});
+
+test.serial('a raw handler serves an opcode its family leaves to the daemon (FLUSH of a mirror), through the verifier', async (t) => {
+  const file = path.join(REPO, 'test/guest/fixtures/mirror-flush.ts');
+  const chk = cli('policy', 'check', file);
+  t.log(chk.stdout);
+  t.is(chk.status, 0, chk.stdout + chk.stderr);
+  const data = Buffer.alloc(100_000, 3);
+  const run = async (userspace: boolean) => {
+    const { b, mnt } = mountDirs(work, `rawflush-${userspace}`, 2);
+    const h = await mount({ backings: b, mountpoint: mnt, policy: file, userspace, buildDir: build, timeout: 0 });
+    handles.push(h);
+    for (let i = 0; i < 5; i++) fs.writeFileSync(path.join(mnt, `f${i}`), data); // each close is a FLUSH
+    for (let i = 0; i < 5; i++) t.deepEqual(fs.readFileSync(path.join(mnt, `f${i}`)), data);
+    for (const d of b) t.deepEqual(fs.readFileSync(path.join(d, 'f4')), data, `replica ${d}`);
+    return (await h.close())!;
+  };
+  const k = await run(false);
+  t.log(`program: FLUSH ${k.FLUSH?.kernel} kernel / ${k.FLUSH?.daemon ?? 0} daemon`);
+  t.true((k.FLUSH?.kernel ?? 0) >= 10, 'the raw handler served every FLUSH');
+  t.is(k.FLUSH?.daemon ?? 0, 0, 'no FLUSH reached the daemon');
+  t.true((k.READ?.kernel ?? 0) > 0 && (k.WRITE?.kernel ?? 0) > 0, 'the family still serves READ and WRITE');
+  const u = await run(true);
+  t.true((u.FLUSH?.daemon ?? 0) >= 10, 'the daemon alone serves FLUSH as always');
 });

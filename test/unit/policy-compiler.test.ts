@@ -275,3 +275,25 @@ test('a spread module (the docs\' example): string parameters and a creation cur
   t.true(r.calls >= 3000);
   t.deepEqual(r.mismatches, []);
 });
+
+test('raw handlers: C of the module\'s own per opcode, included and called before the family; a bad opcode or a missing file names the module', (t) => {
+  const c = compilePolicy(join(repoRoot(), 'test/guest/fixtures/mirror-flush.ts'));
+  t.deepEqual(Object.keys(c.raw), ['flush']);
+  t.regex(c.source, /#include "[^"]*test\/guest\/fixtures\/flush\.bpf\.h"\n\n#define POLICY_RAW\n/);
+  t.regex(c.source, /\tcase FUSE_OP_FLUSH:\n\t\treturn raw_flush\(fctx, args, n\);/);
+  t.true(c.source.indexOf('policy_raw(') < c.source.indexOf('#include "replicas.bpf.h"'), 'before the family runtime, whose hook calls it');
+  const dir = mkdtempSync(join(tmpdir(), 'policy-raw-'));
+  const mod = (raw: string) => {
+    const file = join(dir, `m${Math.random().toString(36).slice(2)}.ts`);
+    writeFileSync(file, `import { definePolicy } from 'fuse-kfunc';
+export default definePolicy({
+  name: 'r', summary: 'raw', backings: { min: 2, max: 2 }, params: {},
+  replicas: { readFrom(attempt, turn, p) { return attempt; } },
+  raw: ${raw},
+});
+`);
+    return file;
+  };
+  t.throws(() => compilePolicy(mod("{ frobnicate: './x.bpf.h' }")), { instanceOf: PolicyCompileError, message: /m\w+\.ts:5:\d+: raw: "frobnicate" is not an opcode a raw handler takes \(lookup, getattr/ });
+  t.throws(() => compilePolicy(mod("{ flush: './missing.bpf.h' }")), { instanceOf: PolicyCompileError, message: /raw\.flush: \S+missing\.bpf\.h does not exist/ });
+});

@@ -7,13 +7,13 @@
 // common runtime (bpf/runtime/policy.bpf.h), the parameters as const volatile globals (set
 // at load time, so a new value needs no recompile), the translated decision functions, and
 // last the runtime of the family that calls them (bpf/runtime/<family>.bpf.h).
-import { readFileSync } from 'node:fs';
-import { relative } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, relative, resolve as resolvePath } from 'node:path';
 import type { ParamDecl } from '../lang/define.ts';
 import { FAMILIES } from './hooks.ts';
 import { PolicyCompileError, Translator, cLiteral, type ParamInfo } from './translate.ts';
 import { paramDefault, paramValue, parseNameRules, parseOps, snake } from '../lang/params.ts';
-import { ACCESS_OPS } from '../lang/define.ts';
+import { ACCESS_OPS, RAW_OPS } from '../lang/define.ts';
 
 /** What a policy module declares besides its functions. */
 export interface PolicyData {
@@ -40,6 +40,8 @@ export interface CompiledPolicy {
   js: string;
   /** The string literals the functions test with. */
   literals: string[];
+  /** Raw handlers: opcode name -> absolute path of its C (hashed into the build). */
+  raw: Record<string, string>;
 }
 
 /** C names of a policy's parameters: param_<snake>, choices as an enum of NAME_CHOICE. */
@@ -121,6 +123,52 @@ function readData(t: Translator, def: import('typescript').ObjectLiteralExpressi
   return { name: String(name.value), summary: String(summary.value), backings: b as PolicyData['backings'], params: decls };
 }
 
+/** The module's raw handlers: opcode name -> the C file, which must exist. */
+function readRaw(t: Translator, def: import('typescript').ObjectLiteralExpression, file: string): Record<string, string> {
+  const prop = t.property(def, 'raw');
+  if (!prop) return {};
+  const v = 'initializer' in prop ? t.data(prop.initializer as import('typescript').Expression, 'raw') : undefined;
+  if (!v || typeof v !== 'object' || Array.isArray(v)) {
+    t.error(prop, "raw: an object of opcode names and C files, { flush: './flush.bpf.h' }");
+    return {};
+  }
+  const out: Record<string, string> = {};
+  for (const [op, path] of Object.entries(v)) {
+    if (!Object.hasOwn(RAW_OPS, op)) {
+      t.error(prop, `raw: "${op}" is not an opcode a raw handler takes (${Object.keys(RAW_OPS).join(', ')})`);
+      continue;
+    }
+    const abs = typeof path === 'string' ? resolvePath(dirname(file), path) : '';
+    if (!abs || !existsSync(abs)) {
+      t.error(prop, `raw.${op}: ${typeof path === 'string' ? `${abs} does not exist` : 'a path to a C file, relative to the module'}`);
+      continue;
+    }
+    out[op] = abs;
+  }
+  return out;
+}
+
+/** The raw handlers' C and the switch the request hook calls first (dispatch.bpf.h). */
+function rawSection(raw: Record<string, string>, shown: string): string {
+  const ops = Object.keys(raw);
+  if (!ops.length) return '';
+  return `
+/* Raw handlers: C of ${shown}'s own, run before the family's */
+${ops.map((op) => `#include ${JSON.stringify(raw[op])}`).join('\n')}
+
+#define POLICY_RAW
+static __always_inline int policy_raw(struct fuse_bpf_ctx *fctx,
+				      struct fuse_args *args,
+				      struct policy_node *n)
+{
+	switch (fctx->opcode) {
+${ops.map((op) => `\tcase FUSE_OP_${op.toUpperCase()}:\n\t\treturn raw_${op}(fctx, args, n);`).join('\n')}
+	}
+	return FUSE_BPF_UPCALL;
+}
+`;
+}
+
 /** Compiles the policy module in `file` (or `text`, as if it were that file). */
 export function compilePolicy(file: string, opts: { repo?: string; text?: string } = {}): CompiledPolicy {
   const text = opts.text ?? readFileSync(file, 'utf8');
@@ -138,6 +186,8 @@ export function compilePolicy(file: string, opts: { repo?: string; text?: string
   const family = families[0]!;
   const fns = t.functionsOf(def, family, FAMILIES[family]!.hooks);
   const bodies = fns.map((f) => t.translateFunction(f, FAMILIES[family]!.hooks[f.hook]!));
+  if (t.diagnostics.length) throw new PolicyCompileError(t.diagnostics);
+  const raw = readRaw(t, def, file);
   if (t.diagnostics.length) throw new PolicyCompileError(t.diagnostics);
   const shown = opts.repo ? relative(opts.repo, file) : file;
   const globals = params.map((p) => paramGlobal(p, data.params[p.name]!));
@@ -160,8 +210,8 @@ ${globals.join('\n\n') || '/* (none) */'}
 
 /* The policy's decisions, translated from TypeScript */
 ${bodies.join('\n\n')}
-
+${rawSection(raw, shown)}
 #include "${FAMILIES[family]!.runtime}"
 `;
-  return { definition: data, file, source, family, structOps: `${data.name}_ops`, params, functions: bodies.join('\n\n'), js: t.javascript(t.property(def, family)!), literals: [...t.literals] };
+  return { definition: data, file, source, family, structOps: `${data.name}_ops`, params, functions: bodies.join('\n\n'), js: t.javascript(t.property(def, family)!), literals: [...t.literals], raw };
 }

@@ -183,6 +183,18 @@ export interface AccessHooks<Ctx> {
   after(op: AccessOp, result: number, p: Ctx): number;
 }
 
+/**
+ * Opcodes a raw handler may take (include/uapi/linux/fuse.h), by the name `raw` uses. A raw
+ * handler is BPF C of the module's own, for what no family serves: it runs in the program
+ * before the family's, and FUSE_BPF_UPCALL from it sends the request on (docs/policies.md).
+ */
+export const RAW_OPS = {
+  lookup: 1, getattr: 3, setattr: 4, readlink: 5, open: 14, read: 15, write: 16, statfs: 17, release: 18, fsync: 20,
+  setxattr: 21, getxattr: 22, listxattr: 23, removexattr: 24, flush: 25, opendir: 27, readdir: 28, releasedir: 29,
+  fsyncdir: 30, access: 34, create: 35, fallocate: 43, readdirplus: 44, lseek: 46, copy_file_range: 47, statx: 52,
+} as const;
+export type RawOp = keyof typeof RAW_OPS;
+
 /** Error numbers a policy function returns by name (`return errno.EPERM`). */
 export const errno = Object.freeze({
   EPERM: 1, ENOENT: 2, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EBUSY: 16, EEXIST: 17, EXDEV: 18,
@@ -219,6 +231,14 @@ export interface PolicyDefinition<P extends Record<string, ParamDecl> = Record<s
   tiers?: TierHooks<PolicyContext<P>>;
   access?: AccessHooks<PolicyContext<P>>;
   spread?: SpreadHooks<PolicyContext<P>>;
+  /**
+   * Raw handlers: per opcode, a BPF C file (a path relative to the module) defining
+   * `static int raw_<op>(struct fuse_bpf_ctx *fctx, struct fuse_args *args, struct
+   * policy_node *n)` with the kfuncs and the runtime's helpers (bpf/runtime/policy.bpf.h);
+   * `n` is the open file's node entry, or NULL. Kernel only: the daemon serves the opcode
+   * as it always does when the handler sends it up.
+   */
+  raw?: Partial<Record<RawOp, string>>;
 }
 
 /** A defined policy: the definition and the file it was defined in (the compiler reads it). */
