@@ -173,10 +173,16 @@ static bool served(__u32 op)
 	       op == FUSE_OP_LISTXATTR;
 }
 
-/* An errno the policy answered, as the request's result */
+#define ENOSYS			38
+
+/*
+ * An errno the policy answered, as the request's result: EIO for anything
+ * outside 1..511 and for ENOSYS, which FUSE would take as "not implemented"
+ * and stop sending the operation for the whole mount.
+ */
 static __always_inline int policy_error(__s64 e)
 {
-	return e > 0 && e < 4096 ? -e : -EIO;
+	return e > 0 && e < 512 && e != ENOSYS ? -e : -EIO;
 }
 
 SEC("struct_ops.s/request")

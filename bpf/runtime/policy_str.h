@@ -9,6 +9,8 @@
  * at most POLICY_LITERAL_MAX bytes or a rule's pattern, which bounds the
  * loops.  Bytes, not UTF-16 units: for well-formed UTF-8 a prefix or suffix
  * of the bytes is one of the characters, so the answers are TypeScript's.
+ * The strings are volatile: a pattern may be a parameter the loader sets in
+ * .rodata, which the compiler must read rather than fold to its default.
  */
 #ifndef __FUSE_KFUNC_POLICY_STR_H
 #define __FUSE_KFUNC_POLICY_STR_H
@@ -30,8 +32,8 @@ struct policy_rule {
 };
 
 /* Whether the @n bytes at @s begin with the @m bytes at @t */
-static __always_inline __s64 policy_str_prefix(const char *s, __s64 n,
-					       const char *t, __s64 m)
+static __always_inline __s64 policy_str_prefix(const volatile char *s, __s64 n,
+					       const volatile char *t, __s64 m)
 {
 	__s64 i;
 
@@ -44,8 +46,8 @@ static __always_inline __s64 policy_str_prefix(const char *s, __s64 n,
 }
 
 /* Whether the @n bytes at @s end with the @m bytes at @t */
-static __always_inline __s64 policy_str_suffix(const char *s, __s64 n,
-					       const char *t, __s64 m)
+static __always_inline __s64 policy_str_suffix(const volatile char *s, __s64 n,
+					       const volatile char *t, __s64 m)
 {
 	if (m > n)
 		return 0;
@@ -53,8 +55,8 @@ static __always_inline __s64 policy_str_suffix(const char *s, __s64 n,
 }
 
 /* Whether the @n bytes at @s are the @m bytes at @t */
-static __always_inline __s64 policy_str_eq(const char *s, __s64 n,
-					   const char *t, __s64 m)
+static __always_inline __s64 policy_str_eq(const volatile char *s, __s64 n,
+					   const volatile char *t, __s64 m)
 {
 	return n == m && policy_str_prefix(s, n, t, m);
 }

@@ -16,11 +16,36 @@ import {
   BodyReader, CREATE_IN, FAttr, MKDIR_IN, OPEN_IN, OPEN_OUT, Op, READ_IN, RELEASE_IN, RENAME2_IN, RENAME_IN,
   SETATTR_IN, WRITE_IN, WRITE_OUT, decodeStruct, encodeStruct, type Request,
 } from '../fuse/protocol.ts';
-import type { Handler, HandlerResult, Session } from '../fuse/session.ts';
+import { Errno, type Handler, type HandlerResult, type Session } from '../fuse/session.ts';
 import type { FuseDevice } from '../fuse/dev.ts';
 import type { PtContext } from '../fuse/pt-context.ts';
 import * as libc from '../fuse/libc.ts';
 import { MAX_BACKINGS } from '../sdk/contract.ts';
+
+/**
+ * Opens a copy of a file whose first copy is `first` (a replica, a stripe's piece, a fast
+ * tier's copy), made or emptied as `how` says. The daemon runs as root and the backing
+ * directory may hold anything: the copy is opened without following a symlink, must be a
+ * regular file, and one it makes or empties gets the first copy's owner and then its mode
+ * (setuid/setgid only as the first copy has them, for the first copy's owner), never
+ * root's.
+ */
+export async function openCopy(path: string, first: FileHandle | undefined, how: { make?: boolean; trunc?: boolean } = {}): Promise<FileHandle> {
+  const flags = fsc.O_RDWR | fsc.O_NOFOLLOW | (how.make ? fsc.O_CREAT : 0) | (how.trunc ? fsc.O_TRUNC : 0);
+  const fd = await fsp.open(path, flags, 0o600);
+  try {
+    if (!(await fd.stat()).isFile()) throw new Errno('EIO', `${path} is not a regular file: a backing directory holds something else there`);
+    if (first && (how.make || how.trunc)) {
+      const st = await first.stat();
+      await fd.chown(st.uid, st.gid);
+      await fd.chmod(st.mode & 0o7777);
+    }
+    return fd;
+  } catch (e) {
+    await fd.close();
+    throw e;
+  }
+}
 
 /** Where the daemon publishes a file's backing ids (the BPF map, in BPF mode). */
 export interface BackingSink {
@@ -112,9 +137,8 @@ export abstract class FanOutDaemon {
     try {
       if (how.create !== undefined || how.trunc) {
         // New or truncated: every backing's copy is empty, whatever the policy.
-        const mode = how.create ?? Number((await fds[0]!.stat()).mode & 0o7777);
         for (let i = 1; i < this.opts.backings.length; i++) {
-          fds.push(await fsp.open(this.backingPath(i, rel), fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC, mode));
+          fds.push(await openCopy(this.backingPath(i, rel), fds[0]!, { make: true, trunc: true }));
         }
       } else {
         fds.push(...(await this.reconcile(rel, fds[0]!)));

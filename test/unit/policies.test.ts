@@ -3,6 +3,8 @@
 import test from 'ava';
 import { makePolicy, parseSize, PolicyError, type RoutePolicy, type StripePolicy } from '../../src/policy/spec.ts';
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { openCopy } from '../../src/policy/fanout.ts';
 import os from 'node:os';
 import path from 'node:path';
 import { compiledModule, generatePolicy, policyGlobals } from '../../src/policy/build.ts';
@@ -161,4 +163,25 @@ test('union: an upper over 1..3 lowers; the program refuses writes to a lower la
   t.true(hidden('.wh.x', { backings: 2 }) && hidden('.wh..wh..opq', { backings: 2 }));
   t.false(hidden('x.wh.', { backings: 2 }) || hidden('.wh', { backings: 2 }));
   t.deepEqual(nativeCheck(union, [{ backings: 2 }]).mismatches, []);
+});
+
+test('a copy the root daemon makes gets the first copy\'s owner and mode, and is never reached through a link', async (t) => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'fuse-kfunc-copy-'));
+  t.teardown(() => fs.rmSync(base, { recursive: true, force: true }));
+  const firstPath = path.join(base, 'first');
+  fs.writeFileSync(firstPath, 'x');
+  fs.chownSync(firstPath, 1000, 1000);
+  fs.chmodSync(firstPath, 0o4750);
+  const first = await fsp.open(firstPath, 'r');
+  t.teardown(() => first.close());
+  const copy = await openCopy(path.join(base, 'copy'), first, { make: true, trunc: true });
+  await copy.close();
+  const st = fs.statSync(path.join(base, 'copy'));
+  t.deepEqual([st.uid, st.gid, st.mode & 0o7777], [1000, 1000, 0o4750], 'the user\'s file, not root\'s setuid one');
+  // A hostile backing directory: the copy's name is a link to a file of root's.
+  const victim = path.join(base, 'victim');
+  fs.writeFileSync(victim, 'secret');
+  fs.symlinkSync(victim, path.join(base, 'link'));
+  await t.throwsAsync(openCopy(path.join(base, 'link'), first, { make: true, trunc: true }), { code: 'ELOOP' });
+  t.is(fs.readFileSync(victim, 'utf8'), 'secret', 'the link\'s target untouched');
 });

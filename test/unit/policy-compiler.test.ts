@@ -3,7 +3,7 @@
 // random inputs), and errors that point at TypeScript lines. The BPF side is loaded, run and
 // compared with the daemon in the VM (test/guest/policies.test.ts and the differential tests).
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compilePolicy } from '../../src/policy/compiler/emit.ts';
@@ -168,7 +168,7 @@ test('string tests: startsWith/endsWith/=== on the path against literals and rul
       }
       return path.endsWith('.\\"?') ? 1 : 0;`));
   t.regex(ok.functions, /policy_str_eq\(path, path_len, "README", 6\) \|\| policy_str_prefix\(path, path_len, "docs\/", 5\)/);
-  t.regex(ok.functions, /policy_str_suffix\(path, path_len, \(const char \*\)param_rules\[r\]\.match, param_rules\[r\]\.len\)/);
+  t.regex(ok.functions, /policy_str_suffix\(path, path_len, param_rules\[r\]\.match, param_rules\[r\]\.len\)/);
   t.regex(ok.functions, /policy_str_suffix\(path, path_len, "\.\\"\\077", 3\)/, 'quotes and ? escaped (no trigraph)');
   t.regex(ok.source, /const volatile struct policy_rule param_rules\[POLICY_RULES_MAX\] = \{\n\t\{ \.to = 1, \.len = 4, \.match = "\.log" \},\n\};\nconst volatile __u32 param_rules_len = 1;/);
   const r = nativeCheck(ok, [{ backings: 2, rules: [{ match: '.log', to: 1 }] }, { backings: 4, rules: [{ match: 'a/', to: 3 }, { match: '.c', to: 2 }] }], 200);
@@ -186,6 +186,35 @@ test('string tests: startsWith/endsWith/=== on the path against literals and rul
   bad('      for (const r of [1, 2]) { return r; }\n      return 0;', 9, /for-of walks a rules parameter/);
   bad('      for (const r of p.rules) { return r.from; }\n      return 0;', 9, /a rule has match \(a string\) and to \(a backing\), not "from"/);
   bad('      return p.rules;', 9, /rules is a list of rules: walk it with for \(const r of p\.rules\)/);
+});
+
+test('an operation is compared or asked about, never used as a number; errno names are checked', (t) => {
+  const file = (body: string) => {
+    const f = join(mkdtempSync(join(tmpdir(), 'policy-ops-')), 'my-policy.ts');
+    writeFileSync(f, `import { definePolicy, errno, param } from 'fuse-kfunc';
+export default definePolicy({
+  name: 'mine', summary: 'ops', backings: { min: 1, max: 1 },
+  params: { deny: param.ops({ doc: 'denied', default: 'write' }) },
+  access: {
+    before(op, p) {
+${body}
+    },
+    after(op, result, p) { return 0; },
+  },
+});
+`);
+    return f;
+  };
+  const ok = compilePolicy(file("      if (op === 'fsync') return errno.EROFS;\n      return p.deny.includes(op) ? errno.EPERM : 0;"));
+  t.regex(ok.functions, /if \(op == FUSE_OP_FSYNC\) \{\n\t\treturn 30 \/\* EROFS \*\/;/);
+  t.regex(ok.functions, /return policy_op_in\(param_deny, op\) \? 1 \/\* EPERM \*\/ : 0;/);
+  const bad = (body: string, message: RegExp) => t.throws(() => compilePolicy(file(body)), { instanceOf: PolicyCompileError, message });
+  bad('      return op + 1;', /op is an operation: compare it/);
+  bad("      return op === 'frobnicate' ? 1 : 0;", /an operation is one of 'read', 'write'/);
+  bad('      return errno.ENOSYS;', /errno has no ENOSYS/);
+  const wide = file('      return 0;');
+  writeFileSync(wide, readFileSync(wide, 'utf8').replace('backings: { min: 1, max: 1 }', 'backings: { min: 1, max: 3 }'));
+  t.throws(() => compilePolicy(wide), { instanceOf: PolicyCompileError, message: /backings: the access runtime serves 1 backing directory \(one backing file per FUSE file\)/ });
 });
 
 test('choices, switch and bounded loops translate to C a kernel developer reads', (t) => {
@@ -265,7 +294,7 @@ test('a spread module (the docs\' example): string parameters and a creation cur
   const c = compilePolicy(join(repoRoot(), 'test/guest/fixtures/by-extension.ts'));
   t.is(c.family, 'spread');
   t.regex(c.source, /const volatile char param_shared\[POLICY_MATCH_MAX\] = "shared\/";\nconst volatile __u32 param_shared_len = 7;/);
-  t.regex(c.functions, /if \(policy_str_prefix\(path, path_len, \(const char \*\)param_shared, param_shared_len\)\) \{\n\t\treturn \(policy_shl\(1, policy_backings\)\) - 1;/);
+  t.regex(c.functions, /if \(policy_str_prefix\(path, path_len, param_shared, param_shared_len\)\) \{\n\t\treturn \(policy_shl\(1, policy_backings\)\) - 1;/);
   t.regex(c.functions, /return policy_shl\(1, policy_mod\(turn, policy_backings\)\);/);
   const globals = resolveParams(c.definition, { rules: '.log=2', shared: 'd0/' }, 3, 1).globals;
   t.deepEqual((globals.param_shared as number[]).slice(0, 4), [...Buffer.from('d0/')].concat(0));

@@ -184,6 +184,11 @@ export function compilePolicy(file: string, opts: { repo?: string; text?: string
     throw new PolicyCompileError(t.diagnostics);
   }
   const family = families[0]!;
+  const fb = FAMILIES[family]!.backings;
+  if (fb && (data.backings.min < fb.min || data.backings.max > fb.max)) {
+    t.error(t.property(def, 'backings')!, `backings: the ${family} runtime serves ${fb.min === fb.max ? fb.min : `${fb.min}..${fb.max}`} backing director${fb.max === 1 ? 'y' : 'ies'} (${fb.why}): write { min: ${fb.min}, max: ${fb.max} }`);
+    throw new PolicyCompileError(t.diagnostics);
+  }
   const fns = t.functionsOf(def, family, FAMILIES[family]!.hooks);
   const bodies = fns.map((f) => t.translateFunction(f, FAMILIES[family]!.hooks[f.hook]!));
   if (t.diagnostics.length) throw new PolicyCompileError(t.diagnostics);

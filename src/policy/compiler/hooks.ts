@@ -23,6 +23,8 @@ export interface HookSignature {
 export interface Family {
   /** The runtime header the generated file includes last. */
   runtime: string;
+  /** The backing directories its runtime serves, when it does not serve any 1..4. */
+  backings?: { min: number; max: number; why: string };
   hooks: Record<string, HookSignature>;
 }
 
@@ -50,12 +52,14 @@ export const FAMILIES: Record<string, Family> = {
   },
   tiers: {
     runtime: 'tiers.bpf.h',
+    backings: { min: 2, max: 2, why: 'a slow tier and a fast one' },
     hooks: {
       promote: { c: 'policy_promote', args: ['size'], returns: 'scalar', daemonOnly: true },
     },
   },
   access: {
     runtime: 'access.bpf.h',
+    backings: { min: 1, max: 1, why: 'one backing file per FUSE file' },
     hooks: {
       before: { c: 'policy_before', args: ['op'], ops: ['op'], returns: 'scalar' },
       after: { c: 'policy_after', args: ['op', 'result'], ops: ['op'], returns: 'scalar' },

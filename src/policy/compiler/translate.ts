@@ -545,11 +545,11 @@ class FunctionTranslator {
     }
     if (ts.isPropertyAccessExpression(x) && ts.isIdentifier(x.expression) && x.expression.text === this.ctxName && !this.lookup(this.ctxName)) {
       const p = this.t.params.find((q) => q.name === x.name.text);
-      if (p?.string) return { ptr: `(const char *)${p.c}`, len: `${p.c}_len` };
+      if (p?.string) return { ptr: p.c, len: `${p.c}_len` };
     }
     if (ts.isPropertyAccessExpression(x) && ts.isIdentifier(x.expression) && x.name.text === 'match') {
       const l = this.lookup(x.expression.text);
-      if (l?.rule) return { ptr: `(const char *)${l.rule.c}[${l.c}].match`, len: `${l.rule.c}[${l.c}].len` };
+      if (l?.rule) return { ptr: `${l.rule.c}[${l.c}].match`, len: `${l.rule.c}[${l.c}].len` };
     }
     return undefined;
   }
@@ -666,6 +666,7 @@ class FunctionTranslator {
   private identifier(e: TS.Identifier): string {
     const l = this.lookup(e.text);
     if (l?.string) this.t.error(e, `${e.text} is a string: test it with startsWith, endsWith or ===`);
+    else if (l?.op) this.t.error(e, `${e.text} is an operation: compare it (${e.text} === 'write') or ask a set (p.deny.includes(${e.text}))`);
     else if (l?.rule) this.t.error(e, `${e.text} is a rule: read ${e.text}.match (test it) and ${e.text}.to (a backing)`);
     if (l) return l.c;
     if (e.text === this.ctxName) this.t.error(e, `read the context's fields (${this.ctxName}.backings, ${this.ctxName}.<parameter>), not the context itself`);
@@ -771,7 +772,7 @@ class FunctionTranslator {
       const ops = this.opsParam(callee.expression);
       if (ops && e.arguments.length === 1) {
         const arg = e.arguments[0]!;
-        const op = this.isOp(arg) ? this.expr(arg) : this.opConstant(arg);
+        const op = this.isOp(arg) ? this.lookup((skipParens(arg) as TS.Identifier).text)!.c : this.opConstant(arg);
         return `policy_op_in(${ops.c}, ${op})`;
       }
       this.t.error(e, this.str(callee.expression) ? 'a string is tested with startsWith, endsWith or ===: includes is not in the subset (on strings, startsWith and endsWith)'
@@ -811,7 +812,7 @@ class FunctionTranslator {
       }
       if (this.isOp(e.left) || this.isOp(e.right)) {
         const [opSide, other] = this.isOp(e.left) ? [e.left, e.right] : [e.right, e.left];
-        return `${this.expr(opSide)} ${c} ${this.opConstant(other)}`;
+        return `${this.lookup((skipParens(opSide) as TS.Identifier).text)!.c} ${c} ${this.opConstant(other)}`;
       }
       const ls = this.str(e.left);
       const rs = this.str(e.right);

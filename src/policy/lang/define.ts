@@ -195,10 +195,14 @@ export const RAW_OPS = {
 } as const;
 export type RawOp = keyof typeof RAW_OPS;
 
-/** Error numbers a policy function returns by name (`return errno.EPERM`). */
+/**
+ * Error numbers a policy function returns by name (`return errno.EPERM`). Not ENOSYS: FUSE
+ * takes it as "not implemented" and stops sending that operation for the whole mount; the
+ * runtimes turn it, and any number outside 1..511, into EIO.
+ */
 export const errno = Object.freeze({
   EPERM: 1, ENOENT: 2, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EBUSY: 16, EEXIST: 17, EXDEV: 18,
-  ENOTDIR: 20, EISDIR: 21, EINVAL: 22, EFBIG: 27, ENOSPC: 28, EROFS: 30, ENAMETOOLONG: 36, ENOSYS: 38,
+  ENOTDIR: 20, EISDIR: 21, EINVAL: 22, EFBIG: 27, ENOSPC: 28, EROFS: 30, ENAMETOOLONG: 36,
   ENOTEMPTY: 39, ENODATA: 61, EOPNOTSUPP: 95, EDQUOT: 122,
 });
 

@@ -14,9 +14,9 @@ const OPCODE: Record<AccessOp, number> = {
 
 const NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
-/** The errno a policy answered, as the error the daemon replies with (EIO if it is none). */
+/** The errno a policy answered, as the error the daemon replies with: EIO outside 1..511 and for ENOSYS (as access.bpf.h). */
 function policyError(e: number, what: string): Errno {
-  const name = Number.isInteger(e) && e > 0 ? NAMES.get(e) : undefined;
+  const name = Number.isInteger(e) && e > 0 && e < 512 && e !== constants.errno.ENOSYS ? NAMES.get(e) : undefined;
   return new Errno(name ?? 'EIO', `${what} answered ${e}`);
 }
 
@@ -43,20 +43,22 @@ export function accessDaemon(o: AccessOptions) {
       const orig = session.handler(OPCODE[op]);
       if (!orig) continue;
       session.on(OPCODE[op], async (req, body) => {
-        const before = o.hooks.before(op, o.context);
+        const before = Number(o.hooks.before(op, o.context)); // true is 1, as in the C
         if (before) throw policyError(before, `${o.name}: before(${op})`);
         let out: HandlerResult;
         let failure: unknown;
         let result: number;
         try {
           out = await orig(req, body);
-          result = resultOf(op, out);
+          // A handler may answer an error as a negative number rather than throw it.
+          result = typeof out === 'number' && out < 0 ? out : resultOf(op, out);
         } catch (e) {
-          if (!(e instanceof Errno)) throw e;
+          const code = (e as { code?: unknown }).code;
+          if (typeof code !== 'string') throw e;
           failure = e;
-          result = -((constants.errno as Record<string, number>)[e.code] ?? constants.errno.EIO);
+          result = -((constants.errno as Record<string, number>)[code] ?? constants.errno.EIO);
         }
-        const after = o.hooks.after(op, result, o.context);
+        const after = Number(o.hooks.after(op, result, o.context));
         if (after) throw policyError(after, `${o.name}: after(${op}, ${result})`);
         if (failure) throw failure;
         return out!;

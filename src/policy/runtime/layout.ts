@@ -16,7 +16,7 @@ import { constants as fsc } from 'node:fs';
 import { Op } from '../../fuse/protocol.ts';
 import { Errno, type Session } from '../../fuse/session.ts';
 import * as libc from '../../fuse/libc.ts';
-import { FanOutDaemon, type BackingSink, type OpenFile } from '../fanout.ts';
+import { FanOutDaemon, openCopy, type BackingSink, type OpenFile } from '../fanout.ts';
 import { zeroBacking, type BackingCounts } from '../../sdk/contract.ts';
 import type { LayoutHooks, PolicyValues, Segment } from '../lang/define.ts';
 
@@ -139,10 +139,13 @@ export class LayoutDaemon extends FanOutDaemon {
 
   /** Missing pieces are created empty; existing ones are taken as they are. */
   protected async reconcile(rel: string, primary: FileHandle): Promise<FileHandle[]> {
-    const mode = Number((await primary.stat()).mode & 0o7777);
     const fds: FileHandle[] = [];
     try {
-      for (let i = 1; i < this.opts.backings.length; i++) fds.push(await fsp.open(this.backingPath(i, rel), fsc.O_RDWR | fsc.O_CREAT, mode));
+      for (let i = 1; i < this.opts.backings.length; i++) {
+        const path = this.backingPath(i, rel);
+        const missing = !(await fsp.lstat(path).catch(() => undefined));
+        fds.push(await openCopy(path, primary, { make: missing }));
+      }
       return fds;
     } catch (e) {
       await Promise.allSettled(fds.map((f) => f.close()));

@@ -11,7 +11,7 @@ import { constants as fsc } from 'node:fs';
 import { BodyReader, COPY_FILE_RANGE_IN, Op, WRITE_OUT, encodeStruct } from '../../fuse/protocol.ts';
 import { Errno, type Session } from '../../fuse/session.ts';
 import * as libc from '../../fuse/libc.ts';
-import { FanOutDaemon, type BackingSink, type OpenFile } from '../fanout.ts';
+import { FanOutDaemon, openCopy, type BackingSink, type OpenFile } from '../fanout.ts';
 import { zeroBacking, type BackingCounts } from '../../sdk/contract.ts';
 import type { PolicyValues, ReplicaHooks } from '../lang/define.ts';
 
@@ -99,9 +99,14 @@ export class ReplicasDaemon extends FanOutDaemon {
     try {
       for (let i = 1; i < this.opts.backings.length; i++) {
         const p = this.backingPath(i, rel);
-        const st = await fsp.stat(p).catch(() => undefined);
-        if (!st || st.size !== size) await fsp.copyFile(this.backingPath(0, rel), p);
-        fds.push(await fsp.open(p, fsc.O_RDWR));
+        const st = await fsp.lstat(p).catch(() => undefined);
+        const stale = !st || !st.isFile() || st.size !== size;
+        if (stale) {
+          // Replaced, never written through: what is there may be a link to elsewhere.
+          await fsp.rm(p, { force: true });
+          await fsp.copyFile(this.backingPath(0, rel), p, fsc.COPYFILE_EXCL);
+        }
+        fds.push(await openCopy(p, primary, { make: stale }));
       }
       return fds;
     } catch (e) {

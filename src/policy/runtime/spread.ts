@@ -6,14 +6,15 @@
 // Where a file lives is found (the backing directories that hold it), not computed, so a
 // rename keeps a file where it is and the choice may depend on the order of creations.
 // The first copy is the file's (its attributes, its inode); the others are written with it
-// (WRITE, truncate) and read after it fails. Attributes (mode, owner, times) are set on
-// the first copy only.
+// (WRITE, truncate), read after it fails, and get its owner and mode when they are made and
+// whenever those change (never root's: the daemon makes them as root); times and xattrs
+// are the first copy's only. A backing that fails a lookup (EIO, ESTALE) holds no copy.
 import fs, { constants as fsc } from 'node:fs';
 import fsp, { type FileHandle } from 'node:fs/promises';
 import { CREATE_IN, FAttr, LINK_IN, MKNOD_IN, Op, SETATTR_IN, type BodyReader, type Request } from '../../fuse/protocol.ts';
 import { Errno, type Handler, type HandlerResult, type Session } from '../../fuse/session.ts';
 import * as libc from '../../fuse/libc.ts';
-import type { Backings, BackingSink, OpenFile } from '../fanout.ts';
+import { openCopy, type Backings, type BackingSink, type OpenFile } from '../fanout.ts';
 import { DirsEverywhereDaemon } from './placement.ts';
 import type { PolicyValues, SpreadHooks } from '../lang/define.ts';
 
@@ -43,7 +44,12 @@ export class SpreadDaemon extends DirsEverywhereDaemon {
     if (p) return p;
     const out: number[] = [];
     for (let i = 0; i < this.opts.backings.length; i++) {
-      const st = fs.lstatSync(this.backingPath(i, rel), { throwIfNoEntry: false });
+      let st: fs.Stats | undefined;
+      try {
+        st = fs.lstatSync(this.backingPath(i, rel), { throwIfNoEntry: false });
+      } catch {
+        continue; // a backing that fails (EIO, ESTALE) holds no copy the mount can use
+      }
       if (st && !st.isDirectory()) out.push(i);
     }
     return out;
@@ -110,11 +116,31 @@ export class SpreadDaemon extends DirsEverywhereDaemon {
     // copy (the reply's), openBackings the others.
     const making = (op: number) => wrap(op, async (orig, req) => {
       const b = body(req);
+      const mknod = op === Op.MKNOD ? b.struct(MKNOD_IN) : undefined;
       if (op === Op.CREATE) b.struct(CREATE_IN);
-      else if (op === Op.MKNOD) b.struct(MKNOD_IN);
       const { rel } = c.child(req.nodeid, b.cstring());
+      const target = op === Op.SYMLINK ? b.cstringBytes() : undefined;
       if (this.holders(rel).length) return orig(req, body(req)); // exists: the handler says what
-      return this.placing(rel, this.placeNew(rel), () => orig(req, body(req)));
+      const where = this.placeNew(rel);
+      const r = await this.placing(rel, where, () => orig(req, body(req)));
+      // CREATE's copies are made at open (openBackings); a symlink's and a regular file's
+      // from MKNOD here. FIFOs, sockets and devices stay on the first backing.
+      for (const i of where.slice(1)) {
+        const p = this.backingPath(i, rel);
+        if (target) {
+          await fsp.symlink(target, p);
+          const st = fs.lstatSync(this.backingPath(where[0]!, rel));
+          fs.lchownSync(p, st.uid, st.gid);
+        } else if (mknod && (mknod.mode & fsc.S_IFMT) === fsc.S_IFREG) {
+          const first = await openCopy(this.backingPath(where[0]!, rel), undefined);
+          try {
+            await (await openCopy(p, first, { make: true })).close();
+          } finally {
+            await first.close();
+          }
+        }
+      }
+      return r;
     });
     making(Op.CREATE);
     making(Op.MKNOD);
@@ -142,28 +168,41 @@ export class SpreadDaemon extends DirsEverywhereDaemon {
       return r;
     });
 
-    // A size goes to every copy (the handler sets the first and replies).
+    // The handler sets the first copy and replies; a size, an owner and a mode then go to
+    // the others (a copy is never left with root's owner or a mode the file no longer has).
     wrap(Op.SETATTR, async (orig, req) => {
       const a = body(req).struct(SETATTR_IN);
-      if (a.valid & FAttr.SIZE) {
-        const rel = c.nodes.path(req.nodeid);
-        const open = this.files.get(req.nodeid);
-        if (open) for (const fd of (await open.ready).fds.slice(1)) await fd.truncate(Number(a.size));
-        else for (const i of this.holders(rel).slice(1)) await fsp.truncate(this.backingPath(i, rel), Number(a.size));
+      const r = await orig(req, body(req));
+      if (!(a.valid & (FAttr.SIZE | FAttr.MODE | FAttr.UID | FAttr.GID))) return r;
+      const rel = c.nodes.path(req.nodeid);
+      const hs = this.holders(rel);
+      if (hs.length < 2 || !fs.lstatSync(this.backingPath(hs[0]!, rel)).isFile()) return r;
+      const first = await openCopy(this.backingPath(hs[0]!, rel), undefined);
+      try {
+        for (const i of hs.slice(1)) {
+          const copy = await openCopy(this.backingPath(i, rel), first, { make: true });
+          try {
+            if (a.valid & FAttr.SIZE) await copy.truncate(Number(a.size));
+          } finally {
+            await copy.close();
+          }
+        }
+      } finally {
+        await first.close();
       }
-      return orig(req, body(req));
+      return r;
     });
   }
 
-  /** A file's copies, opened read-write (new or truncated: the others made or emptied). */
+  /** A file's copies, opened read-write (new or truncated: the others made or emptied, as the first's). */
   protected async openBackings(rel: string, how: { create?: number; trunc?: boolean } = {}): Promise<Backings> {
     const out: Backings = Array.from({ length: this.opts.backings.length }, () => undefined);
     const hs = this.holders(rel);
     try {
       for (const [k, i] of hs.entries()) {
-        const make = k > 0 && (how.create !== undefined || how.trunc);
-        const mode = how.create ?? 0o600;
-        out[i] = await fsp.open(this.backingPath(i, rel), make ? fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC : fsc.O_RDWR, mode);
+        const path = this.backingPath(i, rel);
+        const make = how.create !== undefined || !!how.trunc;
+        out[i] = k === 0 ? await openCopy(path, undefined) : await openCopy(path, out[hs[0]!]!, { make, trunc: make });
       }
       return out;
     } catch (e) {

@@ -15,7 +15,7 @@
 import fsp, { type FileHandle } from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import { dirname } from 'node:path';
-import { FanOutDaemon, type Backings, type BackingSink, type OpenFile } from '../fanout.ts';
+import { FanOutDaemon, openCopy, type Backings, type BackingSink, type OpenFile } from '../fanout.ts';
 import { zeroBacking, type BackingCounts } from '../../sdk/contract.ts';
 import type { PolicyValues, TierHooks } from '../lang/define.ts';
 
@@ -100,11 +100,10 @@ export class TierDaemon extends FanOutDaemon {
     try {
       if (how.create === undefined && !how.trunc) return [slow, (await this.reconcile(rel, slow))[0]];
       // New or emptied: hot, so on the fast tier too, if it has room and the directory.
-      const mode = how.create ?? Number((await slow.stat()).mode & 0o7777);
       const fast = this.backingPath(FAST, rel);
       try {
         await fsp.mkdir(dirname(fast), { recursive: true });
-        return [slow, await fsp.open(fast, fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC, mode)];
+        return [slow, await openCopy(fast, slow, { make: true, trunc: true })];
       } catch {
         this.promoteErrors++;
         await fsp.rm(fast, { force: true, recursive: true }).catch(() => undefined);
@@ -120,7 +119,7 @@ export class TierDaemon extends FanOutDaemon {
   protected async reconcile(rel: string, slow: FileHandle): Promise<FileHandle[]> {
     const st = await slow.stat();
     const fast = this.backingPath(FAST, rel);
-    const copy = await fsp.stat(fast).catch(() => undefined);
+    const copy = await fsp.lstat(fast).catch(() => undefined); // a link is never a fresh copy
     const fresh = copy?.isFile() && copy.size === st.size && copy.mtimeMs >= st.mtimeMs;
     if (!fresh) {
       if (!this.t.hooks.promote(st.size, this.t.context)) {
@@ -130,8 +129,10 @@ export class TierDaemon extends FanOutDaemon {
       }
       try {
         await fsp.mkdir(dirname(fast), { recursive: true });
-        if (copy?.isDirectory()) await fsp.rm(fast, { recursive: true });
-        await fsp.copyFile(this.backingPath(SLOW, rel), fast);
+        // Replaced, never written through: what is there may be a link to elsewhere.
+        await fsp.rm(fast, { force: true, recursive: copy?.isDirectory() });
+        await fsp.copyFile(this.backingPath(SLOW, rel), fast, fsc.COPYFILE_EXCL);
+        await (await openCopy(fast, slow, { make: true })).close(); // the slow file's owner and mode
         this.promotions++;
       } catch {
         // The fast tier full or gone: the file stays cold, the slow tier serves it.
@@ -140,7 +141,7 @@ export class TierDaemon extends FanOutDaemon {
         return [];
       }
     }
-    return [await fsp.open(fast, fsc.O_RDWR)];
+    return [await openCopy(fast, slow)];
   }
 
   /** A rename the fast tier cannot follow (the source is not cached) drops both names there. */
