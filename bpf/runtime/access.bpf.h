@@ -173,16 +173,17 @@ static bool served(__u32 op)
 	       op == FUSE_OP_LISTXATTR;
 }
 
-#define ENOSYS			38
+/* The errno FUSE takes as "not implemented", for the whole mount */
+#define FUSE_ERRNO_UNIMPLEMENTED	38
 
 /*
  * An errno the policy answered, as the request's result: EIO for anything
- * outside 1..511 and for ENOSYS, which FUSE would take as "not implemented"
- * and stop sending the operation for the whole mount.
+ * outside 1..511 and for FUSE_ERRNO_UNIMPLEMENTED, after which FUSE would
+ * stop sending the operation at all.
  */
 static __always_inline int policy_error(__s64 e)
 {
-	return e > 0 && e < 512 && e != ENOSYS ? -e : -EIO;
+	return e > 0 && e < 512 && e != FUSE_ERRNO_UNIMPLEMENTED ? -e : -EIO;
 }
 
 SEC("struct_ops.s/request")
