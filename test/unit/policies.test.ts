@@ -5,6 +5,7 @@ import { makePolicy, parseSize, PolicyError, type RoutePolicy, type StripePolicy
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { openCopy } from '../../src/policy/fanout.ts';
+import { TierDaemon } from '../../src/policy/runtime/tiers.ts';
 import os from 'node:os';
 import path from 'node:path';
 import { compiledModule, generatePolicy, policyGlobals } from '../../src/policy/build.ts';
@@ -184,4 +185,28 @@ test('a copy the root daemon makes gets the first copy\'s owner and mode, and is
   fs.symlinkSync(victim, path.join(base, 'link'));
   await t.throwsAsync(openCopy(path.join(base, 'link'), first, { make: true, trunc: true }), { code: 'ELOOP' });
   t.is(fs.readFileSync(victim, 'utf8'), 'secret', 'the link\'s target untouched');
+});
+
+test('tier: a small cold file is copied up at its first open, with the slow file\'s owner and mode; a planted link is replaced, not written through', async (t) => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'fuse-kfunc-tier-'));
+  t.teardown(() => fs.rmSync(base, { recursive: true, force: true }));
+  const [slowDir, fastDir] = [path.join(base, 's'), path.join(base, 'f')];
+  for (const d of [slowDir, fastDir]) fs.mkdirSync(d);
+  fs.writeFileSync(path.join(slowDir, 'x'), 'hello');
+  fs.chownSync(path.join(slowDir, 'x'), 1000, 1000);
+  const victim = path.join(base, 'victim');
+  fs.writeFileSync(victim, 'secret');
+  fs.symlinkSync(victim, path.join(fastDir, 'x'));
+  const tier = compiledModule(builtinModuleFile('tier'));
+  const d = new TierDaemon({ name: 'tier', backings: [slowDir, fastDir], hooks: tierHooks({ name: 'tier', family: tier.family, js: tier.js }), context: { backings: 2, promoteMax: 32768 } });
+  const slow = await fsp.open(path.join(slowDir, 'x'), 'r+');
+  t.teardown(() => slow.close());
+  const fds = await (d as unknown as { reconcile(rel: string, slow: fsp.FileHandle): Promise<fsp.FileHandle[]> }).reconcile('x', slow);
+  t.is(fds.length, 1, 'the fast copy is open');
+  for (const f of fds) await f.close();
+  t.deepEqual([d.promotions, d.promoteErrors], [1, 0]);
+  const st = fs.lstatSync(path.join(fastDir, 'x'));
+  t.true(st.isFile());
+  t.deepEqual([st.uid, fs.readFileSync(path.join(fastDir, 'x'), 'utf8')], [1000, 'hello']);
+  t.is(fs.readFileSync(victim, 'utf8'), 'secret');
 });

@@ -130,7 +130,7 @@ export class TierDaemon extends FanOutDaemon {
       try {
         await fsp.mkdir(dirname(fast), { recursive: true });
         // Replaced, never written through: what is there may be a link to elsewhere.
-        await fsp.rm(fast, { force: true, recursive: copy?.isDirectory() });
+        await fsp.rm(fast, { force: true, recursive: copy?.isDirectory() ?? false });
         await fsp.copyFile(this.backingPath(SLOW, rel), fast, fsc.COPYFILE_EXCL);
         await (await openCopy(fast, slow, { make: true })).close(); // the slow file's owner and mode
         this.promotions++;
