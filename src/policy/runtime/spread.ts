@@ -11,7 +11,7 @@
 // are the first copy's only. A backing that fails a lookup (EIO, ESTALE) holds no copy.
 import fs, { constants as fsc } from 'node:fs';
 import fsp, { type FileHandle } from 'node:fs/promises';
-import { CREATE_IN, FAttr, LINK_IN, MKNOD_IN, Op, SETATTR_IN, type BodyReader, type Request } from '../../fuse/protocol.ts';
+import { BodyReader, CREATE_IN, FAttr, LINK_IN, MKNOD_IN, Op, SETATTR_IN, type Request } from '../../fuse/protocol.ts';
 import { Errno, type Handler, type HandlerResult, type Session } from '../../fuse/session.ts';
 import * as libc from '../../fuse/libc.ts';
 import { openCopy, type Backings, type BackingSink, type OpenFile } from '../fanout.ts';
@@ -95,7 +95,7 @@ export class SpreadDaemon extends DirsEverywhereDaemon {
     if ((flags & libc.RENAME_EXCHANGE) && !same) throw new Errno('EXDEV', `${this.o.name}: exchanging files kept on different backing directories`);
     if ((flags & libc.RENAME_NOREPLACE) && ht.length) throw new Errno('EEXIST');
     if (ht.length && this.isDir(this.backingPath(0, to))) throw new Errno('EISDIR');
-    const r = await this.placing(to, hf, () => orig(req, this.bodyOf(req)));
+    const r = await this.placing(to, hf, () => orig(req, new BodyReader(req.body, this.policy)));
     for (const i of hf.slice(1)) await libc.renameat2(this.backingPath(i, from), this.backingPath(i, to), flags);
     if (!(flags & libc.RENAME_EXCHANGE)) {
       for (const i of ht) if (!hf.includes(i)) await fsp.unlink(this.backingPath(i, to)).catch(() => undefined);
@@ -103,15 +103,8 @@ export class SpreadDaemon extends DirsEverywhereDaemon {
     return r;
   }
 
-  private bodyOf(req: Request): BodyReader {
-    return this.body(req);
-  }
-
-  private body!: (req: Request) => BodyReader;
-
   protected installFiles(_s: Session, wrap: (op: number, f: (orig: Handler, req: Request) => Promise<HandlerResult>) => void, body: (req: Request) => BodyReader): void {
     const c = this.c;
-    this.body = body;
     // A new name is made where create() puts it: the passthrough handler makes the first
     // copy (the reply's), openBackings the others.
     const making = (op: number) => wrap(op, async (orig, req) => {
