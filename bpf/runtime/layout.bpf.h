@@ -159,19 +159,19 @@ static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return 0;
 }
 
-/* Backing 0's attributes with the file's size and every piece's blocks */
-static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			  struct policy_node *n, __s64 home)
+/*
+ * The file's size from every piece's, and every piece's blocks, in @attr;
+ * with @base, the rest of @attr from backing 0's piece too.
+ */
+static int family_fix_attr(struct fuse_bpf_ctx *fctx, struct policy_node *n,
+			   struct fuse_attr *attr, bool base)
 {
-	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
 	struct fuse_attr piece = {};
 	struct bpf_file *fb;
 	__u64 size = 0, blocks = 0;
 	__s64 end;
 	int i, ret;
 
-	if (!out)
-		return FUSE_BPF_UPCALL;
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
 		fb = backing_get(fctx, n, i);
 		if (!fb)
@@ -180,19 +180,48 @@ static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		bpf_file_release(fb);
 		if (ret < 0)
 			return ret;
-		if (i == 0)
-			out->attr = piece;
+		if (i == 0 && base)
+			*attr = piece;
+		/* A directory or a link is backing 0's as it is */
+		if ((piece.mode & S_IFMT) != S_IFREG)
+			return 0;
 		end = piece.size ? policy_logical_end(piece.size, i) : 0;
 		if (end > 0 && end > size)
 			size = end;
 		blocks += piece.blocks;
 	}
-	out->attr.size = size;
-	out->attr.blocks = blocks;
+	attr->size = size;
+	attr->blocks = blocks;
+	return 0;
+}
+
+/* Backing 0's attributes with the file's size and every piece's blocks */
+static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+			  struct policy_node *n, __s64 home)
+{
+	struct fuse_attr_out *out = bpf_fuse_out(args, 0, struct fuse_attr_out);
+	int ret;
+
+	if (!out)
+		return FUSE_BPF_UPCALL;
+	ret = family_fix_attr(fctx, n, &out->attr, true);
+	if (ret < 0)
+		return ret;
 	out->attr_valid = policy_attr_timeout;
 	out->attr_valid_nsec = 0;
 	return 0;
 }
+
+/* A truncation to @size leaves backing @i's piece this long */
+static __always_inline __s64 family_size(__s64 size, __s64 i)
+{
+	__s64 want = policy_backing_size(size, i);
+
+	return want > 0 ? want : 0;
+}
+
+/* FALLOCATE would need the layout's mapping of the range: not served */
+static const bool family_copies;
 
 /* The daemon sets attributes and xattrs on the first backing directory's file */
 static __always_inline __s64 family_home(struct policy_node *n)
@@ -200,6 +229,10 @@ static __always_inline __s64 family_home(struct policy_node *n)
 	return 0;
 }
 
+#ifdef POLICY_KERNEL_NAMES
+#include "names.bpf.h"
+#else
 #include "dispatch.bpf.h"
+#endif
 
 #endif /* __FUSE_KFUNC_LAYOUT_BPF_H */

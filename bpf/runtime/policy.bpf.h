@@ -27,6 +27,9 @@ char LICENSE[] SEC("license") = "GPL";
 #define EIO			5
 #define EOPNOTSUPP		95
 
+#define S_IFMT			0170000
+#define S_IFREG			0100000
+
 /*
  * Set by the loader before load, like every parameter (the verifier then
  * sees them as constants): how many backing directories the mount has, and
@@ -68,12 +71,14 @@ struct policy_node {
 
 FUSE_KFUNC_NODE_CHECK(struct policy_node);
 
+#ifndef POLICY_KERNEL_NAMES
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u64);			/* nodeid */
 	__type(value, struct policy_node);
 } nodes SEC(".maps");
+#endif
 
 /* Per backing directory, what this program moved (fuse-kfunc stats) */
 struct {

@@ -88,12 +88,42 @@ static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return ret;
 }
 
+/* Attributes are the first replica's, which @attr holds with @base */
+static int family_fix_attr(struct fuse_bpf_ctx *fctx, struct policy_node *n,
+			   struct fuse_attr *attr, bool base)
+{
+	struct bpf_file *fb;
+	int ret;
+
+	if (!base)
+		return 0;
+	fb = backing_get(fctx, n, 0);
+	if (!fb)
+		return -EIO;
+	ret = fuse_reply_attr(fctx, fb, attr);
+	bpf_file_release(fb);
+	return ret;
+}
+
+/* Every replica is the whole file */
+static __always_inline __s64 family_size(__s64 size, __s64 i)
+{
+	return size;
+}
+
+/* FALLOCATE reaches every replica */
+static const bool family_copies = true;
+
 /* The daemon sets attributes and xattrs on the first backing directory's file */
 static __always_inline __s64 family_home(struct policy_node *n)
 {
 	return 0;
 }
 
+#ifdef POLICY_KERNEL_NAMES
+#include "names.bpf.h"
+#else
 #include "dispatch.bpf.h"
+#endif
 
 #endif /* __FUSE_KFUNC_REPLICAS_BPF_H */

@@ -126,11 +126,33 @@ export interface BuiltPolicy {
   globals: GlobalValues;
 }
 
+/** Families whose runtime can serve names in the kernel too (bpf/runtime/names.bpf.h). */
+export const KERNEL_NAME_FAMILIES: readonly string[] = ['layout', 'replicas'];
+
+export interface BuildOptions {
+  /** Serve names (LOOKUP, CREATE, RENAME ...) in the kernel as well: no daemon after INIT. */
+  kernelNames?: boolean;
+}
+
+/**
+ * The C of a policy whose names the kernel serves: the family's runtime then ends with
+ * names.bpf.h instead of dispatch.bpf.h (one define, before the runtime is included).
+ */
+function withKernelNames(source: string, name: string, family: string): string {
+  if (!KERNEL_NAME_FAMILIES.includes(family)) {
+    throw new PolicyError(`${name}: names in the kernel are served for the ${KERNEL_NAME_FAMILIES.join(' and ')} families; ` +
+      `the ${family} family's names are the daemon's yet (mount it without names: 'kernel')`);
+  }
+  const at = '#include "policy.bpf.h"';
+  if (!source.includes(at)) throw new Error(`${name}: the compiled C does not include policy.bpf.h`);
+  return source.replace(at, `/* Names are served in the kernel too (mount option names: 'kernel') */\n#define POLICY_KERNEL_NAMES\n\n${at}`);
+}
+
 /** Generates, compiles (clang-19 against `buildDir`'s vmlinux.h and libbpf) and caches. */
-export function buildPolicy(p: AnyPolicy, buildDir: string): BuiltPolicy {
+export function buildPolicy(p: AnyPolicy, buildDir: string, opts: BuildOptions = {}): BuiltPolicy {
   const r = moduleParams(asModulePolicy(p));
-  const source = r.compiled.source;
   const name = r.compiled.definition.name;
+  const source = opts.kernelNames ? withKernelNames(r.compiled.source, name, r.compiled.family) : r.compiled.source;
   const globals = r.globals;
   const repo = repoRoot();
   const h = createHash('sha256');

@@ -16,10 +16,12 @@ export interface MountArgs {
   timeout?: number;
   /** --set NAME=VALUE: global variables of --program, set before load. */
   globals: GlobalValues;
+  /** --names kernel|daemon: who serves a policy's names. */
+  names?: 'kernel' | 'daemon';
   help: boolean;
 }
 
-const VALUE = new Set(['program', 'struct-ops', 'timeout', 'policy']);
+const VALUE = new Set(['program', 'struct-ops', 'timeout', 'policy', 'names']);
 
 /** Whether --name is a parameter of a built-in policy (their modules declare them). */
 function isBuiltinParam(name: string): boolean {
@@ -61,7 +63,7 @@ export function parseMountArgs(argv: string[]): MountArgs {
       f.set(name, v);
     } else if (BOOL.has(name) && eq < 0) f.set(name, true);
     else if (isBuiltinParam(name)) throw new UsageError(`--${name} is a policy parameter: add --policy NAME`);
-    else throw new UsageError(`unknown option ${a} (mount takes --program, --set, --policy, --struct-ops, --userspace, --passthrough, --timeout)`);
+    else throw new UsageError(`unknown option ${a} (mount takes --program, --set, --policy, --names, --struct-ops, --userspace, --passthrough, --timeout)`);
   }
   const help = f.has('help');
   if (help) return { backings: [], mountpoint: '', userspace: false, passthrough: false, help, policyParams: {}, globals };
@@ -85,6 +87,11 @@ export function parseMountArgs(argv: string[]): MountArgs {
   if (policy !== undefined && (program !== undefined || passthrough)) {
     throw new UsageError('--policy brings its own program: it excludes --program and --passthrough (add --userspace for its daemon-only reference)');
   }
+  const names = f.get('names') as string | undefined;
+  if (names !== undefined && names !== 'kernel' && names !== 'daemon') throw new UsageError(`--names is kernel or daemon, got "${names}"`);
+  if (names !== undefined && (policy === undefined || userspace)) {
+    throw new UsageError('--names says who serves a policy\'s names: it needs --policy, and excludes --userspace (the daemon serves everything there)');
+  }
   let timeout: number | undefined;
   if (f.has('timeout')) {
     timeout = Number(f.get('timeout'));
@@ -93,6 +100,7 @@ export function parseMountArgs(argv: string[]): MountArgs {
   return {
     backings: pos.slice(0, -1), mountpoint: pos[pos.length - 1]!, program, policy, policyParams,
     structOps: f.get('struct-ops') as string | undefined, userspace, passthrough, timeout, globals, help,
+    ...(names ? { names: names as 'kernel' | 'daemon' } : {}),
   };
 }
 

@@ -9,7 +9,8 @@ import { paramsFromFlags } from '../policy/lang/params.ts';
 import { STATS_DIR, formatPerBacking, formatStats, statsFileName, type StatsFile } from './stats.ts';
 
 export const mountHelp = (): string => `Usage: fuse-kfunc mount BACKING... MOUNTPOINT [--program OBJ|SRC] [--struct-ops NAME]
-                        [--set NAME=VALUE]... [--policy NAME [PARAMS]] [--userspace] [--passthrough] [--timeout SEC]
+                        [--set NAME=VALUE]... [--policy NAME [PARAMS] [--names kernel]] [--userspace]
+                        [--passthrough] [--timeout SEC]
 
 Mounts BACKING on MOUNTPOINT with the TypeScript FUSE daemon (in a child process) and stays
 in the foreground until SIGINT/SIGTERM or until someone unmounts MOUNTPOINT. Needs root.
@@ -34,6 +35,10 @@ Modes:
                           as --name VALUE): its BPF C is generated, compiled (cached) and
                           attached, and the daemon serves the rest the same way; with
                           --userspace the daemon alone (the policy's userspace reference).
+  --names kernel|daemon   who serves the policy's names (lookup, create, mkdir, rename,
+                          readdir ...): the daemon (default; the program serves open
+                          files), or the program too, so that no request reaches the
+                          daemon after INIT (the layout and replicas families: stripe, mirror)
                           \`fuse-kfunc policy --help\` lists the built-in ones:
 ${builtinPolicies().map((p) => `                            ${p.name}: ${p.params.map((q) => `--${q.name} ${q.value} (default ${q.default})`).join(', ')}`).join('\n')}
 Several BACKING directories without --policy are kept identical (the mirror daemon).
@@ -73,7 +78,7 @@ export async function mountCmd(argv: string[]): Promise<number> {
     h = await mount({
       backings: a.backings, mountpoint: a.mountpoint, program: a.program, structOps: a.structOps, globals: a.globals, policy,
       ...(file ? { params, attrTimeout: attr === undefined ? undefined : Number(attr) } : {}),
-      userspace: a.userspace, passthrough: a.passthrough, timeout: a.timeout, echo: true,
+      userspace: a.userspace, passthrough: a.passthrough, timeout: a.timeout, names: a.names, echo: true,
     });
   } catch (e) {
     if (e instanceof PolicyError) {

@@ -153,7 +153,20 @@ async function main(cfg: ServeConfig): Promise<void> {
   let setup: Parameters<typeof mountFuse>[0]['setup'];
   let perBacking: (() => PerBacking) | undefined;
   let mode: string;
-  if (cfg.module?.family === 'access') {
+  // Fault injection needs ids the daemon publishes: not there when the program holds the names.
+  let faults = true;
+  if (roots && cfg.backings.length > 1) {
+    // A policy program serving names itself (names.bpf.h): every backing directory is a
+    // root, the daemon answers INIT and what the program leaves (nothing, while attached).
+    const kernelMap = maps.backing_stats;
+    perBacking = () => ({
+      kernel: kernelMap ? cfg.backings.map((_, i) => decodeBackingStats(kernelMap.lookup(u32Key(i))!)) : null,
+      daemon: cfg.backings.map(() => ({ reads: 0, readBytes: 0, writes: 0, writeBytes: 0, errors: 0, cached: 0 })),
+      events: {},
+    });
+    faults = false;
+    mode = `program+${cfg.module?.name ?? 'tree'}`;
+  } else if (cfg.module?.family === 'access') {
     // One backing directory served as it is, open files published to the program, and the
     // policy's checks around what reaches the daemon.
     const publish = maps.nodes ? publishBackingIds(maps.nodes) : undefined;
@@ -249,6 +262,7 @@ async function main(cfg: ServeConfig): Promise<void> {
         else attachToFuse(h.device.fd, link);
         return { attached: m.cmd === 'attach' };
       case 'fault':
+        if (!faults) throw new Error('fault: the program holds this mount\'s names and files itself; fault injection withholds ids the daemon publishes (mount with names served by the daemon)');
         if (!perBacking || !Number.isInteger(m.backing) || m.backing < 0 || m.backing >= cfg.backings.length) {
           throw new Error(`fault: backing ${m.backing} is not one of this mount's ${cfg.backings.length} backing directories ` +
             '(fault injection is for mounts of several)');

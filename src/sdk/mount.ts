@@ -15,7 +15,7 @@ import { basename, join, resolve } from 'node:path';
 import { repoRoot, cachePaths } from '../util/paths.ts';
 import { nodeEntry } from '../util/bundles.mjs';
 import { compileBpf, CompileError } from '../policy/compile.ts';
-import { asModulePolicy, buildPolicy, isModulePolicy, moduleParams, type AnyPolicy } from '../policy/build.ts';
+import { asModulePolicy, buildPolicy, isModulePolicy, moduleParams, type AnyPolicy, type BuildOptions } from '../policy/build.ts';
 import { PolicyCompileError } from '../policy/compiler/translate.ts';
 import { tsLines } from '../bpf/errors.ts';
 import type { Policy } from '../policy/lang/define.ts';
@@ -47,6 +47,10 @@ export interface MountOptions {
   /** Global variables of `program` (its `const volatile` knobs) to set before it is
    *  loaded, e.g. `{ passthrough: 1 }` for tree.bpf.c. An unknown name fails the mount. */
   globals?: GlobalValues;
+  /** Who serves a policy's names (LOOKUP, CREATE, MKDIR, RENAME, READDIR ...): 'daemon' (the
+   *  default: the program serves open files' data and attributes) or 'kernel' (the program
+   *  serves every request after INIT; the layout and replicas families, e.g. stripe, mirror). */
+  names?: 'daemon' | 'kernel';
   /** Explicitly no program, no passthrough (the default when neither is given). */
   userspace?: boolean;
   /** Upstream FUSE passthrough (FOPEN_PASSTHROUGH); excludes `program`. */
@@ -158,6 +162,12 @@ export function checkInputs(o: MountOptions): { backings: string[]; mountpoint: 
   } else if (o.params || o.attrTimeout !== undefined) {
     throw new MountError('params and attrTimeout set a policy module\'s parameters: add policy', 'usage');
   }
+  if (o.names !== undefined && o.names !== 'daemon' && o.names !== 'kernel') {
+    throw new MountError(`names is 'daemon' or 'kernel', got ${JSON.stringify(o.names)}`, 'usage');
+  }
+  if (o.names === 'kernel' && (!o.policy || o.userspace)) {
+    throw new MountError(`names: 'kernel' is where a policy's program serves names: add policy${o.userspace ? ', without userspace (the daemon serves everything there)' : ''}`, 'usage');
+  }
   if (o.passthrough && o.backings.length > 1) throw new MountError('passthrough serves one backing directory', 'usage');
   if (o.backings.length > 4) throw new MountError('at most 4 backing directories (mirror replicas)', 'usage');
   checkRoot();
@@ -226,9 +236,9 @@ function policyFailure(e: unknown, what: string): never {
 }
 
 /** A policy's program, compiled (or taken from the cache). */
-export function preparePolicy(p: AnyPolicy, buildDir?: string): { object: string; structOps: string; source: string; globals: GlobalValues } {
+export function preparePolicy(p: AnyPolicy, buildDir?: string, opts: BuildOptions = {}): { object: string; structOps: string; source: string; globals: GlobalValues } {
   try {
-    return buildPolicy(p, kernelBuild(buildDir));
+    return buildPolicy(p, kernelBuild(buildDir), opts);
   } catch (e) {
     policyFailure(e, isModulePolicy(p) ? `the policy module ${p.module}` : `the ${p.policy} policy`);
   }
@@ -262,7 +272,7 @@ export async function mount(o: MountOptions): Promise<MountHandle> {
   const daemonPolicy = policy ?? (backings.length > 1 ? makePolicy('mirror', {}, backings.length) : undefined);
   const module = daemonPolicy ? daemonModule(daemonPolicy) : undefined;
   const prog: { object: string; structOps: string; globals?: GlobalValues } | undefined = policy && !o.userspace
-    ? preparePolicy(policy, o.buildDir) : o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
+    ? preparePolicy(policy, o.buildDir, { kernelNames: o.names === 'kernel' }) : o.program !== undefined ? prepareProgram(o.program, o.structOps, o.buildDir) : undefined;
   const repo = repoRoot();
   const entry = nodeEntry(repo, 'mount-serve');
   const globals = { ...prog?.globals, ...o.globals };
