@@ -23,8 +23,9 @@
  * failure) is replaced.  A removal or rename that fails in a later backing
  * after succeeding in backing 0 is reported, and leaves that backing's
  * name behind: invisible through the mount, replaced by the next creation
- * of the name.  Attributes, extended attributes, links' targets and
- * listings are backing 0's; sizes are the family's.
+ * of the name.  Extended attributes, links' targets and listings are
+ * backing 0's; mode, owner and times are set in every backing (each file
+ * is opened as the caller); sizes are the family's.
  *
  * The kfuncs act as the caller, so every backing directory's permissions
  * apply to each user of the mount, and what they create is the caller's in
@@ -49,6 +50,8 @@
 #define O_EXCL		0200
 #define O_TRUNC		01000
 #define O_DIRECTORY	0200000
+
+#define STATX_BASIC_STATS	0x7ff
 
 #define NAMES_ROOT	1
 #define NAME_SZ		256	/* NAME_MAX + 1 */
@@ -105,9 +108,9 @@ struct {
 static __u64 names_last_fh;
 
 /*
- * A RENAME's two names need more than the 512-byte stack.  Per thread, not
- * per CPU: the program sleeps in the kfuncs, and another request may run on
- * the same CPU meanwhile.
+ * The request's names: a RENAME's two, or one in old_name, which would take
+ * half of the 512-byte stack.  Per thread, not per CPU: the program sleeps
+ * in the kfuncs, and another request may run on the same CPU meanwhile.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -122,6 +125,23 @@ struct {
 	__type(key, __u32);
 	__type(value, struct bpf_vfs_rename_names);
 } names_scratch_zero SEC(".maps");
+
+static struct bpf_vfs_rename_names *names_scratch_get(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), zero = 0;
+	struct bpf_vfs_rename_names *z = bpf_map_lookup_elem(&names_scratch_zero, &zero);
+
+	if (!z || bpf_map_update_elem(&names_scratch, &tid, z, BPF_ANY))
+		return NULL;
+	return bpf_map_lookup_elem(&names_scratch, &tid);
+}
+
+static void names_scratch_put(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	bpf_map_delete_elem(&names_scratch, &tid);
+}
 
 /* ---- Nodes ---------------------------------------------------------------- */
 
@@ -202,9 +222,15 @@ static void names_forget(__u64 nodeid, __u64 nlookup)
 static __always_inline void names_keep(struct policy_node *n, __s64 i,
 				       struct bpf_file *fb)
 {
-	fb = bpf_kptr_xchg(node_slot(n, i), fb);
+	struct bpf_file *old;
+
+	/* The verifier takes NULL as a constant only, not a possibly-NULL file */
 	if (fb)
-		bpf_file_release(fb);
+		old = bpf_kptr_xchg(node_slot(n, i), fb);
+	else
+		old = bpf_kptr_xchg(node_slot(n, i), NULL);
+	if (old)
+		bpf_file_release(old);
 }
 
 /* A reference to slot @i of @n (a node or an open file), or NULL */
@@ -233,8 +259,10 @@ static int names_arg(struct fuse_args *args, __u32 idx, char *name)
  * empty slot.  The kernel counts the lookup if the reply is sent: the node
  * is remembered last, and forgotten again if the reply cannot be made.
  */
-static int names_reply_entry(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-			     struct names_node *dir, const char *name)
+static __noinline int names_reply_entry(struct fuse_bpf_ctx *fctx,
+					 struct fuse_args *args,
+					 struct names_node *dir,
+					 const char *name)
 {
 	struct fuse_entry_out *out = bpf_fuse_out(args, 0, struct fuse_entry_out);
 	struct bpf_file *d, *fb;
@@ -270,16 +298,47 @@ static int names_reply_entry(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 			bpf_file_release(d);
 		names_keep(as_policy_node(n), i, fb);
 	}
-	err = family_fix_attr(fctx, as_policy_node(n), &out->attr, false);
-	if (err) {
-		names_forget(nodeid, 1);
-		return err;
-	}
 	out->entry_valid = policy_attr_timeout;
 	out->attr_valid = policy_attr_timeout;
 	out->entry_valid_nsec = 0;
 	out->attr_valid_nsec = 0;
 	return 0;
+}
+
+/*
+ * The family's attributes in the entry reply names_reply_entry() made (a
+ * stripe's size from its pieces); the node is forgotten again on failure.
+ * Its own call rather than the end of names_reply_entry(): the two frames
+ * side by side, not stacked, keep the program under BPF's 512-byte stack.
+ */
+static __noinline int names_entry_attr(struct fuse_bpf_ctx *fctx,
+				       struct fuse_args *args)
+{
+	struct fuse_entry_out *out = bpf_fuse_out(args, 0, struct fuse_entry_out);
+	struct names_node *n;
+	__u64 nodeid;
+	int err;
+
+	if (!out)
+		return -EIO;
+	nodeid = out->nodeid;
+	n = bpf_map_lookup_elem(&name_nodes, &nodeid);
+	if (!n)
+		return -ESTALE;
+	err = family_fix_attr(fctx, as_policy_node(n), &out->attr, false);
+	if (err)
+		names_forget(nodeid, 1);
+	return err;
+}
+
+/* Both halves of an entry reply */
+static __always_inline int names_entry(struct fuse_bpf_ctx *fctx,
+				       struct fuse_args *args,
+				       struct names_node *dir, const char *name)
+{
+	int err = names_reply_entry(fctx, args, dir, name);
+
+	return err ? err : names_entry_attr(fctx, args);
 }
 
 /* Undo a creation of @name in backings [0, @upto): the request failed in @upto */
@@ -339,20 +398,17 @@ static int names_make_one(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 
 /*
  * MKNOD, MKDIR, SYMLINK, LINK: in backing 0 (whose error is the reply), then
- * in the others; undone everywhere if a later backing fails.
+ * in the others; undone everywhere if a later backing fails.  The entry
+ * reply is the caller's.
  */
 static __noinline int names_make(struct fuse_bpf_ctx *fctx,
-				 struct fuse_args *args, struct names_node *dir)
+				 struct fuse_args *args, struct names_node *dir,
+				 char *name)
 {
 	bool is_dir = fctx->opcode == FUSE_OP_MKDIR;
-	char name[NAME_SZ];
 	struct bpf_file *d;
-	int i, err;
+	int i, err = 0;
 
-	/* SYMLINK's name comes first, the others' after their struct */
-	err = names_arg(args, fctx->opcode == FUSE_OP_SYMLINK ? 0 : 1, name);
-	if (err)
-		return err;
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
 		d = names_get(fctx, as_policy_node(dir), i);
 		if (!d) {
@@ -373,18 +429,14 @@ static __noinline int names_make(struct fuse_bpf_ctx *fctx,
 			return err;
 		}
 	}
-	err = names_reply_entry(fctx, args, dir, name);
-	if (err)
-		names_undo(fctx, dir, name, policy_backings, is_dir);
-	return err;
+	return 0;
 }
 
 /* UNLINK, RMDIR: backing 0's error is the reply; a name others lack is no error */
 static __noinline int names_remove(struct fuse_bpf_ctx *fctx,
 				   struct fuse_args *args,
-				   struct names_node *dir)
+				   struct names_node *dir, char *name)
 {
-	char name[NAME_SZ];
 	struct bpf_file *d;
 	int i, ret, err;
 
@@ -409,28 +461,20 @@ static __noinline int names_remove(struct fuse_bpf_ctx *fctx,
 /* RENAME and RENAME2 (flags from the request), in each backing in turn */
 static __noinline int names_rename(struct fuse_bpf_ctx *fctx,
 				   struct fuse_args *args,
-				   struct names_node *dir)
+				   struct names_node *dir,
+				   struct bpf_vfs_rename_names *rn)
 {
-	struct bpf_vfs_rename_names *rn;
 	struct names_node *to;
 	struct bpf_file *a, *b;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid(), zero = 0;
 	__u64 newdir = 0;
 	int i, err;
 
-	rn = bpf_map_lookup_elem(&names_scratch_zero, &zero);
-	if (!rn || bpf_map_update_elem(&names_scratch, &tid, rn, BPF_ANY))
-		return -ENOMEM;
-	rn = bpf_map_lookup_elem(&names_scratch, &tid);
-	if (!rn)
-		return -ENOMEM;
 	err = fuse_rename_args(fctx, args, rn, &newdir);
 	if (err)
-		goto out;
-	err = -ESTALE;
+		return err;
 	to = names_node(newdir);
 	if (!to)
-		goto out;
+		return -ESTALE;
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
 		a = names_get(fctx, as_policy_node(dir), i);
 		b = names_get(fctx, as_policy_node(to), i);
@@ -440,12 +484,9 @@ static __noinline int names_rename(struct fuse_bpf_ctx *fctx,
 		if (b)
 			bpf_file_release(b);
 		if (err && (i == 0 || err != -ENOENT))
-			goto out;
-		err = 0;
+			return err;
 	}
-out:
-	bpf_map_delete_elem(&names_scratch, &tid);
-	return err;
+	return 0;
 }
 
 /* ---- Open files ---------------------------------------------------------- */
@@ -510,28 +551,23 @@ static __noinline int names_open(struct fuse_bpf_ctx *fctx,
 /*
  * CREATE: backing 0's file made with the request's flags and mode (its
  * error is the reply), then the others' made or emptied with the same mode;
- * all of them undone if one fails.  Each opened file is both the open
- * file's and, through another reference, the node's.
+ * all of them undone if one fails.  The opened files are the new file
+ * handle's, whose id goes to @fh; the entry reply is the caller's.
  */
 static __noinline int names_create(struct fuse_bpf_ctx *fctx,
 				   struct fuse_args *args,
-				   struct names_node *dir)
+				   struct names_node *dir, char *name,
+				   __u64 *fh)
 {
 	const struct fuse_create_in *in = bpf_fuse_in(args, 0, struct fuse_create_in);
-	struct fuse_open_out *open_out = bpf_fuse_out(args, 1, struct fuse_open_out);
 	struct bpf_vfs_how how = {};
 	struct policy_node *f;
 	struct bpf_file *d, *file;
-	char name[NAME_SZ];
-	__u64 fh = 0;
-	int i, err;
+	int i, err = 0;
 
-	if (!in || !open_out)
+	if (!in)
 		return -EIO;
-	err = names_arg(args, 1, name);
-	if (err)
-		return err;
-	f = names_file_new(&fh);
+	f = names_file_new(fh);
 	if (!f)
 		return -EMFILE;
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
@@ -548,17 +584,12 @@ static __noinline int names_create(struct fuse_bpf_ctx *fctx,
 		}
 		names_keep(f, i, file);
 	}
-	if (!err)
-		err = names_reply_entry(fctx, args, dir, name);
 	if (err) {
-		bpf_map_delete_elem(&name_files, &fh);
+		bpf_map_delete_elem(&name_files, fh);
 		/* Backing 0's error means it made nothing */
-		if (i > 0)
-			names_undo(fctx, dir, name, i, false);
-		return err;
+		names_undo(fctx, dir, name, i, false);
 	}
-	open_out->fh = fh;
-	return 0;
+	return err;
 }
 
 /*
@@ -680,7 +711,8 @@ static __noinline int names_file_op(struct fuse_bpf_ctx *fctx,
 
 /*
  * SETATTR: a size goes to every backing, each at the family's size for it;
- * the rest to backing 0, whose attributes the mount shows.
+ * mode, owner and times too, as they are: every backing's file is opened as
+ * the caller, so its permissions must be backing 0's, which the mount shows.
  */
 static __noinline int names_setattr(struct fuse_bpf_ctx *fctx,
 				    struct fuse_args *args,
@@ -731,13 +763,17 @@ static __noinline int names_setattr(struct fuse_bpf_ctx *fctx,
 	ia.mtime_sec = in->mtime;
 	ia.atime_nsec = in->atimensec;
 	ia.mtime_nsec = in->mtimensec;
-	fb = names_get(fctx, as_policy_node(n), 0);
-	if (!fb)
-		return -EIO;
-	err = ia.valid ? bpf_vfs_setattr(&fctx->vfs, &fb->path, &ia) : 0;
-	bpf_file_release(fb);
-	if (err)
-		return err;
+	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
+		if (!ia.valid)
+			break;
+		fb = names_get(fctx, as_policy_node(n), i);
+		if (!fb)
+			return -EIO;
+		err = bpf_vfs_setattr(&fctx->vfs, &fb->path, &ia);
+		bpf_file_release(fb);
+		if (err)
+			return err;
+	}
 	err = family_fix_attr(fctx, as_policy_node(n), &out->attr, true);
 	if (err)
 		return err;
@@ -754,19 +790,54 @@ static __noinline int names_getattr(struct fuse_bpf_ctx *fctx,
 	return family_getattr(fctx, args, as_policy_node(n), 0);
 }
 
-/* Requests served from backing 0's name: the lookup, links, xattrs, statfs */
+/*
+ * STATX: GETATTR's attributes in statx's form, without a birth time (the
+ * kfuncs' attributes have none).  Served, not refused with -ENOSYS: for the
+ * root, which is the daemon's node, that would ask the daemon.
+ */
+static __noinline int names_statx(struct fuse_bpf_ctx *fctx,
+				  struct fuse_args *args, struct names_node *n)
+{
+	struct fuse_statx_out *out = bpf_fuse_out(args, 0, struct fuse_statx_out);
+	struct fuse_attr a = {};
+	int err;
+
+	if (!out)
+		return -EIO;
+	err = family_fix_attr(fctx, as_policy_node(n), &a, true);
+	if (err)
+		return err;
+	out->attr_valid = policy_attr_timeout;
+	out->attr_valid_nsec = 0;
+	out->stat.mask = STATX_BASIC_STATS;
+	out->stat.blksize = a.blksize;
+	out->stat.nlink = a.nlink;
+	out->stat.uid = a.uid;
+	out->stat.gid = a.gid;
+	out->stat.mode = a.mode;
+	out->stat.ino = a.ino;
+	out->stat.size = a.size;
+	out->stat.blocks = a.blocks;
+	out->stat.atime.tv_sec = a.atime;
+	out->stat.atime.tv_nsec = a.atimensec;
+	out->stat.mtime.tv_sec = a.mtime;
+	out->stat.mtime.tv_nsec = a.mtimensec;
+	out->stat.ctime.tv_sec = a.ctime;
+	out->stat.ctime.tv_nsec = a.ctimensec;
+	/* fuse_attr's rdev is new_encode_dev()'s */
+	out->stat.rdev_major = (a.rdev & 0xfff00) >> 8;
+	out->stat.rdev_minor = (a.rdev & 0xff) | ((a.rdev >> 12) & 0xfff00);
+	return 0;
+}
+
+/* Requests served from backing 0's name: links, xattrs, statfs */
 static __noinline int names_home(struct fuse_bpf_ctx *fctx,
 				 struct fuse_args *args, struct names_node *n)
 {
 	struct fuse_statfs_out *st;
 	struct bpf_file *fb;
-	char name[NAME_SZ];
 	int ret;
 
-	if (fctx->opcode == FUSE_OP_LOOKUP) {
-		ret = names_arg(args, 0, name);
-		return ret ? ret : names_reply_entry(fctx, args, n, name);
-	}
 	fb = names_get(fctx, as_policy_node(n), 0);
 	if (!fb)
 		return -ESTALE;
@@ -793,6 +864,64 @@ static __noinline int names_home(struct fuse_bpf_ctx *fctx,
 		ret = -ENOSYS;
 	}
 	bpf_file_release(fb);
+	return ret;
+}
+
+/* Requests naming an entry of directory @dir, with the names in the scratch */
+static __noinline int names_named(struct fuse_bpf_ctx *fctx,
+				  struct fuse_args *args, struct names_node *dir)
+{
+	struct bpf_vfs_rename_names *s = names_scratch_get();
+	struct fuse_open_out *open_out;
+	__u64 fh = 0;
+	char *name;
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	name = s->old_name;
+	switch (fctx->opcode) {
+	case FUSE_OP_LOOKUP:
+		ret = names_arg(args, 0, name);
+		if (!ret)
+			ret = names_entry(fctx, args, dir, name);
+		break;
+	case FUSE_OP_CREATE:
+		open_out = bpf_fuse_out(args, 1, struct fuse_open_out);
+		ret = open_out ? names_arg(args, 1, name) : -EIO;
+		if (!ret)
+			ret = names_create(fctx, args, dir, name, &fh);
+		if (ret)
+			break;
+		ret = names_entry(fctx, args, dir, name);
+		if (ret) {
+			bpf_map_delete_elem(&name_files, &fh);
+			names_undo(fctx, dir, name, policy_backings, false);
+			break;
+		}
+		open_out->fh = fh;
+		break;
+	case FUSE_OP_UNLINK:
+	case FUSE_OP_RMDIR:
+		ret = names_remove(fctx, args, dir, name);
+		break;
+	case FUSE_OP_RENAME:
+	case FUSE_OP_RENAME2:
+		ret = names_rename(fctx, args, dir, s);
+		break;
+	default:
+		/* MKNOD, MKDIR, SYMLINK, LINK: SYMLINK's name comes first */
+		ret = names_arg(args, fctx->opcode == FUSE_OP_SYMLINK ? 0 : 1, name);
+		if (!ret)
+			ret = names_make(fctx, args, dir, name);
+		if (ret)
+			break;
+		ret = names_entry(fctx, args, dir, name);
+		if (ret)
+			names_undo(fctx, dir, name, policy_backings,
+				   fctx->opcode == FUSE_OP_MKDIR);
+	}
+	names_scratch_put();
 	return ret;
 }
 
@@ -829,7 +958,6 @@ static __noinline int names_serve(struct fuse_bpf_ctx *fctx,
 	case FUSE_OP_POLL:
 	case FUSE_OP_COPY_FILE_RANGE:
 	case FUSE_OP_TMPFILE:
-	case FUSE_OP_STATX:
 		/* -ENOSYS: the kernel stops asking and uses its fallback */
 		return -ENOSYS;
 	}
@@ -839,24 +967,24 @@ static __noinline int names_serve(struct fuse_bpf_ctx *fctx,
 	switch (fctx->opcode) {
 	case FUSE_OP_GETATTR:
 		return names_getattr(fctx, args, n);
+	case FUSE_OP_STATX:
+		return names_statx(fctx, args, n);
 	case FUSE_OP_SETATTR:
 		return names_setattr(fctx, args, n);
 	case FUSE_OP_OPEN:
 	case FUSE_OP_OPENDIR:
 		return names_open(fctx, args, n);
+	case FUSE_OP_LOOKUP:
 	case FUSE_OP_CREATE:
-		return names_create(fctx, args, n);
 	case FUSE_OP_MKNOD:
 	case FUSE_OP_MKDIR:
 	case FUSE_OP_SYMLINK:
 	case FUSE_OP_LINK:
-		return names_make(fctx, args, n);
 	case FUSE_OP_UNLINK:
 	case FUSE_OP_RMDIR:
-		return names_remove(fctx, args, n);
 	case FUSE_OP_RENAME:
 	case FUSE_OP_RENAME2:
-		return names_rename(fctx, args, n);
+		return names_named(fctx, args, n);
 	}
 	return names_home(fctx, args, n);
 }
