@@ -65,6 +65,26 @@ struct {
 } roots SEC(".maps");
 
 /*
+ * Index 0: how long the kernel may cache names, in seconds: the mount's
+ * timeout, set by the daemon, as its entry replies would carry it.
+ * Attributes the program returns for GETATTR carry the policy's
+ * policy_attr_timeout, as in the daemon's mode.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} cache_timeout SEC(".maps");
+
+static __u64 names_valid_secs(void)
+{
+	__u32 zero = 0, *t = bpf_map_lookup_elem(&cache_timeout, &zero);
+
+	return t ? *t : 0;
+}
+
+/*
  * A node: struct policy_node's layout (the family's functions take one),
  * its references being the name's O_PATH file in each backing directory,
  * and the lookups the kernel holds under a lock.  Only the root's entry has
@@ -298,8 +318,8 @@ static __noinline int names_reply_entry(struct fuse_bpf_ctx *fctx,
 			bpf_file_release(d);
 		names_keep(as_policy_node(n), i, fb);
 	}
-	out->entry_valid = policy_attr_timeout;
-	out->attr_valid = policy_attr_timeout;
+	out->entry_valid = names_valid_secs();
+	out->attr_valid = out->entry_valid;
 	out->entry_valid_nsec = 0;
 	out->attr_valid_nsec = 0;
 	return 0;

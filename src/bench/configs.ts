@@ -30,6 +30,8 @@ export const CONFIGS: Config[] = [
   { name: 'filter', label: 'the filter policy: fuse-bpf\'s pre/post-filter pipeline on this hook', backings: 1, program: true },
   { name: 'stripe2', label: 'stripe policy, 64 KiB chunks over 2 backings', backings: 2, program: true },
   { name: 'mirror2', label: 'mirror policy over 2 replicas, round-robin reads', backings: 2, program: true },
+  { name: 'stripe2-names', label: 'stripe2 with names in the kernel too (names: \'kernel\'): no daemon after INIT', backings: 2, program: true },
+  { name: 'mirror2-names', label: 'mirror2 with names in the kernel too (names: \'kernel\'): no daemon after INIT', backings: 2, program: true },
 ];
 
 /** A mounted configuration: where to run the workload, and how to count requests. */
@@ -92,6 +94,8 @@ export async function setup(c: Config, ctx: SetupContext): Promise<Mounted> {
     case 'filter': h = await mount({ ...common, policy: makePolicy('filter', {}, 1) }); break;
     case 'stripe2': h = await mount({ ...common, policy: makePolicy('stripe', { chunk: '64k' }, 2) }); break;
     case 'mirror2': h = await mount({ ...common, policy: makePolicy('mirror', {}, 2) }); break;
+    case 'stripe2-names': h = await mount({ ...common, policy: makePolicy('stripe', { chunk: '64k' }, 2), names: 'kernel' }); break;
+    case 'mirror2-names': h = await mount({ ...common, policy: makePolicy('mirror', {}, 2), names: 'kernel' }); break;
     default: throw new Error(`unknown configuration ${c.name}`);
   }
   return { dir: mnt, backings, stats: () => h.stats(), close: async () => void (await h.close()) };
