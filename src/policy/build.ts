@@ -138,7 +138,7 @@ export interface BuildOptions {
  * The C of a policy whose names the kernel serves: the family's runtime then ends with
  * names.bpf.h instead of dispatch.bpf.h (one define, before the runtime is included).
  */
-function withKernelNames(source: string, name: string, family: string): string {
+export function withKernelNames(source: string, name: string, family: string): string {
   if (!KERNEL_NAME_FAMILIES.includes(family)) {
     throw new PolicyError(`${name}: names in the kernel are served for the ${KERNEL_NAME_FAMILIES.join(' and ')} families; ` +
       `the ${family} family's names are the daemon's yet (mount it without names: 'kernel')`);

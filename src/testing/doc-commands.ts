@@ -218,6 +218,11 @@ export const CHECKS: Record<string, Check | ByDesign> = {
     ok: (r) => mounted(r) && /^READ\s+[1-9]\d*\s+0$/m.test(r.out),
     after: 'fuse-kfunc stats "$M"',
   },
+  'fuse-kfunc mount /srv/a /srv/b /mnt/s --policy mirror --names kernel': {
+    claim: 'mirror with its names in the kernel: CREATE, LOOKUP and READ by the program, none by the daemon',
+    ok: (r) => mounted(r) && ['CREATE', 'LOOKUP', 'READ'].every((op) => new RegExp(`^${op}\\s+[1-9]\\d*\\s+0$`, 'm').test(r.out)),
+    after: 'fuse-kfunc stats "$M"',
+  },
   'fuse-kfunc mount /srv/a /srv/b /mnt/s --policy stripe --chunk 64k --userspace': {
     claim: 'the same policy in the daemon alone: READ by the daemon',
     ok: (r) => mounted(r) && /^READ\s+0\s+[1-9]\d*$/m.test(r.out),

@@ -190,6 +190,40 @@ test.serial('names in the kernel: backing 0 decides a creation; a later backing\
   await h.close();
 });
 
+test.serial('names in the kernel act as the caller: an unprivileged user of the mount gets their own files in every backing and no more than the backings allow', async (t) => {
+  const { b, mnt } = mountDirs(work, 'user', 2);
+  // uid 1000 reaches the mount point through the work directories
+  for (let d = mnt; d !== '/'; d = path.dirname(d)) fs.chmodSync(d, fs.statSync(d).mode | 0o055);
+  const h = await mount({ backings: b, mountpoint: mnt, policy: makePolicy('mirror', {}, 2), buildDir: build, timeout: 0, names: 'kernel' });
+  handles.push(h);
+  const before = await h.stats();
+  fs.writeFileSync(path.join(mnt, 'secret'), 'root only\n', { mode: 0o600 });
+  fs.mkdirSync(path.join(mnt, 'shared'));
+  fs.chmodSync(path.join(mnt, 'shared'), 0o1777);
+  fs.writeFileSync(path.join(mnt, 'shared/rootfile'), 'x', { mode: 0o644 });
+  const as1000 = (script: string) => spawnSync('sh', ['-c', script], { cwd: mnt, uid: 1000, gid: 1000, encoding: 'utf8' });
+  const read = as1000('cat secret');
+  t.not(read.status, 0);
+  t.regex(read.stderr, /Permission denied/, 'a file of mode 600 stays root\'s');
+  const made = as1000('echo mine > shared/mine && mkdir shared/dir && ln -s mine shared/lnk');
+  t.is(made.status, 0, made.stderr);
+  for (const dir of b) {
+    for (const f of ['shared/mine', 'shared/dir', 'shared/lnk']) {
+      const st = fs.lstatSync(path.join(dir, f));
+      t.deepEqual([st.uid, st.gid], [1000, 1000], `${f} in ${dir} is the user's`);
+    }
+  }
+  const rm = as1000('rm -f shared/rootfile');
+  t.regex(rm.stderr, /Operation not permitted/, 'the sticky directory protects root\'s file');
+  for (const dir of b) t.true(fs.existsSync(path.join(dir, 'shared/rootfile')), `and it is still in ${dir}`);
+  const chmod = as1000('chmod 666 shared/rootfile');
+  t.regex(chmod.stderr, /Operation not permitted/);
+  const mv = as1000('mv shared/rootfile shared/stolen');
+  t.not(mv.status, 0, 'nor can it be renamed away');
+  t.deepEqual(daemonGrowth(before, await h.stats()), {}, 'nothing reached the daemon');
+  await h.close();
+});
+
 test.serial('names in the kernel: a policy whose family keeps names in the daemon is refused with what to do', async (t) => {
   const { b, mnt } = mountDirs(work, 'refused', 2);
   const e = await t.throwsAsync(mount({ backings: b, mountpoint: mnt, policy: makePolicy('route', {}, 2), buildDir: build, names: 'kernel' }));

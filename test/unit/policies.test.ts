@@ -8,7 +8,7 @@ import { openCopy } from '../../src/policy/fanout.ts';
 import { TierDaemon } from '../../src/policy/runtime/tiers.ts';
 import os from 'node:os';
 import path from 'node:path';
-import { compiledModule, generatePolicy, policyGlobals } from '../../src/policy/build.ts';
+import { buildPolicy, compiledModule, generatePolicy, policyGlobals, withKernelNames } from '../../src/policy/build.ts';
 import { builtinModuleFile } from '../../src/policy/builtin/index.ts';
 import { layerHooks, placementHooks, tierHooks } from '../../src/policy/runtime/functions.ts';
 import { repoRoot } from '../../src/util/paths.ts';
@@ -50,6 +50,23 @@ test('mirror C comes from its module: the replicas runtime, the read mode a glob
   t.regex(c, /#define POLICY_OPS\t\tmirror_ops\n/);
   t.regex(c, /#include "replicas.bpf.h"\n$/);
   t.notRegex(c, /undefined|NaN|\$\{/);
+});
+
+test('names in the kernel: one define switches the family runtime to names.bpf.h; families without it are refused before any C is compiled', (t) => {
+  const c = generatePolicy(makePolicy('stripe', {}, 2));
+  const k = withKernelNames(c, 'stripe', 'layout');
+  t.false(c.includes('POLICY_KERNEL_NAMES'));
+  t.true(k.indexOf('#define POLICY_KERNEL_NAMES') < k.indexOf('#include "policy.bpf.h"'), 'defined before the runtime is included');
+  t.is(k.replace(/\/\* Names are served in the kernel[^\n]*\n#define POLICY_KERNEL_NAMES\n\n/, ''), c, 'and nothing else differs');
+  for (const f of ['layout.bpf.h', 'replicas.bpf.h']) {
+    const h = fs.readFileSync(path.join(repoRoot(), 'bpf/runtime', f), 'utf8');
+    t.regex(h, /#ifdef POLICY_KERNEL_NAMES\n#include "names\.bpf\.h"\n#else\n#include "dispatch\.bpf\.h"/, `${f} ends with names.bpf.h under the define`);
+  }
+  for (const [name, family] of [['route', 'placement'], ['tier', 'tiers'], ['union', 'layers']] as const) {
+    t.throws(() => buildPolicy(makePolicy(name, {}, 2), '/nonexistent-build', { kernelNames: true }), {
+      instanceOf: PolicyError, message: new RegExp(`the ${family} family's names are the daemon's yet \\(mount it without names: 'kernel'\\)`),
+    });
+  }
 });
 
 test('filter: one backing, --deny parsed and checked', (t) => {

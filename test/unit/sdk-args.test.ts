@@ -45,6 +45,18 @@ test('mount: --policy with its parameters', (t) => {
   t.deepEqual(a.backings, ['/a', '/b']);
 });
 
+test('mount: --names says who serves a policy\'s names', (t) => {
+  t.is(parseMountArgs(['/a', '/b', '/m', '--policy', 'mirror', '--names', 'kernel']).names, 'kernel');
+  const a = parseMountArgs(['/a', '/b', '/m', '--policy', 'stripe', '--names=daemon', '--chunk', '16k']);
+  t.is(a.names, 'daemon');
+  t.deepEqual(a.policyParams, { chunk: '16k' }, '--names is not a policy parameter');
+  t.is(parseMountArgs(['/a', '/b', '/m', '--policy', 'mirror']).names, undefined);
+  const bad = (argv: string[], re: RegExp) => t.throws(() => parseMountArgs(argv), { name: 'UsageError', message: re });
+  bad(['/a', '/b', '/m', '--policy', 'mirror', '--names', 'bpf'], /--names is kernel or daemon, got "bpf"/);
+  bad(['/a', '/b', '/m', '--names', 'kernel'], /--names says who serves a policy's names: it needs --policy/);
+  bad(['/a', '/b', '/m', '--policy', 'mirror', '--names', 'kernel', '--userspace'], /excludes --userspace/);
+});
+
 test('stats: one mountpoint, --json', (t) => {
   t.deepEqual(parseStatsArgs(['/m', '--json']), { mountpoint: '/m', json: true, help: false });
   t.true(parseStatsArgs(['--help']).help);
