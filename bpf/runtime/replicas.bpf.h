@@ -88,7 +88,8 @@ static int family_getattr(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	return ret;
 }
 
-/* Attributes are the first replica's, which @attr holds with @base */
+#ifdef POLICY_KERNEL_NAMES
+/* Attributes are the first replica's, which @attr holds with @base (names.bpf.h) */
 static int family_fix_attr(struct fuse_bpf_ctx *fctx, struct policy_node *n,
 			   struct fuse_attr *attr, bool base)
 {
@@ -104,6 +105,7 @@ static int family_fix_attr(struct fuse_bpf_ctx *fctx, struct policy_node *n,
 	bpf_file_release(fb);
 	return ret;
 }
+#endif
 
 /* Every replica is the whole file */
 static __always_inline __s64 family_size(__s64 size, __s64 i)
