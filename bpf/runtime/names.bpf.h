@@ -41,7 +41,8 @@
 #define EEXIST		17
 #define EMFILE		24
 #define ENOTTY		25
-#define ENOSYS		38
+/* The errno FUSE takes as "not implemented": it stops asking and falls back */
+#define FUSE_ERRNO_UNIMPLEMENTED	38
 #define ESTALE		116
 
 #define O_RDONLY	00
@@ -279,10 +280,9 @@ static int names_arg(struct fuse_args *args, __u32 idx, char *name)
  * empty slot.  The kernel counts the lookup if the reply is sent: the node
  * is remembered last, and forgotten again if the reply cannot be made.
  */
-static __noinline int names_reply_entry(struct fuse_bpf_ctx *fctx,
-					 struct fuse_args *args,
-					 struct names_node *dir,
-					 const char *name)
+static __noinline int
+names_reply_entry(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
+		  struct names_node *dir, const char *name)
 {
 	struct fuse_entry_out *out = bpf_fuse_out(args, 0, struct fuse_entry_out);
 	struct bpf_file *d, *fb;
@@ -361,14 +361,14 @@ static __always_inline int names_entry(struct fuse_bpf_ctx *fctx,
 	return err ? err : names_entry_attr(fctx, args);
 }
 
-/* Undo a creation of @name in backings [0, @upto): the request failed in @upto */
+/* Undo a creation of @name in the first @made backings, which made it */
 static void names_undo(struct fuse_bpf_ctx *fctx, struct names_node *dir,
-		       const char *name, int upto, bool is_dir)
+		       const char *name, int made, bool is_dir)
 {
 	struct bpf_file *d;
 	int i;
 
-	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < upto; i++) {
+	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < made; i++) {
 		d = names_get(fctx, as_policy_node(dir), i);
 		if (!d)
 			continue;
@@ -435,7 +435,10 @@ static __noinline int names_make(struct fuse_bpf_ctx *fctx,
 			err = -EIO;
 		} else {
 			err = names_make_one(fctx, args, d, name, i);
-			/* A leftover of an earlier failure: a directory stays, the rest is replaced */
+			/*
+			 * A leftover of an earlier failure: a directory
+			 * stays, the rest is replaced
+			 */
 			if (err == -EEXIST && i > 0 && !is_dir) {
 				bpf_vfs_unlink(&fctx->vfs, &d->path, name, NAME_SZ);
 				err = names_make_one(fctx, args, d, name, i);
@@ -697,8 +700,8 @@ static __noinline int names_file_op(struct fuse_bpf_ctx *fctx,
 		/* The reply is as long as what was filled in */
 		return ret > 0 ? 0 : ret;
 	case FUSE_OP_LSEEK:
-		/* -ENOSYS: the kernel stops asking and seeks itself */
-		return -ENOSYS;
+		/* Not implemented: the kernel stops asking and seeks itself */
+		return -FUSE_ERRNO_UNIMPLEMENTED;
 	case FUSE_OP_FALLOCATE:
 		if (!family_copies)
 			return -EOPNOTSUPP;
@@ -717,7 +720,8 @@ static __noinline int names_file_op(struct fuse_bpf_ctx *fctx,
 		if (op == FUSE_OP_FLUSH)
 			err = bpf_vfs_flush(&fctx->vfs, fb);
 		else if (op == FUSE_OP_FALLOCATE)
-			err = fa ? bpf_vfs_fallocate(&fctx->vfs, fb, fa->mode, fa->offset, fa->length) : -EIO;
+			err = fa ? bpf_vfs_fallocate(&fctx->vfs, fb, fa->mode,
+						     fa->offset, fa->length) : -EIO;
 		else
 			err = fs ? bpf_vfs_fsync(&fctx->vfs, fb, fs->fsync_flags & 1) : -EIO;
 		bpf_file_release(fb);
@@ -812,7 +816,7 @@ static __noinline int names_getattr(struct fuse_bpf_ctx *fctx,
 
 /*
  * STATX: GETATTR's attributes in statx's form, without a birth time (the
- * kfuncs' attributes have none).  Served, not refused with -ENOSYS: for the
+ * kfuncs' attributes have none).  Served, not refused with -FUSE_ERRNO_UNIMPLEMENTED: for the
  * root, which is the daemon's node, that would ask the daemon.
  */
 static __noinline int names_statx(struct fuse_bpf_ctx *fctx,
@@ -881,7 +885,7 @@ static __noinline int names_home(struct fuse_bpf_ctx *fctx,
 		ret = st ? fuse_reply_statfs(fctx, fb, &st->st) : -EIO;
 		break;
 	default:
-		ret = -ENOSYS;
+		ret = -FUSE_ERRNO_UNIMPLEMENTED;
 	}
 	bpf_file_release(fb);
 	return ret;
@@ -978,8 +982,8 @@ static __noinline int names_serve(struct fuse_bpf_ctx *fctx,
 	case FUSE_OP_POLL:
 	case FUSE_OP_COPY_FILE_RANGE:
 	case FUSE_OP_TMPFILE:
-		/* -ENOSYS: the kernel stops asking and uses its fallback */
-		return -ENOSYS;
+		/* Not implemented: the kernel stops asking and uses its fallback */
+		return -FUSE_ERRNO_UNIMPLEMENTED;
 	}
 	n = names_node(fctx->nodeid);
 	if (!n)
