@@ -60,7 +60,7 @@ function smallFs(dir: string, size: string): void {
 
 // --- stress -------------------------------------------------------------------------------
 
-const stressCases: { name: string; spec?: PolicySpec; program?: string; backings: number; unit: number }[] = [
+const stressCases: { name: string; spec?: PolicySpec; program?: string; backings: number; unit: number; names?: 'kernel' }[] = [
   { name: 'passthrough.bpf.c', program: PASSTHROUGH, backings: 1, unit: 8192 },
   { name: 'stripe 16k x3', spec: makePolicy('stripe', { chunk: '16k' }, 3), backings: 3, unit: 16384 },
   { name: 'mirror x2', spec: makePolicy('mirror', {}, 2), backings: 2, unit: 8192 },
@@ -69,12 +69,14 @@ const stressCases: { name: string; spec?: PolicySpec; program?: string; backings
   { name: 'union x2', spec: makePolicy('union', {}, 2), backings: 2, unit: 8192 },
   { name: 'filter', spec: makePolicy('filter', {}, 1), backings: 1, unit: 8192 },
   { name: 'tree.bpf.c', program: TREE, backings: 1, unit: 8192 },
+  { name: 'stripe 16k x3, names in the kernel', spec: makePolicy('stripe', { chunk: '16k' }, 3), backings: 3, unit: 16384, names: 'kernel' },
+  { name: 'mirror x2, names in the kernel', spec: makePolicy('mirror', {}, 2), backings: 2, unit: 8192, names: 'kernel' },
 ];
 
 for (const c of stressCases) {
   test.serial(`stress ${c.name}: 3 writers + 2 readers for ${STRESS_SECONDS} s, model-checked, then re-read through the userspace reference`, async (t) => {
     const { b, mnt } = dirs(`stress-${c.name.replace(/\W+/g, '-')}`, c.backings);
-    const h = await start({ backings: b, mountpoint: mnt, program: c.program, policy: c.spec });
+    const h = await start({ backings: b, mountpoint: mnt, program: c.program, policy: c.spec, names: c.names });
     const r = await runStress({ root: mnt, seed: 42, seconds: STRESS_SECONDS, writers: 3, readers: 2, unit: c.unit, dropCaches: true });
     const stats = (await h.close())!;
     t.log(`${r.rounds} rounds, ${r.ops} checked operations, ${r.readerChecks} reader checks, ${(r.bytesWritten / 1e6).toFixed(1)} MB written, ${(r.bytesRead / 1e6).toFixed(1)} MB read; ` +
@@ -82,10 +84,10 @@ for (const c of stressCases) {
     t.deepEqual(r.mismatches, [], 'every read agreed with the models');
     t.true(r.rounds >= 3 && r.readerChecks > 0, 'the workers did work');
     t.true((stats.READ?.kernel ?? 0) > 0 && (stats.WRITE?.kernel ?? 0) > 0, 'the program served I/O under concurrency');
-    if (c.program === TREE) {
+    if (c.program === TREE || c.names === 'kernel') {
       const up = ['LOOKUP', 'FORGET', 'CREATE', 'MKDIR', 'RENAME', 'RENAME2', 'UNLINK', 'RMDIR', 'OPEN', 'OPENDIR', 'READDIR', 'READDIRPLUS', 'READ', 'WRITE', 'SETATTR']
         .filter((op) => (stats[op]?.daemon ?? 0) > 0);
-      t.deepEqual(up, [], 'the tree program served the namespace too: none of it reached the daemon');
+      t.deepEqual(up, [], 'the program served the namespace too: none of it reached the daemon');
     }
     // What the program left in the backing files, read through the daemon alone.
     const ref = await start({ backings: b, mountpoint: mnt, policy: c.spec, userspace: true });
@@ -100,7 +102,7 @@ for (const c of stressCases) {
 // is refused by the kernel, which the daemon counts (tables().staleReplies).
 const userspaceCases: { name: string; spec?: PolicySpec; backings: number; unit: number }[] = [
   { name: 'plain', backings: 1, unit: 8192 },
-  ...stressCases.filter((c) => c.spec).map((c) => ({ name: c.name, spec: c.spec, backings: c.backings, unit: c.unit })),
+  ...stressCases.filter((c) => c.spec && !c.names).map((c) => ({ name: c.name, spec: c.spec, backings: c.backings, unit: c.unit })),
 ];
 
 for (const c of userspaceCases) {
@@ -442,14 +444,21 @@ catch (e) { console.log(e.name + ': ' + e.message); }`;
 
 const FUZZ_SECONDS = Number(process.env.FUSE_KFUNC_FUZZ_SECONDS ?? 10);
 
-for (const [name, program] of [['passthrough.bpf.c', PASSTHROUGH], ['chaos.bpf.c (random replies)', path.join(REPO, 'test/guest/fixtures/chaos.bpf.c')]] as const) {
+const CHAOS = path.join(REPO, 'test/guest/fixtures/chaos.bpf.c');
+const fuzzCases: { name: string; program?: string; spec?: PolicySpec; names?: 'kernel'; backings: number }[] = [
+  { name: 'passthrough.bpf.c', program: PASSTHROUGH, backings: 1 },
+  { name: 'chaos.bpf.c (random replies)', program: CHAOS, backings: 1 },
+  { name: 'mirror x2 with names in the kernel', spec: makePolicy('mirror', {}, 2), names: 'kernel', backings: 2 },
+];
+
+for (const { name, program, spec, names, backings } of fuzzCases) {
   test.serial(`fuzz: random syscalls from 2 processes for ${FUZZ_SECONDS} s against ${name}; the mount still unmounts`, async (t) => {
-    const { b, mnt } = dirs(`fuzz-${name.split('.')[0]}`, 1);
+    const { b, mnt } = dirs(`fuzz-${name.split(/[. ]/)[0]}`, backings);
     // The fuzzers write up to 1 MiB at a time for as long as they run, and a faster mount
-    // writes more: their backing directory is a filesystem of its own, so filling it is a
-    // fuzz outcome (ENOSPC) and not the guest's /tmp full for every test after this one.
-    smallFs(b[0]!, '256m');
-    const h = await start({ backings: b, mountpoint: mnt, program });
+    // writes more: their backing directories are filesystems of their own, so filling one
+    // is a fuzz outcome (ENOSPC) and not the guest's /tmp full for every test after this one.
+    for (const d of b) smallFs(d, '256m');
+    const h = await start({ backings: b, mountpoint: mnt, program, policy: spec, names });
     const runs = await Promise.all([1, 2].map((seed) => new Promise<FuzzResult>((resolve, reject) => {
       const entry = nodeEntry(REPO, 'fuzz');
       const child = spawn(process.execPath, [...entry.execArgv, entry.file, JSON.stringify({ root: mnt, seed, seconds: FUZZ_SECONDS })],
@@ -481,7 +490,7 @@ for (const [name, program] of [['passthrough.bpf.c', PASSTHROUGH], ['chaos.bpf.c
     const log = spawnSync('dmesg', [], { encoding: 'utf8' }).stdout;
     const bad = log.split('\n').filter((l) => /WARNING:|BUG:|Oops|general protection|KASAN|list_(add|del) corruption/.test(l));
     t.deepEqual(bad, [], 'no warning or bug in the kernel log');
-    if (program.includes('chaos')) t.regex(log, /bpf program returned invalid value/, 'the invalid return values reached the kernel\'s check');
-    await umount2Async(b[0]!, MNT_DETACH); // its memory back for the tests after this one
+    if (program === CHAOS) t.regex(log, /bpf program returned invalid value/, 'the invalid return values reached the kernel\'s check');
+    for (const d of b) await umount2Async(d, MNT_DETACH); // their memory back for the tests after this one
   });
 }
