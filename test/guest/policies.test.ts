@@ -54,6 +54,8 @@ interface Case {
    *  sizes in units. */
   initial?: number[];
   initialIn?: number;
+  /** The program serves names too (names: 'kernel'); the reference is the same daemon. */
+  names?: 'kernel';
 }
 
 /** Deterministic contents for pre-existing files. */
@@ -76,7 +78,7 @@ async function runOn(name: string, c: Case, userspace: boolean, seed: number): P
   if (initial.size) fs.mkdirSync(path.join(home, 'd0'));
   for (const [rel, data] of initial) fs.writeFileSync(path.join(home, rel), data);
   const before = backings.map((b) => treeDigest(b));
-  const h = await mount({ backings, mountpoint: mnt, policy: spec, userspace, buildDir: build, timeout: 0 });
+  const h = await mount({ backings, mountpoint: mnt, policy: spec, userspace, buildDir: build, timeout: 0, names: userspace ? undefined : c.names });
   handles.push(h);
   let res: WorkloadResult;
   try {
@@ -120,15 +122,19 @@ const cases: Case[] = [
   { spec: makePolicy('route', { rules: '.log=1,d0/=2' }, 3), unit: 16384, seeds: [9, 10], ops: 90, exts: ['', '.log', '.txt'] },
   // Files in the lower layer: writes copy them up, unlinks and renames leave whiteouts.
   { spec: makePolicy('union', {}, 2), unit: 16384, seeds: [11, 12], ops: 90, initial: [0.2, 1, 1.5, 2.5, 4, 0.5, 3, 1.2, 0.7], initialIn: 1 },
+  // Names in the kernel too: the same workload, its renames, unlinks, mkdirs and readdirs
+  // served by the program, against the same userspace reference.
+  { spec: makePolicy('stripe', { chunk: '4k' }, 2), unit: 4096, seeds: [21, 22], ops: 90, names: 'kernel' },
+  { spec: makePolicy('mirror', {}, 3), unit: 16384, seeds: [23], ops: 90, names: 'kernel' },
 ];
 
 for (const c of cases) {
   const { spec } = c;
   for (const seed of ALL_SEEDS ? c.seeds : c.seeds.slice(0, 1)) {
     const params = paramsOf(spec);
-    const title = `${spec.policy} ${params} backings=${spec.backings} seed=${seed}`;
+    const title = `${spec.policy} ${params} backings=${spec.backings}${c.names ? ' names=kernel' : ''} seed=${seed}`;
     test.serial(`${title}: BPF and userspace agree with the model, each other and on the backing layout`, async (t) => {
-      const tag = `${spec.policy}-${params}-${spec.backings}-${seed}`;
+      const tag = `${spec.policy}-${params}-${spec.backings}-${c.names ?? 'daemon'}-${seed}`;
       const bpf = await runOn(`bpf-${tag}`, c, false, seed);
       const user = await runOn(`user-${tag}`, c, true, seed);
       t.log(`ops ${JSON.stringify(bpf.res.counts)}; ${bpf.res.bytesWritten} B written, ${bpf.res.bytesRead} B read`);
@@ -146,6 +152,12 @@ for (const c of cases) {
       t.is(d('READ'), 0, 'no READ reached the daemon');
       t.is(d('WRITE'), 0, 'no WRITE reached the daemon');
       t.true((user.stats.READ?.daemon ?? 0) > 0 && (user.stats.READ?.kernel ?? 0) === 0, 'the reference served READ in userspace');
+      if (c.names) {
+        const up = Object.entries(bpf.stats).filter(([op, x]) => x.daemon && op !== 'INIT').map(([op, x]) => `${op} ${x.daemon}`);
+        t.deepEqual(up, [], 'names in the kernel: nothing after INIT reached the daemon');
+        for (const op of ['LOOKUP', 'CREATE', 'MKDIR', 'OPEN', 'RELEASE']) t.true(k(op) > 0, `${op} served by the program`);
+        t.log(`names served by the program: ${['LOOKUP', 'CREATE', 'MKDIR', 'RENAME', 'RENAME2', 'UNLINK', 'READDIR', 'READDIRPLUS', 'SETATTR', 'FORGET'].map((op) => `${op} ${k(op)}`).join(', ')}`);
+      }
       policyChecks(t, spec, bpf, user);
     });
   }
