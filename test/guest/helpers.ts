@@ -2,6 +2,7 @@
 // really are inside the project VM (running them on the host would test the wrong kernel).
 import { existsSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
+import type { MountStats } from '../../src/sdk/stats.ts';
 
 export function fixture(name: string): string {
   const dir = process.env.FUSE_KFUNC_FIXTURES;
@@ -38,4 +39,14 @@ export function mountDirs(work: string, name: string, n: number): { b: string[];
   const mnt = join(base, 'mnt');
   for (const d of [...b, mnt]) mkdirSync(d, { recursive: true });
   return { b, mnt };
+}
+
+/** Opcodes whose daemon count grew between two snapshots of a mount's stats. */
+export function daemonGrowth(a: MountStats, b: MountStats): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [op, s] of Object.entries(b)) {
+    const d = s.daemon - (a[op]?.daemon ?? 0);
+    if (d) out[op] = d;
+  }
+  return out;
 }

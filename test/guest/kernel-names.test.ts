@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mount, MountError, type MountHandle, type MountOptions } from '../../src/sdk/mount.ts';
 import { makePolicy } from '../../src/policy/spec.ts';
 import type { MountStats } from '../../src/sdk/stats.ts';
-import { guestBuild, mountDirs } from './helpers.ts';
+import { daemonGrowth, guestBuild, mountDirs } from './helpers.ts';
 
 let work = '';
 let build = '';
@@ -48,15 +48,6 @@ test.before(() => {
 test.after.always(async () => {
   for (const h of handles) await h.close().catch(() => undefined);
 });
-
-function daemonGrowth(a: MountStats, b: MountStats): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [op, s] of Object.entries(b)) {
-    const d = s.daemon - (a[op]?.daemon ?? 0);
-    if (d) out[op] = d;
-  }
-  return out;
-}
 
 const served = (s: MountStats, op: string) => s[op]?.kernel ?? 0;
 

@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { mount, type MountHandle } from '../../src/sdk/mount.ts';
 import type { MountStats } from '../../src/sdk/stats.ts';
-import { guestBuild, mountDirs } from './helpers.ts';
+import { daemonGrowth, guestBuild, mountDirs } from './helpers.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const TREE = path.join(REPO, 'bpf/examples/tree.bpf.c');
@@ -30,16 +30,6 @@ function sh(cmd: string[], cwd?: string, input?: string): string {
   const r = spawnSync(cmd[0]!, cmd.slice(1), { cwd, encoding: 'utf8', input });
   if (r.status !== 0) throw new Error(`${cmd.join(' ')} exited ${r.status}: ${r.stderr}`);
   return r.stdout;
-}
-
-/** Opcodes whose daemon count grew between two snapshots. */
-function daemonGrowth(a: MountStats, b: MountStats): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [op, s] of Object.entries(b)) {
-    const d = s.daemon - (a[op]?.daemon ?? 0);
-    if (d) out[op] = d;
-  }
-  return out;
 }
 
 const served = (s: MountStats, op: string) => s[op]?.kernel ?? 0;
