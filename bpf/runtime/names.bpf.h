@@ -39,6 +39,7 @@
 #define EAGAIN		11
 #define ENOMEM		12
 #define EEXIST		17
+#define EINVAL		22
 #define EMFILE		24
 #define ENOTTY		25
 /* The errno FUSE takes as "not implemented": it stops asking and falls back */
@@ -572,6 +573,31 @@ static __noinline int names_open(struct fuse_bpf_ctx *fctx,
 }
 
 /*
+ * CREATE's file in backing directory @d, at index @i: backing 0's with the
+ * request's flags, a later backing's made or emptied.  The kfunc opens an
+ * existing name only if it is a regular file: a later backing's leftover
+ * of another kind (-EINVAL) is replaced, a directory (-EISDIR) is not.
+ */
+static __always_inline struct bpf_file *
+names_create_one(struct fuse_bpf_ctx *fctx, const struct fuse_create_in *in,
+		 struct bpf_file *d, const char *name, __s64 i, int *err)
+{
+	struct bpf_vfs_how how = { .mode = in->mode };
+	struct bpf_file *file;
+
+	how.flags = i ? (in->flags & ~O_EXCL) | O_TRUNC : in->flags;
+	file = bpf_vfs_create(&fctx->vfs, &d->path, name, NAME_SZ, &how);
+	if (!file && i && how.err == -EINVAL) {
+		bpf_vfs_unlink(&fctx->vfs, &d->path, name, NAME_SZ);
+		how.flags |= O_EXCL;
+		how.err = 0;
+		file = bpf_vfs_create(&fctx->vfs, &d->path, name, NAME_SZ, &how);
+	}
+	*err = file ? 0 : how.err ?: -EIO;
+	return file;
+}
+
+/*
  * CREATE: backing 0's file made with the request's flags and mode (its
  * error is the reply), then the others' made or emptied with the same mode;
  * all of them undone if one fails.  The opened files are the new file
@@ -583,7 +609,6 @@ static __noinline int names_create(struct fuse_bpf_ctx *fctx,
 				   __u64 *fh)
 {
 	const struct fuse_create_in *in = bpf_fuse_in(args, 0, struct fuse_create_in);
-	struct bpf_vfs_how how = {};
 	struct policy_node *f;
 	struct bpf_file *d, *file;
 	int i, err = 0;
@@ -594,17 +619,15 @@ static __noinline int names_create(struct fuse_bpf_ctx *fctx,
 	if (!f)
 		return -EMFILE;
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
-		how.flags = i ? (in->flags & ~O_EXCL) | O_CREAT | O_TRUNC : in->flags;
-		how.mode = in->mode;
-		how.err = 0;
 		d = names_get(fctx, as_policy_node(dir), i);
-		file = d ? bpf_vfs_create(&fctx->vfs, &d->path, name, NAME_SZ, &how) : NULL;
-		if (d)
-			bpf_file_release(d);
-		if (!file) {
-			err = how.err ? how.err : -EIO;
+		if (!d) {
+			err = -EIO;
 			break;
 		}
+		file = names_create_one(fctx, in, d, name, i, &err);
+		bpf_file_release(d);
+		if (!file)
+			break;
 		names_keep(f, i, file);
 	}
 	if (err) {

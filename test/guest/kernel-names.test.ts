@@ -165,6 +165,11 @@ test.serial('names in the kernel: backing 0 decides a creation; a later backing\
   t.is(fs.readFileSync(path.join(b[1]!, 'left'), 'utf8'), 'new', 'the leftover was replaced');
   fs.mkdirSync(path.join(mnt, 'leftdir'));
   t.true(fs.statSync(path.join(mnt, 'leftdir')).isDirectory());
+  // A leftover that is not a regular file (the kfunc opens no FIFO) is replaced too.
+  spawnSync('mkfifo', [path.join(b[1]!, 'leftfifo')]);
+  fs.writeFileSync(path.join(mnt, 'leftfifo'), 'data');
+  t.true(fs.lstatSync(path.join(b[1]!, 'leftfifo')).isFile(), 'the FIFO in backing 1 became the file\'s replica');
+  t.is(fs.readFileSync(path.join(b[1]!, 'leftfifo'), 'utf8'), 'data');
   // O_EXCL: backing 0's EEXIST is the answer, nothing else changes.
   const err = t.throws(() => fs.writeFileSync(path.join(mnt, 'left'), 'x', { flag: 'wx' }));
   t.is((err as NodeJS.ErrnoException).code, 'EEXIST');
