@@ -14,6 +14,7 @@ import { runVmSuites, summarize, type SuiteResult } from './suite.ts';
 /** The guest suites that exercise the hook, the kfuncs and the daemon fallback. */
 export const DEBUG_GUEST_FILES = [
   'test/guest/fuse-posix.test.ts',
+  'test/guest/kernel-names.test.ts',
   'test/guest/policies.test.ts',
   'test/guest/reliability.test.ts',
   'test/guest/tree.test.ts',
