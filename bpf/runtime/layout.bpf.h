@@ -161,7 +161,8 @@ static int family_write(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 
 /*
  * The file's size from every piece's, and every piece's blocks, in @attr;
- * with @base, the rest of @attr from backing 0's piece too.
+ * with @base, the rest of @attr from backing 0's piece too, else @attr
+ * holds backing 0's attributes already.
  */
 static int family_fix_attr(struct fuse_bpf_ctx *fctx, struct policy_node *n,
 			   struct fuse_attr *attr, bool base)
@@ -173,13 +174,17 @@ static int family_fix_attr(struct fuse_bpf_ctx *fctx, struct policy_node *n,
 	int i, ret;
 
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
-		fb = backing_get(fctx, n, i);
-		if (!fb)
-			return -EIO;
-		ret = fuse_reply_attr(fctx, fb, &piece);
-		bpf_file_release(fb);
-		if (ret < 0)
-			return ret;
+		if (i == 0 && !base) {
+			piece = *attr;	/* backing 0's already */
+		} else {
+			fb = backing_get(fctx, n, i);
+			if (!fb)
+				return -EIO;
+			ret = fuse_reply_attr(fctx, fb, &piece);
+			bpf_file_release(fb);
+			if (ret < 0)
+				return ret;
+		}
 		if (i == 0 && base)
 			*attr = piece;
 		/* A directory or a link is backing 0's as it is */

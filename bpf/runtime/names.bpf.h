@@ -194,11 +194,11 @@ static struct names_node *names_node(__u64 nodeid)
 }
 
 /*
- * One more lookup of @nodeid: its entry, made if there is none.  An entry
- * seen at zero lookups is being deleted by names_forget(); retry until a
- * fresh one can be inserted.
+ * One more lookup of @nodeid: its entry, made if there is none (@made).  An
+ * entry seen at zero lookups is being deleted by names_forget(); retry
+ * until a fresh one can be inserted.
  */
-static struct names_node *names_remember(__u64 nodeid)
+static struct names_node *names_remember(__u64 nodeid, bool *made)
 {
 	struct names_node fresh = { .nr = policy_backings, .lookups = 1 }, *n;
 	bool counted;
@@ -210,6 +210,7 @@ static struct names_node *names_remember(__u64 nodeid)
 		n = bpf_map_lookup_elem(&name_nodes, &nodeid);
 		if (!n)
 			continue;
+		*made = counted;
 		if (counted)
 			return n;
 		bpf_spin_lock(&n->lock);
@@ -255,6 +256,17 @@ static __always_inline void names_keep(struct policy_node *n, __s64 i,
 		bpf_file_release(old);
 }
 
+/* Whether slot @i of @n holds a file */
+static __always_inline bool names_has(struct policy_node *n, __s64 i)
+{
+	bool has;
+
+	bpf_rcu_read_lock();
+	has = !!*node_slot(n, i);
+	bpf_rcu_read_unlock();
+	return has;
+}
+
 /* A reference to slot @i of @n (a node or an open file), or NULL */
 static __always_inline struct bpf_file *names_get(struct fuse_bpf_ctx *fctx,
 						  struct policy_node *n,
@@ -288,6 +300,7 @@ names_reply_entry(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 	struct fuse_entry_out *out = bpf_fuse_out(args, 0, struct fuse_entry_out);
 	struct bpf_file *d, *fb;
 	struct names_node *n;
+	bool made = false;
 	__u64 nodeid;
 	int i, err = 0;
 
@@ -306,13 +319,20 @@ names_reply_entry(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		return err;
 	}
 	nodeid = out->nodeid;
-	n = names_remember(nodeid);
+	n = names_remember(nodeid, &made);
 	if (!n) {
 		bpf_file_release(fb);
 		return -EAGAIN;
 	}
 	names_keep(as_policy_node(n), 0, fb);
 	for (i = 1; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
+		/*
+		 * A node the kernel holds already keeps the inode in each
+		 * backing (names are moved and linked in every backing
+		 * alike): look again only where it has none.
+		 */
+		if (!made && names_has(as_policy_node(n), i))
+			continue;
 		d = names_get(fctx, as_policy_node(dir), i);
 		fb = d ? bpf_vfs_lookup(&fctx->vfs, &d->path, name, NAME_SZ, &err) : NULL;
 		if (d)
