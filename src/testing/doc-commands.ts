@@ -324,7 +324,10 @@ export function guestScript(cmds: DocCommand[], repo = '$REPO'): string {
         `M=${shellQuote(ma.mountpoint)}`,
         // node itself in the background (not the shell function), so that kill reaches it
         `${cmd.replace(/^fuse-kfunc /, 'node "$REPO/bin/fuse-kfunc.js" ')} > "$D/mount-${i}.log" 2>&1 & mpid=$!`,
-        'n=0; until grep -q " $M " /proc/mounts; do n=$((n+1)); { [ $n -lt 600 ] && kill -0 "$mpid" 2>/dev/null; } || break; sleep 0.1; done',
+        // Ready is what the command says (its "mounted" line comes after the program is
+        // attached), not the mount table: a file written between the mount and the attach
+        // is the daemon's node for good, and the checks would count its requests there.
+        `n=0; until grep -q "^fuse-kfunc: mounted" "$D/mount-${i}.log" && grep -q " $M " /proc/mounts; do n=$((n+1)); { [ $n -lt 600 ] && kill -0 "$mpid" 2>/dev/null; } || break; sleep 0.1; done`,
         'if grep -q " $M " /proc/mounts; then',
         // written through the mount, read back after the caches are dropped: a real READ
         '  echo hello > "$M/doc-test-f" && echo 3 > /proc/sys/vm/drop_caches && printf "doc-test: %s\\n" "$(cat "$M/doc-test-f")"; rc=$?',
