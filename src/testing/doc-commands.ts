@@ -219,8 +219,9 @@ export const CHECKS: Record<string, Check | ByDesign> = {
     after: 'fuse-kfunc stats "$M"',
   },
   'fuse-kfunc mount /srv/a /srv/b /mnt/s --policy mirror --names kernel': {
-    claim: 'mirror with its names in the kernel: CREATE, LOOKUP and READ by the program, none by the daemon',
-    ok: (r) => mounted(r) && ['CREATE', 'LOOKUP', 'READ'].every((op) => new RegExp(`^${op}\\s+[1-9]\\d*\\s+0$`, 'm').test(r.out)),
+    claim: 'mirror with its names in the kernel: LOOKUP, OPEN, READ and WRITE by the program, nothing after INIT by the daemon',
+    ok: (r) => mounted(r) && ['LOOKUP', 'OPEN', 'READ', 'WRITE'].every((op) => new RegExp(`^${op}\\s+[1-9]\\d*\\s+0$`, 'm').test(r.out)) &&
+      [...r.out.matchAll(/^([A-Z][A-Z0-9_]+)\s+\d+\s+(\d+)$/gm)].every((m) => m[1] === 'INIT' || m[2] === '0'),
     after: 'fuse-kfunc stats "$M"',
   },
   'fuse-kfunc mount /srv/a /srv/b /mnt/s --policy stripe --chunk 64k --userspace': {
