@@ -267,14 +267,6 @@ static __always_inline bool names_has(struct policy_node *n, __s64 i)
 	return has;
 }
 
-/* A reference to slot @i of @n (a node or an open file), or NULL */
-static __always_inline struct bpf_file *names_get(struct fuse_bpf_ctx *fctx,
-						  struct policy_node *n,
-						  __s64 i)
-{
-	return backing_get(fctx, n, i);
-}
-
 /* ---- Names ---------------------------------------------------------------- */
 
 static int names_arg(struct fuse_args *args, __u32 idx, char *name)
@@ -289,13 +281,15 @@ static int names_arg(struct fuse_args *args, __u32 idx, char *name)
 /*
  * The entry reply for @name in directory @dir, after a LOOKUP found it or a
  * creation made it in every backing: the node's references are looked up
- * again in each backing directory, so that a name a backing lacks has an
- * empty slot.  The kernel counts the lookup if the reply is sent: the node
- * is remembered last, and forgotten again if the reply cannot be made.
+ * in each backing directory, so that a name a backing lacks has an empty
+ * slot, or taken from a CREATE's opened files (@made_files).  The kernel
+ * counts the lookup if the reply is sent: the node is remembered first and
+ * forgotten again if the reply cannot be made.
  */
 static __noinline int
 names_reply_entry(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
-		  struct names_node *dir, const char *name)
+		  struct names_node *dir, const char *name,
+		  struct policy_node *made_files)
 {
 	struct fuse_entry_out *out = bpf_fuse_out(args, 0, struct fuse_entry_out);
 	struct bpf_file *d, *fb;
@@ -306,13 +300,19 @@ names_reply_entry(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 
 	if (!out)
 		return -EIO;
-	d = names_get(fctx, as_policy_node(dir), 0);
-	if (!d)
-		return -ESTALE;
-	fb = bpf_vfs_lookup(&fctx->vfs, &d->path, name, NAME_SZ, &err);
-	bpf_file_release(d);
-	if (!fb)
-		return err;
+	if (made_files) {
+		fb = backing_get(fctx, made_files, 0);
+		if (!fb)
+			return -EIO;
+	} else {
+		d = backing_get(fctx, as_policy_node(dir), 0);
+		if (!d)
+			return -ESTALE;
+		fb = bpf_vfs_lookup(&fctx->vfs, &d->path, name, NAME_SZ, &err);
+		bpf_file_release(d);
+		if (!fb)
+			return err;
+	}
 	err = fuse_reply_entry(fctx, args, fb, 0);
 	if (err) {
 		bpf_file_release(fb);
@@ -333,7 +333,11 @@ names_reply_entry(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 		 */
 		if (!made && names_has(as_policy_node(n), i))
 			continue;
-		d = names_get(fctx, as_policy_node(dir), i);
+		if (made_files) {
+			names_keep(as_policy_node(n), i, backing_get(fctx, made_files, i));
+			continue;
+		}
+		d = backing_get(fctx, as_policy_node(dir), i);
 		fb = d ? bpf_vfs_lookup(&fctx->vfs, &d->path, name, NAME_SZ, &err) : NULL;
 		if (d)
 			bpf_file_release(d);
@@ -372,12 +376,16 @@ static __noinline int names_entry_attr(struct fuse_bpf_ctx *fctx,
 	return err;
 }
 
-/* Both halves of an entry reply */
+/*
+ * Both halves of an entry reply; @made_files: a CREATE's opened files, which
+ * stand for the node's references instead of looking the name up again
+ */
 static __always_inline int names_entry(struct fuse_bpf_ctx *fctx,
 				       struct fuse_args *args,
-				       struct names_node *dir, const char *name)
+				       struct names_node *dir, const char *name,
+				       struct policy_node *made_files)
 {
-	int err = names_reply_entry(fctx, args, dir, name);
+	int err = names_reply_entry(fctx, args, dir, name, made_files);
 
 	return err ? err : names_entry_attr(fctx, args);
 }
@@ -390,7 +398,7 @@ static void names_undo(struct fuse_bpf_ctx *fctx, struct names_node *dir,
 	int i;
 
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < made; i++) {
-		d = names_get(fctx, as_policy_node(dir), i);
+		d = backing_get(fctx, as_policy_node(dir), i);
 		if (!d)
 			continue;
 		if (is_dir)
@@ -427,7 +435,7 @@ static int names_make_one(struct fuse_bpf_ctx *fctx, struct fuse_args *args,
 			return -EIO;
 		oldid = ln->oldnodeid;
 		old = bpf_map_lookup_elem(&name_nodes, &oldid);
-		ofb = old ? names_get(fctx, as_policy_node(old), i) : NULL;
+		ofb = old ? backing_get(fctx, as_policy_node(old), i) : NULL;
 		if (!ofb)
 			return -ESTALE;
 		err = bpf_vfs_link(&fctx->vfs, &ofb->path, &d->path, name, NAME_SZ);
@@ -451,7 +459,7 @@ static __noinline int names_make(struct fuse_bpf_ctx *fctx,
 	int i, err = 0;
 
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
-		d = names_get(fctx, as_policy_node(dir), i);
+		d = backing_get(fctx, as_policy_node(dir), i);
 		if (!d) {
 			err = -EIO;
 		} else {
@@ -488,7 +496,7 @@ static __noinline int names_remove(struct fuse_bpf_ctx *fctx,
 	if (err)
 		return err;
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
-		d = names_get(fctx, as_policy_node(dir), i);
+		d = backing_get(fctx, as_policy_node(dir), i);
 		if (!d)
 			return -EIO;
 		if (fctx->opcode == FUSE_OP_RMDIR)
@@ -520,8 +528,8 @@ static __noinline int names_rename(struct fuse_bpf_ctx *fctx,
 	if (!to)
 		return -ESTALE;
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
-		a = names_get(fctx, as_policy_node(dir), i);
-		b = names_get(fctx, as_policy_node(to), i);
+		a = backing_get(fctx, as_policy_node(dir), i);
+		b = backing_get(fctx, as_policy_node(to), i);
 		err = a && b ? bpf_vfs_rename(&fctx->vfs, &a->path, &b->path, rn) : -EIO;
 		if (a)
 			bpf_file_release(a);
@@ -573,7 +581,7 @@ static __noinline int names_open(struct fuse_bpf_ctx *fctx,
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
 		if (is_dir && i > 0)
 			break;
-		fb = names_get(fctx, as_policy_node(n), i);
+		fb = backing_get(fctx, as_policy_node(n), i);
 		if (!fb) {
 			err = -EIO;	/* a copy missing from a backing */
 			break;
@@ -639,7 +647,7 @@ static __noinline int names_create(struct fuse_bpf_ctx *fctx,
 	if (!f)
 		return -EMFILE;
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
-		d = names_get(fctx, as_policy_node(dir), i);
+		d = backing_get(fctx, as_policy_node(dir), i);
 		if (!d) {
 			err = -EIO;
 			break;
@@ -732,7 +740,7 @@ static __noinline int names_file_op(struct fuse_bpf_ctx *fctx,
 	case FUSE_OP_READDIR:
 	case FUSE_OP_READDIRPLUS:
 		rd = bpf_fuse_in(args, 0, struct fuse_read_in);
-		fb = names_get(fctx, f, 0);
+		fb = backing_get(fctx, f, 0);
 		if (!rd || !fb) {
 			if (fb)
 				bpf_file_release(fb);
@@ -751,13 +759,14 @@ static __noinline int names_file_op(struct fuse_bpf_ctx *fctx,
 		break;
 	}
 	/* FLUSH, FSYNC, FSYNCDIR, FALLOCATE: every backing's file; the first error */
-	fs = bpf_fuse_in(args, 0, struct fuse_fsync_in);
-	fa = bpf_fuse_in(args, 0, struct fuse_fallocate_in);
+	fs = op == FUSE_OP_FSYNC || op == FUSE_OP_FSYNCDIR ?
+	     bpf_fuse_in(args, 0, struct fuse_fsync_in) : NULL;
+	fa = op == FUSE_OP_FALLOCATE ? bpf_fuse_in(args, 0, struct fuse_fallocate_in) : NULL;
 	ret = 0;
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
 		int err;
 
-		fb = names_get(fctx, f, i);
+		fb = backing_get(fctx, f, i);
 		if (!fb)
 			continue;	/* a directory, or a copy this open lacks */
 		if (op == FUSE_OP_FLUSH)
@@ -798,7 +807,7 @@ static __noinline int names_setattr(struct fuse_bpf_ctx *fctx,
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
 		if (!(valid & FUSE_BPF_FATTR_SIZE))
 			break;
-		fb = names_get(fctx, as_policy_node(n), i);
+		fb = backing_get(fctx, as_policy_node(n), i);
 		if (!fb)
 			return -EIO;
 		err = bpf_vfs_truncate(&fctx->vfs, &fb->path, family_size(in->size, i));
@@ -833,7 +842,7 @@ static __noinline int names_setattr(struct fuse_bpf_ctx *fctx,
 	for (i = 0; i < FUSE_KFUNC_MAX_BACKINGS && i < policy_backings; i++) {
 		if (!ia.valid)
 			break;
-		fb = names_get(fctx, as_policy_node(n), i);
+		fb = backing_get(fctx, as_policy_node(n), i);
 		if (!fb)
 			return -EIO;
 		err = bpf_vfs_setattr(&fctx->vfs, &fb->path, &ia);
@@ -905,7 +914,7 @@ static __noinline int names_home(struct fuse_bpf_ctx *fctx,
 	struct bpf_file *fb;
 	int ret;
 
-	fb = names_get(fctx, as_policy_node(n), 0);
+	fb = backing_get(fctx, as_policy_node(n), 0);
 	if (!fb)
 		return -ESTALE;
 	switch (fctx->opcode) {
@@ -951,7 +960,7 @@ static __noinline int names_named(struct fuse_bpf_ctx *fctx,
 	case FUSE_OP_LOOKUP:
 		ret = names_arg(args, 0, name);
 		if (!ret)
-			ret = names_entry(fctx, args, dir, name);
+			ret = names_entry(fctx, args, dir, name, NULL);
 		break;
 	case FUSE_OP_CREATE:
 		open_out = bpf_fuse_out(args, 1, struct fuse_open_out);
@@ -960,7 +969,8 @@ static __noinline int names_named(struct fuse_bpf_ctx *fctx,
 			ret = names_create(fctx, args, dir, name, &fh);
 		if (ret)
 			break;
-		ret = names_entry(fctx, args, dir, name);
+		ret = names_entry(fctx, args, dir, name,
+				  bpf_map_lookup_elem(&name_files, &fh));
 		if (ret) {
 			bpf_map_delete_elem(&name_files, &fh);
 			names_undo(fctx, dir, name, policy_backings, false);
@@ -983,7 +993,7 @@ static __noinline int names_named(struct fuse_bpf_ctx *fctx,
 			ret = names_make(fctx, args, dir, name);
 		if (ret)
 			break;
-		ret = names_entry(fctx, args, dir, name);
+		ret = names_entry(fctx, args, dir, name, NULL);
 		if (ret)
 			names_undo(fctx, dir, name, policy_backings,
 				   fctx->opcode == FUSE_OP_MKDIR);
